@@ -1,0 +1,50 @@
+/* cmd_generate.c - `moe generate MODEL --tokens IDS -n N`: greedy continuation, token ids out. */
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "moe.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+int cmd_generate(int argc, char **argv) {
+    const char *tokens_s = NULL;
+    int n_new = 16, ctx = 0;
+    const moe_opt opts[] = {
+        {"tokens", 0, ARG_STR, &tokens_s, "IDS", "comma-separated prompt token ids (required)", 0, 0},
+        {"n-predict", 'n', ARG_INT, &n_new, "N", "tokens to generate (default 16)", 0, 1 << 24},
+        {"ctx", 'c', ARG_INT, &ctx, "N", "context size (default: prompt + N)", 1, 1 << 24},
+        {0},
+    };
+    const moe_cmd_spec spec = {"generate", "MODEL --tokens IDS [-n N] [options]",
+                               "Continue a token sequence greedily (argmax) and print the new token ids, comma-separated.",
+                               NULL, opts, 1, 1};
+    const char *pos[1];
+    int npos, r = moe_args_parse(&spec, argc, argv, pos, &npos);
+    if (r) return r == MOE_ARGS_HELP ? 0 : 1;
+    if (!tokens_s) { fprintf(stderr, "moe generate: --tokens is required (see moe generate --help)\n"); return 1; }
+    int32_t *tokens;
+    int n = moe_parse_int_list("generate", "--tokens", tokens_s, &tokens);
+    if (n < 0) return 1;
+    moe_model *m = NULL;
+    moe_session *s = NULL;
+    float *logits = NULL;
+    moe_status st = moe_model_load(pos[0], &m);
+    if (!st) st = moe_session_new(m, ctx > 0 ? ctx : n + n_new, &s);
+    int vocab = m ? moe_model_get_info(m)->vocab_size : 0;
+    if (!st && !(logits = malloc(sizeof(float) * (size_t)vocab))) st = MOE_ENOMEM;
+    if (!st) st = moe_session_eval(s, tokens, n, logits, 0);
+    for (int i = 0; i < n_new && !st; i++) {
+        int32_t best = 0;
+        for (int v = 1; v < vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        printf("%s%d", i ? "," : "", best);
+        fflush(stdout);
+        if (i + 1 < n_new) st = moe_session_eval(s, &best, 1, logits, 0);
+    }
+    if (!st && n_new) printf("\n");
+    int rc = st ? moe_cli_error(st) : 0;
+    free(logits);
+    free(tokens);
+    moe_session_free(s);
+    moe_model_free(m);
+    return rc;
+}

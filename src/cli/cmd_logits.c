@@ -1,0 +1,110 @@
+/* cmd_logits.c - `moe logits MODEL --tokens 1,2,3`: causal prefill, every position's logits as JSON
+ * {"logits": [[...vocab floats...], ...]}; optionally the routing decisions of every MoE layer. */
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "io/atomic_file.h"
+#include "moe.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct route_log {
+    FILE *f;
+    int first;
+} route_log;
+
+static void log_route(void *user, const moe_routing *r) {
+    route_log *rl = user;
+    for (int t = 0; t < r->n_tokens; t++) {
+        fprintf(rl->f, "%s\n  {\"layer\": %d, \"pos\": %d, \"experts\": [", rl->first ? "" : ",", r->layer, r->pos[t]);
+        rl->first = 0;
+        for (int j = 0; j < r->top_k; j++) fprintf(rl->f, "%s%d", j ? ", " : "", r->expert[t * r->top_k + j]);
+        fprintf(rl->f, "], \"weights\": [");
+        for (int j = 0; j < r->top_k; j++) fprintf(rl->f, "%s%.9g", j ? ", " : "", r->weight[t * r->top_k + j]);
+        fprintf(rl->f, "], \"scores\": [");
+        for (int e = 0; e < r->n_experts; e++) fprintf(rl->f, "%s%.9g", e ? ", " : "", r->scores[(size_t)t * r->n_experts + e]);
+        fprintf(rl->f, "]}");
+    }
+}
+
+static int write_logits(FILE *f, const float *logits, int n, int vocab) {
+    fprintf(f, "{\"logits\": [");
+    for (int t = 0; t < n; t++) {
+        fprintf(f, "%s\n[", t ? "," : "");
+        for (int v = 0; v < vocab; v++) fprintf(f, "%s%.9g", v ? "," : "", logits[(size_t)t * vocab + v]);
+        fprintf(f, "]");
+    }
+    fprintf(f, "\n]}\n");
+    return ferror(f) ? -1 : 0;
+}
+
+int cmd_logits(int argc, char **argv) {
+    const char *tokens_s = NULL, *out = NULL, *routes = NULL;
+    int stepwise = 0, ctx = 0;
+    const moe_opt opts[] = {
+        {"tokens", 0, ARG_STR, &tokens_s, "IDS", "comma-separated input token ids (required)", 0, 0},
+        {"out", 'o', ARG_STR, &out, "FILE", "write the JSON here (atomically) instead of stdout", 0, 0},
+        {"routes", 0, ARG_STR, &routes, "FILE", "also write every MoE layer's routing decisions as JSON", 0, 0},
+        {"stepwise", 0, ARG_FLAG, &stepwise, NULL, "feed one token at a time through the KV cache", 0, 0},
+        {"ctx", 'c', ARG_INT, &ctx, "N", "context size (default: number of tokens)", 1, 1 << 24},
+        {0},
+    };
+    const moe_cmd_spec spec = {"logits", "MODEL --tokens IDS [options]",
+                               "Run a causal prefill and write one row of vocab-size logits per input position.",
+                               "Output: {\"logits\": [[...], ...]}. With --routes, FILE gets {\"routes\": [{\"layer\",\n"
+                               "\"pos\", \"experts\", \"weights\", \"scores\"}, ...]} (scores: router probabilities).",
+                               opts, 1, 1};
+    const char *pos[1];
+    int npos, r = moe_args_parse(&spec, argc, argv, pos, &npos);
+    if (r) return r == MOE_ARGS_HELP ? 0 : 1;
+    if (!tokens_s) { fprintf(stderr, "moe logits: --tokens is required (see moe logits --help)\n"); return 1; }
+    int32_t *tokens;
+    int n = moe_parse_int_list("logits", "--tokens", tokens_s, &tokens);
+    if (n < 0) return 1;
+    moe_model *m = NULL;
+    moe_session *s = NULL;
+    float *logits = NULL;
+    route_log rl = {NULL, 1};
+    moe_atomic_file af_routes = {0}, af_out = {0};
+    moe_status st = moe_model_load(pos[0], &m);
+    if (!st) st = moe_session_new(m, ctx > 0 ? ctx : n, &s);
+    int vocab = m ? moe_model_get_info(m)->vocab_size : 0;
+    if (!st && !(logits = malloc(sizeof(float) * (size_t)n * (size_t)vocab))) st = MOE_ENOMEM;
+    if (!st && routes) {
+        st = moe_atomic_open(&af_routes, routes);
+        if (!st) {
+            rl.f = af_routes.f;
+            fprintf(rl.f, "{\"routes\": [");
+            moe_session_set_route_hook(s, log_route, &rl);
+        }
+    }
+    if (!st) {
+        if (stepwise)
+            for (int i = 0; i < n && !st; i++) st = moe_session_eval(s, tokens + i, 1, logits + (size_t)i * vocab, 0);
+        else
+            st = moe_session_eval(s, tokens, n, logits, 1);
+    }
+    if (!st && routes) {
+        fprintf(rl.f, "\n]}\n");
+        st = moe_atomic_commit(&af_routes);
+    }
+    if (!st) {
+        if (out) {
+            st = moe_atomic_open(&af_out, out);
+            if (!st) {
+                write_logits(af_out.f, logits, n, vocab);
+                st = moe_atomic_commit(&af_out);
+            }
+        } else if (write_logits(stdout, logits, n, vocab)) {
+            fprintf(stderr, "moe logits: writing to stdout failed\n");
+            st = MOE_EIO;
+        }
+    }
+    int rc = st ? moe_cli_error(st) : 0;
+    if (af_routes.f) moe_atomic_abort(&af_routes);
+    free(logits);
+    free(tokens);
+    moe_session_free(s);
+    moe_model_free(m);
+    return rc;
+}

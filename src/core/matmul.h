@@ -1,0 +1,30 @@
+/* matmul.h - dense products against weight matrices stored as [out][in] (the nn.Linear layout) in
+ * f32, bf16 or f16. The activations are always f32. Each SIMD level provides one kernel per dtype
+ * that computes a block of output columns; moe_matmul splits the columns across threads.
+ * The scalar kernels are the oracles for the SIMD ones (tests/unit/test_matmul.c). */
+#ifndef MOE_CORE_MATMUL_H
+#define MOE_CORE_MATMUL_H
+#include <stddef.h>
+#include "core/cpu.h"
+#include "core/dtype.h"
+
+/* y[t*ldy + o] = sum_i x[t*ldx + i] * W[o*in + i]   for t in [0,n), o in [o0,o1) */
+typedef void (*moe_gemm_kernel)(float *y, size_t ldy, const float *x, size_t ldx, int n,
+                                const void *w, int in, int o0, int o1);
+
+typedef struct moe_gemm_kernels {
+    moe_gemm_kernel f32, bf16, f16;
+} moe_gemm_kernels;
+
+/* Kernel table for a SIMD level, or NULL if that level is not compiled in. */
+const moe_gemm_kernels *moe_gemm_kernels_for(moe_simd s);
+extern const moe_gemm_kernels moe_gemm_scalar;
+extern const moe_gemm_kernels moe_gemm_avx2;
+extern const moe_gemm_kernels moe_gemm_avx512;
+
+/* Y[n][out] = X[n][in] . W^T, using all threads unless already inside a parallel region. */
+void moe_matmul(float *y, const float *x, int n, moe_dtype dt, const void *w, int out, int in);
+/* Same with explicit leading dimensions. */
+void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,
+                   int out, int in);
+#endif

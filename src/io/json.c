@@ -1,0 +1,221 @@
+/* json.c - strict JSON parsing and typed field access (see json.h). */
+#include "io/json.h"
+#include "core/error.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+size_t moe_utf8_check(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t len;
+        unsigned cp;
+        if (c >= 0xc2 && c <= 0xdf) { len = 2; cp = c & 0x1f; }
+        else if (c >= 0xe0 && c <= 0xef) { len = 3; cp = c & 0x0f; }
+        else if (c >= 0xf0 && c <= 0xf4) { len = 4; cp = c & 0x07; }
+        else return i;
+        if (i + len > n) return i;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+            return i;
+        i += len;
+    }
+    return n;
+}
+
+moe_status moe_read_file(const char *path, size_t max_bytes, char **out, size_t *len) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return moe_fail(MOE_EINPUT, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        close(fd);
+        return moe_fail(MOE_EINPUT, "%s: file is %lld bytes, more than the %zu allowed", path, (long long)st.st_size, max_bytes);
+    }
+    size_t size = (size_t)st.st_size;
+    char *buf = malloc(size + 1);
+    if (!buf) { close(fd); return moe_fail(MOE_ENOMEM, "%s: out of memory", path); }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { free(buf); close(fd); return moe_fail(MOE_EIO, "%s: read failed", path); }
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[size] = 0;
+    *out = buf;
+    if (len) *len = size;
+    return MOE_OK;
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static moe_status check_dupes(const char *path, const cJSON *node, int depth) {
+    if (depth > 200) return moe_fail(MOE_EINPUT, "%s: JSON nested too deeply", path);
+    if (cJSON_IsObject(node)) {
+        int n = cJSON_GetArraySize(node);
+        if (n <= 32) {
+            for (const cJSON *a = node->child; a; a = a->next)
+                for (const cJSON *b = a->next; b; b = b->next)
+                    if (strcmp(a->string, b->string) == 0)
+                        return moe_fail(MOE_EINPUT, "%s: duplicate key \"%.80s\"", path, a->string);
+        } else { /* large objects (vocabularies, tensor tables): sort the keys */
+            const char **keys = malloc(sizeof(char *) * (size_t)n);
+            if (!keys) return moe_fail(MOE_ENOMEM, "%s: out of memory", path);
+            int k = 0;
+            for (const cJSON *a = node->child; a; a = a->next) keys[k++] = a->string;
+            qsort(keys, (size_t)k, sizeof *keys, cmp_str_ptr);
+            for (int i = 1; i < k; i++)
+                if (strcmp(keys[i - 1], keys[i]) == 0) {
+                    moe_status st = moe_fail(MOE_EINPUT, "%s: duplicate key \"%.80s\"", path, keys[i]);
+                    free(keys);
+                    return st;
+                }
+            free(keys);
+        }
+    }
+    for (const cJSON *c = node->child; c; c = c->next) MOE_TRY(check_dupes(path, c, depth + 1));
+    return MOE_OK;
+}
+
+static size_t line_of(const char *buf, size_t off) {
+    size_t line = 1;
+    for (size_t i = 0; i < off; i++) line += buf[i] == '\n';
+    return line;
+}
+
+moe_status moe_json_parse(const char *path, const char *buf, size_t len, cJSON **out) {
+    *out = NULL;
+    size_t bad = moe_utf8_check((const unsigned char *)buf, len);
+    if (bad != len) return moe_fail(MOE_EINPUT, "%s: not valid UTF-8 at byte %zu", path, bad);
+    if (memchr(buf, 0, len)) return moe_fail(MOE_EINPUT, "%s: NUL byte inside JSON", path);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!root) {
+        size_t off = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
+        return moe_fail(MOE_EINPUT, "%s: malformed JSON near line %zu (byte %zu)", path, line_of(buf, off), off);
+    }
+    for (const char *p = end; p && p < buf + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            return moe_fail(MOE_EINPUT, "%s: unexpected data after the JSON value at byte %zu", path, (size_t)(p - buf));
+        }
+    moe_status st = check_dupes(path, root, 0);
+    if (st != MOE_OK) { cJSON_Delete(root); return st; }
+    *out = root;
+    return MOE_OK;
+}
+
+moe_status moe_json_parse_file(const char *path, size_t max_bytes, cJSON **out) {
+    char *buf;
+    size_t len;
+    *out = NULL;
+    MOE_TRY(moe_read_file(path, max_bytes, &buf, &len));
+    moe_status st = moe_json_parse(path, buf, len, out);
+    free(buf);
+    return st;
+}
+
+int moe_json_has(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return v && !cJSON_IsNull(v);
+}
+
+static const char *type_name(const cJSON *v) {
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "null";
+}
+
+static const cJSON *lookup(const char *path, const cJSON *obj, const char *key, int required, moe_status *st) {
+    *st = MOE_OK;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) *st = moe_fail(MOE_EINPUT, "%s: missing required field \"%s\"", path, key);
+        return NULL;
+    }
+    return v;
+}
+
+moe_status moe_json_num(const char *path, const cJSON *obj, const char *key, int required, double def,
+                        double min, double max, double *out) {
+    moe_status st;
+    const cJSON *v = lookup(path, obj, key, required, &st);
+    *out = def;
+    if (!v) return st;
+    if (!cJSON_IsNumber(v))
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be a number, got %s", path, key, type_name(v));
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < min || d > max)
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" = %g is outside [%g, %g]", path, key, d, min, max);
+    *out = d;
+    return MOE_OK;
+}
+
+moe_status moe_json_int(const char *path, const cJSON *obj, const char *key, int required, int64_t def,
+                        int64_t min, int64_t max, int64_t *out) {
+    moe_status st;
+    const cJSON *v = lookup(path, obj, key, required, &st);
+    *out = def;
+    if (!v) return st;
+    if (!cJSON_IsNumber(v))
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be an integer, got %s", path, key, type_name(v));
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d))
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be an integer, got %g", path, key, d);
+    if (d < (double)min || d > (double)max)
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" = %.0f is outside [%lld, %lld]", path, key, d, (long long)min,
+                        (long long)max);
+    *out = (int64_t)d;
+    return MOE_OK;
+}
+
+moe_status moe_json_int32(const char *path, const cJSON *obj, const char *key, int required, int def, int min,
+                          int max, int *out) {
+    int64_t v;
+    moe_status st = moe_json_int(path, obj, key, required, def, min, max, &v);
+    *out = (int)v;
+    return st;
+}
+
+moe_status moe_json_bool(const char *path, const cJSON *obj, const char *key, int required, int def, int *out) {
+    moe_status st;
+    const cJSON *v = lookup(path, obj, key, required, &st);
+    *out = def;
+    if (!v) return st;
+    if (!cJSON_IsBool(v))
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be true or false, got %s", path, key, type_name(v));
+    *out = cJSON_IsTrue(v);
+    return MOE_OK;
+}
+
+moe_status moe_json_str(const char *path, const cJSON *obj, const char *key, int required, const char *def,
+                        const char **out) {
+    moe_status st;
+    const cJSON *v = lookup(path, obj, key, required, &st);
+    *out = def;
+    if (!v) return st;
+    if (!cJSON_IsString(v))
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be a string, got %s", path, key, type_name(v));
+    *out = v->valuestring;
+    return MOE_OK;
+}

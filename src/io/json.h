@@ -1,0 +1,36 @@
+/* json.h - strict JSON reading on top of cJSON: the bytes must be valid UTF-8, the document must be
+ * complete with nothing after it, and no object may repeat a key (Python keeps the last duplicate,
+ * cJSON the first; refusing both avoids silently reading a different value than transformers does).
+ * Typed getters name the file and the field in every error. */
+#ifndef MOE_IO_JSON_H
+#define MOE_IO_JSON_H
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "moe.h"
+
+/* Index of the first invalid UTF-8 byte, or n if all valid (overlongs, surrogates, > U+10FFFF rejected). */
+size_t moe_utf8_check(const unsigned char *s, size_t n);
+
+/* Read a whole file (at most max_bytes) into a NUL-terminated buffer. */
+moe_status moe_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+
+moe_status moe_json_parse(const char *path, const char *buf, size_t len, cJSON **out);
+moe_status moe_json_parse_file(const char *path, size_t max_bytes, cJSON **out);
+
+enum { MOE_JSON_OPTIONAL = 0, MOE_JSON_REQUIRED = 1 };
+
+/* Each getter: absent or null key -> *out = def (or error if required); wrong type or out of range -> error. */
+moe_status moe_json_int(const char *path, const cJSON *obj, const char *key, int required, int64_t def,
+                        int64_t min, int64_t max, int64_t *out);
+moe_status moe_json_int32(const char *path, const cJSON *obj, const char *key, int required, int def, int min,
+                          int max, int *out);
+moe_status moe_json_num(const char *path, const cJSON *obj, const char *key, int required, double def,
+                        double min, double max, double *out);
+moe_status moe_json_bool(const char *path, const cJSON *obj, const char *key, int required, int def, int *out);
+/* The string stays owned by the cJSON tree. */
+moe_status moe_json_str(const char *path, const cJSON *obj, const char *key, int required, const char *def,
+                        const char **out);
+/* Present and not null? */
+int moe_json_has(const cJSON *obj, const char *key);
+#endif

@@ -1,0 +1,197 @@
+/* weights.c - open a model folder's safetensors files and index their tensors by name. */
+#include "io/weights.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/json.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static moe_status add_file(moe_weights *w, const char *fname) {
+    for (int i = 0; i < w->n_files; i++)
+        if (strcmp(strrchr(w->files[i]->path, '/') + 1, fname) == 0) return MOE_OK;
+    char *path = join(w->dir, fname);
+    if (!path) return moe_fail(MOE_ENOMEM, "out of memory");
+    moe_st_file *f;
+    moe_status st = moe_st_open(path, &f);
+    free(path);
+    if (st != MOE_OK) return st;
+    moe_st_file **nf = realloc(w->files, sizeof *nf * (size_t)(w->n_files + 1));
+    if (!nf) { moe_st_close(f); return moe_fail(MOE_ENOMEM, "out of memory"); }
+    w->files = nf;
+    w->files[w->n_files++] = f;
+    return MOE_OK;
+}
+
+static int safe_shard_name(const char *s) {
+    if (!s[0] || strchr(s, '/') || strchr(s, '\\') || !strcmp(s, ".") || !strcmp(s, "..")) return 0;
+    size_t n = strlen(s);
+    return n > 12 && strcmp(s + n - 12, ".safetensors") == 0;
+}
+
+static moe_status open_index(moe_weights *w, const char *index_path, cJSON **root_out) {
+    cJSON *root;
+    MOE_TRY(moe_json_parse_file(index_path, 256u << 20, &root));
+    *root_out = root;
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(map)) return moe_fail(MOE_EINPUT, "%s: \"weight_map\" missing or not an object", index_path);
+    for (const cJSON *e = map->child; e; e = e->next) {
+        if (!cJSON_IsString(e) || !safe_shard_name(e->valuestring))
+            return moe_fail(MOE_EINPUT, "%s: weight_map entry \"%.100s\" must name a .safetensors file in the folder",
+                            index_path, e->string);
+        MOE_TRY(add_file(w, e->valuestring));
+    }
+    if (w->n_files == 0) return moe_fail(MOE_EINPUT, "%s: weight_map is empty", index_path);
+    return MOE_OK;
+}
+
+static moe_status build_table(moe_weights *w) {
+    int n = 0;
+    for (int i = 0; i < w->n_files; i++) n += w->files[i]->n;
+    w->n = n;
+    w->list = calloc((size_t)n + 1, sizeof *w->list);
+    w->file_of = calloc((size_t)n + 1, sizeof *w->file_of);
+    w->used = calloc((size_t)n + 1, 1);
+    if (!w->list || !w->file_of || !w->used || moe_strmap_init(&w->map, (size_t)n))
+        return moe_fail(MOE_ENOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < w->n_files; i++)
+        for (int j = 0; j < w->files[i]->n; j++, k++) {
+            moe_tensor *t = &w->files[i]->tensors[j];
+            w->list[k] = t;
+            w->file_of[k] = i;
+            int r = moe_strmap_put(&w->map, t->name, strlen(t->name), k);
+            if (r < 0) return moe_fail(MOE_ENOMEM, "out of memory");
+            if (r > 0)
+                return moe_fail(MOE_EINPUT, "%s: tensor \"%.100s\" also appears in %s", w->files[i]->path, t->name,
+                                w->files[w->file_of[moe_strmap_gets(&w->map, t->name)]]->path);
+        }
+    return MOE_OK;
+}
+
+moe_status moe_weights_open(const char *dir, moe_weights **out) {
+    *out = NULL;
+    struct stat st;
+    if (stat(dir, &st) != 0) return moe_fail(MOE_EINPUT, "%s: no such model folder", dir);
+    if (!S_ISDIR(st.st_mode)) return moe_fail(MOE_EINPUT, "%s: not a folder", dir);
+    moe_weights *w = calloc(1, sizeof *w);
+    if (!w || !(w->dir = moe_strdup(dir))) { free(w); return moe_fail(MOE_ENOMEM, "out of memory"); }
+    char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
+    cJSON *root = NULL;
+    moe_status s;
+    if (!single || !index) s = moe_fail(MOE_ENOMEM, "out of memory");
+    else if (file_exists(single)) s = add_file(w, "model.safetensors");
+    else if (file_exists(index)) s = open_index(w, index, &root);
+    else s = moe_fail(MOE_EINPUT, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    if (s == MOE_OK) s = build_table(w);
+    if (s == MOE_OK && root) { /* every indexed name must be in the shard the index names */
+        const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+        for (const cJSON *e = map->child; e && s == MOE_OK; e = e->next) {
+            int k = moe_strmap_gets(&w->map, e->string);
+            const char *fp = k >= 0 ? strrchr(w->files[w->file_of[k]]->path, '/') + 1 : NULL;
+            if (k < 0 || strcmp(fp, e->valuestring) != 0)
+                s = moe_fail(MOE_EINPUT, "%s: tensor \"%.100s\" is not in %s as the index says", index, e->string,
+                             e->valuestring);
+        }
+    }
+    free(single);
+    free(index);
+    cJSON_Delete(root);
+    if (s != MOE_OK) { moe_weights_close(w); return s; }
+    *out = w;
+    return MOE_OK;
+}
+
+void moe_weights_close(moe_weights *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n_files; i++) moe_st_close(w->files[i]);
+    for (int i = 0; i < w->n_owned; i++) moe_free(w->owned[i]);
+    free(w->owned);
+    free(w->files);
+    free(w->list);
+    free(w->file_of);
+    free(w->used);
+    moe_strmap_free(&w->map);
+    free(w->dir);
+    free(w);
+}
+
+int moe_weights_has(const moe_weights *w, const char *name) { return moe_strmap_gets(&w->map, name) >= 0; }
+
+const char *moe_weights_file_of(const moe_weights *w, const char *name) {
+    int k = moe_strmap_gets(&w->map, name);
+    return k >= 0 ? w->files[w->file_of[k]]->path : w->dir;
+}
+
+static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && n < cap; i++) {
+        if (shape[i] < 0) n += (size_t)snprintf(buf + n, cap - n, "%s*", i ? ", " : "");
+        else n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    }
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int64_t *shape, moe_tensor *out) {
+    int k = moe_strmap_gets(&w->map, name);
+    if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\"", w->dir, name);
+    moe_tensor *t = w->list[k];
+    const char *path = w->files[w->file_of[k]]->path;
+    if (t->dtype != MOE_F32 && t->dtype != MOE_BF16 && t->dtype != MOE_F16)
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has dtype %s; only F32, BF16 and F16 are supported", path, name,
+                        moe_dtype_name(t->dtype));
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
+    if (!ok) {
+        char got[128], want[128];
+        fmt_shape(got, sizeof got, t->ndim, t->shape);
+        fmt_shape(want, sizeof want, ndim, shape);
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has shape %s, expected %s", path, name, got, want);
+    }
+    size_t esz = moe_dtype_size(t->dtype);
+    if ((uintptr_t)t->data % esz != 0) { /* a hostile or odd header length: copy to aligned memory once */
+        void *copy = moe_alloc(t->nbytes);
+        void **no = realloc(w->owned, sizeof *no * (size_t)(w->n_owned + 1));
+        if (!copy || !no) { moe_free(copy); if (no) w->owned = no; return moe_fail(MOE_ENOMEM, "%s: out of memory", path); }
+        w->owned = no;
+        memcpy(copy, t->data, t->nbytes);
+        w->owned[w->n_owned++] = copy;
+        t->data = copy;
+    }
+    w->used[k] = 1;
+    *out = *t;
+    return MOE_OK;
+}
+
+moe_status moe_weights_get_f32(moe_weights *w, const char *name, int ndim, const int64_t *shape, float **out) {
+    moe_tensor t;
+    *out = NULL;
+    MOE_TRY(moe_weights_get(w, name, ndim, shape, &t));
+    size_t n = (size_t)moe_tensor_numel(&t);
+    float *buf = moe_alloc(n * sizeof(float));
+    if (!buf) return moe_fail(MOE_ENOMEM, "%s: out of memory", name);
+    moe_to_f32(t.dtype, t.data, buf, n);
+    *out = buf;
+    return MOE_OK;
+}
+
+int moe_weights_unused(const moe_weights *w, const char **first) {
+    int n = 0;
+    *first = NULL;
+    for (int i = 0; i < w->n; i++)
+        if (!w->used[i]) { if (!n) *first = w->list[i]->name; n++; }
+    return n;
+}

@@ -1,0 +1,36 @@
+/* weights.h - the tensors of a Hugging Face model folder: model.safetensors, or the shards named by
+ * model.safetensors.index.json. One name table over all shards; data stays mmapped. The loader
+ * records which tensors the architecture used, so that stray tensors can be reported. */
+#ifndef MOE_IO_WEIGHTS_H
+#define MOE_IO_WEIGHTS_H
+#include "core/strmap.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
+
+typedef struct moe_weights {
+    char *dir;
+    int n_files;
+    moe_st_file **files;
+    int n;                   /* tensors over all files */
+    moe_tensor **list;       /* [n] */
+    int *file_of;            /* [n] index into files */
+    unsigned char *used;     /* [n] */
+    moe_strmap map;          /* name -> index */
+    void **owned;            /* aligned copies of misaligned tensors */
+    int n_owned, cap_owned;
+} moe_weights;
+
+moe_status moe_weights_open(const char *dir, moe_weights **out);
+void moe_weights_close(moe_weights *w);
+
+int moe_weights_has(const moe_weights *w, const char *name);
+/* Look up a float tensor (F32, BF16, F16) and check its shape; shape entries < 0 match any size.
+ * Marks the tensor used. Errors name the shard file and the tensor. */
+moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int64_t *shape, moe_tensor *out);
+/* Same, then convert to a newly allocated f32 array (caller frees with moe_free). */
+moe_status moe_weights_get_f32(moe_weights *w, const char *name, int ndim, const int64_t *shape, float **out);
+/* Number of tensors never fetched; *first gets one of their names. */
+int moe_weights_unused(const moe_weights *w, const char **first);
+/* Path of the file holding a tensor, for messages. */
+const char *moe_weights_file_of(const moe_weights *w, const char *name);
+#endif

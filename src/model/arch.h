@@ -1,0 +1,34 @@
+/* arch.h - the architecture registry. Each family is one file (arch_*.c) that reads its model_type's
+ * config.json keys, with that family's Hugging Face defaults, into a moe_config; everything after
+ * that (weights binding, forward pass) is shared. Adding a family: one file plus one line in
+ * arch_registry.c. */
+#ifndef MOE_MODEL_ARCH_H
+#define MOE_MODEL_ARCH_H
+#include "model/config.h"
+
+typedef struct moe_arch {
+    const char *model_type;
+    moe_status (*parse)(const char *path, const cJSON *root, moe_config *c);
+} moe_arch;
+
+const moe_arch *moe_arch_find(const char *model_type);
+/* Comma-separated list of supported model types, for messages. */
+const char *moe_arch_names(void);
+
+/* Defaults of the keys every family shares; each family passes its Hugging Face class defaults. */
+typedef struct moe_common_defaults {
+    int vocab, hidden, intermediate, n_layers, n_heads, n_kv_heads, max_pos;
+    double rms_eps, rope_theta;
+} moe_common_defaults;
+
+/* Shared parsing helpers used by the arch files. */
+moe_status moe_config_common(const char *path, const cJSON *root, const moe_common_defaults *d, moe_config *c);
+moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c);
+/* Read "mlp_only_layers"/"decoder_sparse_step" (Qwen) into ffn_kind. */
+moe_status moe_config_qwen_sparse_layers(const char *path, const cJSON *root, moe_config *c);
+/* Reject keys whose non-default values we do not implement: key must be absent, null or equal to ok. */
+moe_status moe_config_require_bool(const char *path, const cJSON *root, const char *key, int ok);
+moe_status moe_config_require_str(const char *path, const cJSON *root, const char *key, const char *ok);
+/* Sliding window for all layers from "sliding_window" (null or absent = none). */
+moe_status moe_config_sliding_all(const char *path, const cJSON *root, moe_config *c);
+#endif

@@ -1,0 +1,173 @@
+/* attention.c - GQA and MLA (see attention.h). Scores and softmax in f32 like transformers' eager path. */
+#include "model/attention.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/matmul.h"
+#include "core/ops.h"
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+void moe_attention_dims(const moe_config *c, int *n_kv, int *k_dim, int *v_dim) {
+    if (c->mla) {
+        *n_kv = c->n_heads;
+        *k_dim = c->qk_nope_dim + c->qk_rope_dim;
+        *v_dim = c->v_head_dim;
+    } else {
+        *n_kv = c->n_kv_heads;
+        *k_dim = *v_dim = c->head_dim;
+    }
+}
+
+static void add_bias(float *y, const float *b, int n, int width) {
+    if (!b) return;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < width; i++) y[(size_t)t * width + i] += b[i];
+}
+
+/* q [n][H][dk] against cache rows 0..pos; out [n][H][dv]. */
+static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0, int H, int KV, int dk, int dv,
+                         float scale, int window, float *out) {
+    int ctx = pos0 + n, group = H / KV;
+    int nth = omp_get_max_threads();
+    float *scores = moe_alloc((size_t)nth * ctx * sizeof(float));
+    if (!scores) return moe_fail(MOE_ENOMEM, "attention: out of memory for %d positions", ctx);
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int th = 0; th < n * H; th++) {
+        int t = th / H, h = th % H, p = pos0 + t, g = h / group;
+        float *s = scores + (size_t)omp_get_thread_num() * ctx;
+        const float *qv = q + ((size_t)t * H + h) * dk;
+        int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+        float mx = -INFINITY;
+        for (int j = lo; j <= p; j++) {
+            const float *kr = kv->k + ((size_t)j * KV + g) * dk;
+            float d = 0;
+            for (int i = 0; i < dk; i++) d += qv[i] * kr[i];
+            s[j] = d * scale;
+            mx = s[j] > mx ? s[j] : mx;
+        }
+        float sum = 0;
+        for (int j = lo; j <= p; j++) sum += (s[j] = expf(s[j] - mx));
+        float inv = 1.0f / sum;
+        float *o = out + ((size_t)t * H + h) * dv;
+        memset(o, 0, sizeof(float) * (size_t)dv);
+        for (int j = lo; j <= p; j++) {
+            const float *vr = kv->v + ((size_t)j * KV + g) * dv;
+            float w = s[j] * inv;
+            for (int i = 0; i < dv; i++) o[i] += w * vr[i];
+        }
+    }
+    moe_free(scores);
+    return MOE_OK;
+}
+
+static void clamp(float *x, size_t n, float c) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > c ? c : x[i] < -c ? -c : x[i];
+}
+
+static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
+                              float *out) {
+    const moe_config *c = &m->cfg;
+    const moe_attn_weights *a = &m->blocks[layer].attn;
+    int d = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd;
+    float *q = moe_alloc((size_t)n * qd * 4), *k = moe_alloc((size_t)n * kvd * 4), *v = moe_alloc((size_t)n * kvd * 4);
+    float *o = moe_alloc((size_t)n * qd * 4), *cs = moe_alloc((size_t)hd * 4), *sn = moe_alloc((size_t)hd * 4);
+    moe_status st = MOE_OK;
+    if (!q || !k || !v || !o || !cs || !sn) { st = moe_fail(MOE_ENOMEM, "attention: out of memory"); goto done; }
+    moe_matmul(q, h, n, a->wq.dtype, a->wq.data, qd, d);
+    moe_matmul(k, h, n, a->wk.dtype, a->wk.data, kvd, d);
+    moe_matmul(v, h, n, a->wv.dtype, a->wv.data, kvd, d);
+    add_bias(q, a->bq, n, qd);
+    add_bias(k, a->bk, n, kvd);
+    add_bias(v, a->bv, n, kvd);
+    if (c->qk_norm == MOE_QKNORM_FULL) {
+        moe_rmsnorm(q, q, a->q_norm, n, qd, c->rms_eps);
+        moe_rmsnorm(k, k, a->k_norm, n, kvd, c->rms_eps);
+    } else if (c->qk_norm == MOE_QKNORM_HEAD) {
+        moe_rmsnorm(q, q, a->q_norm, n * H, hd, c->rms_eps);
+        moe_rmsnorm(k, k, a->k_norm, n * KV, hd, c->rms_eps);
+    }
+    if (c->clip_qkv > 0) {
+        clamp(q, (size_t)n * qd, (float)c->clip_qkv);
+        clamp(k, (size_t)n * kvd, (float)c->clip_qkv);
+        clamp(v, (size_t)n * kvd, (float)c->clip_qkv);
+    }
+    for (int t = 0; t < n; t++) {
+        moe_rope_cossin(&m->rope, pos0 + t, cs, sn);
+        for (int hh = 0; hh < H; hh++) moe_rope_rotate(&m->rope, q + (size_t)t * qd + hh * hd, cs, sn);
+        for (int hh = 0; hh < KV; hh++) moe_rope_rotate(&m->rope, k + (size_t)t * kvd + hh * hd, cs, sn);
+    }
+    memcpy(kv->k + (size_t)pos0 * kvd, k, (size_t)n * kvd * 4);
+    memcpy(kv->v + (size_t)pos0 * kvd, v, (size_t)n * kvd * 4);
+    st = attend(q, kv, n, pos0, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], o);
+    if (st == MOE_OK) {
+        moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, qd);
+        add_bias(out, a->bo, n, d);
+    }
+done:
+    moe_free(q); moe_free(k); moe_free(v); moe_free(o); moe_free(cs); moe_free(sn);
+    return st;
+}
+
+/* DeepSeek MLA as transformers computes it: keys and values are expanded per head from the latent
+ * (the cache holds the expanded keys and values). */
+static moe_status mla_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
+                              float *out) {
+    const moe_config *c = &m->cfg;
+    const moe_attn_weights *a = &m->blocks[layer].attn;
+    int d = c->hidden, H = c->n_heads, nope = c->qk_nope_dim, rd = c->qk_rope_dim, vd = c->v_head_dim;
+    int qk = nope + rd, lora = c->kv_lora_rank, kva_w = lora + rd, kvb_w = H * (nope + vd);
+    const double mla_eps = 1e-6; /* transformers builds these two norms with the default eps */
+    size_t qa_w = c->q_lora_rank ? (size_t)c->q_lora_rank : 1;
+    float *qa = moe_alloc((size_t)n * qa_w * 4), *q = moe_alloc((size_t)n * H * qk * 4);
+    float *kva = moe_alloc((size_t)n * kva_w * 4), *lat = moe_alloc((size_t)n * lora * 4);
+    float *kvb = moe_alloc((size_t)n * kvb_w * 4), *o = moe_alloc((size_t)n * H * vd * 4);
+    float *cs = moe_alloc((size_t)rd * 4), *sn = moe_alloc((size_t)rd * 4), *kr = moe_alloc((size_t)rd * 4);
+    moe_status st = MOE_OK;
+    if (!qa || !q || !kva || !lat || !kvb || !o || !cs || !sn || !kr) {
+        st = moe_fail(MOE_ENOMEM, "attention: out of memory");
+        goto done;
+    }
+    if (c->q_lora_rank) {
+        moe_matmul(qa, h, n, a->wq_a.dtype, a->wq_a.data, c->q_lora_rank, d);
+        add_bias(qa, a->bq_a, n, c->q_lora_rank);
+        moe_rmsnorm(qa, qa, a->q_a_norm, n, c->q_lora_rank, mla_eps);
+        moe_matmul(q, qa, n, a->wq_b.dtype, a->wq_b.data, H * qk, c->q_lora_rank);
+    } else {
+        moe_matmul(q, h, n, a->wq.dtype, a->wq.data, H * qk, d);
+    }
+    moe_matmul(kva, h, n, a->wkv_a.dtype, a->wkv_a.data, kva_w, d);
+    add_bias(kva, a->bkv_a, n, kva_w);
+    for (int t = 0; t < n; t++) memcpy(lat + (size_t)t * lora, kva + (size_t)t * kva_w, (size_t)lora * 4);
+    moe_rmsnorm(lat, lat, a->kv_a_norm, n, lora, mla_eps);
+    moe_matmul(kvb, lat, n, a->wkv_b.dtype, a->wkv_b.data, kvb_w, lora);
+    for (int t = 0; t < n; t++) {
+        int p = pos0 + t;
+        moe_rope_cossin(&m->rope, p, cs, sn);
+        memcpy(kr, kva + (size_t)t * kva_w + lora, (size_t)rd * 4);
+        moe_rope_rotate(&m->rope, kr, cs, sn);
+        for (int hh = 0; hh < H; hh++) {
+            float *qh = q + ((size_t)t * H + hh) * qk;
+            moe_rope_rotate(&m->rope, qh + nope, cs, sn);
+            const float *src = kvb + (size_t)t * kvb_w + (size_t)hh * (nope + vd);
+            float *kd = kv->k + ((size_t)p * H + hh) * qk, *vdst = kv->v + ((size_t)p * H + hh) * vd;
+            memcpy(kd, src, (size_t)nope * 4);
+            memcpy(kd + nope, kr, (size_t)rd * 4);
+            memcpy(vdst, src + nope, (size_t)vd * 4);
+        }
+    }
+    st = attend(q, kv, n, pos0, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], o);
+    if (st == MOE_OK) {
+        moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, H * vd);
+        add_bias(out, a->bo, n, d);
+    }
+done:
+    moe_free(qa); moe_free(q); moe_free(kva); moe_free(lat); moe_free(kvb); moe_free(o);
+    moe_free(cs); moe_free(sn); moe_free(kr);
+    return st;
+}
+
+moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
+                                 float *out) {
+    return m->cfg.mla ? mla_forward(m, layer, h, n, pos0, kv, out) : gqa_forward(m, layer, h, n, pos0, kv, out);
+}

@@ -1,0 +1,20 @@
+/* attention.h - causal self-attention over a KV cache: grouped-query attention (Llama, Mixtral, Qwen,
+ * OLMoE) and multi-head latent attention (DeepSeek). Both write the new keys and values into the
+ * cache at their positions, then attend each new token to every cached position up to its own
+ * (within the layer's sliding window, if any). */
+#ifndef MOE_MODEL_ATTENTION_H
+#define MOE_MODEL_ATTENTION_H
+#include "model/model.h"
+
+typedef struct moe_kv_layer {
+    float *k;   /* [max_ctx][n_kv][k_dim] */
+    float *v;   /* [max_ctx][n_kv][v_dim] */
+} moe_kv_layer;
+
+/* Per-head key and value widths the cache stores for this model. */
+void moe_attention_dims(const moe_config *c, int *n_kv, int *k_dim, int *v_dim);
+
+/* out[n][hidden] = attention of h[n][hidden] at positions pos0..pos0+n-1. */
+moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
+                                 float *out);
+#endif

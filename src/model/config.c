@@ -1,0 +1,191 @@
+/* config.c - config.json: model_type dispatch, the keys all families share, rope scaling, and the
+ * final consistency checks that keep later code free of impossible shapes. */
+#include "model/config.h"
+#include "core/error.h"
+#include "io/json.h"
+#include "model/arch.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DIM_MAX (1 << 20)
+
+moe_status moe_config_require_bool(const char *path, const cJSON *root, const char *key, int ok) {
+    int v;
+    MOE_TRY(moe_json_bool(path, root, key, MOE_JSON_OPTIONAL, ok, &v));
+    if (v != ok) return moe_fail(MOE_EINPUT, "%s: field \"%s\" = %s is not supported", path, key, v ? "true" : "false");
+    return MOE_OK;
+}
+
+moe_status moe_config_require_str(const char *path, const cJSON *root, const char *key, const char *ok) {
+    const char *v;
+    MOE_TRY(moe_json_str(path, root, key, MOE_JSON_OPTIONAL, ok, &v));
+    if (strcmp(v, ok) != 0)
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" = \"%.40s\" is not supported (only \"%s\")", path, key, v, ok);
+    return MOE_OK;
+}
+
+moe_status moe_config_common(const char *path, const cJSON *root, const moe_common_defaults *d, moe_config *c) {
+    MOE_TRY(moe_json_int32(path, root, "vocab_size", 0, d->vocab, 1, 1 << 24, &c->vocab));
+    MOE_TRY(moe_json_int32(path, root, "hidden_size", 0, d->hidden, 1, DIM_MAX, &c->hidden));
+    MOE_TRY(moe_json_int32(path, root, "intermediate_size", 0, d->intermediate, 1, DIM_MAX, &c->intermediate));
+    MOE_TRY(moe_json_int32(path, root, "num_hidden_layers", 0, d->n_layers, 1, MOE_MAX_LAYERS, &c->n_layers));
+    MOE_TRY(moe_json_int32(path, root, "num_attention_heads", 0, d->n_heads, 1, 4096, &c->n_heads));
+    int kv_default = d->n_kv_heads > 0 ? d->n_kv_heads : c->n_heads;
+    MOE_TRY(moe_json_int32(path, root, "num_key_value_heads", 0, kv_default, 1, 4096, &c->n_kv_heads));
+    MOE_TRY(moe_json_int32(path, root, "max_position_embeddings", 0, d->max_pos, 1, 1 << 30, &c->max_pos));
+    MOE_TRY(moe_json_num(path, root, "rms_norm_eps", 0, d->rms_eps, 0, 1, &c->rms_eps));
+    MOE_TRY(moe_json_bool(path, root, "tie_word_embeddings", 0, 0, &c->tie_embeddings));
+    if (c->hidden % c->n_heads && !moe_json_has(root, "head_dim"))
+        return moe_fail(MOE_EINPUT, "%s: hidden_size %d is not divisible by num_attention_heads %d", path, c->hidden,
+                        c->n_heads);
+    MOE_TRY(moe_json_int32(path, root, "head_dim", 0, c->hidden / c->n_heads, 1, 65536, &c->head_dim));
+    if (c->n_heads % c->n_kv_heads)
+        return moe_fail(MOE_EINPUT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
+                        c->n_heads, c->n_kv_heads);
+    MOE_TRY(moe_config_require_str(path, root, "hidden_act", "silu"));
+    c->rope.theta = d->rope_theta;
+    c->attn_scale = 1.0 / sqrt((double)c->head_dim);
+    c->rope.dim = c->head_dim;
+    c->rope.layout = MOE_ROPE_PAIRS_HALF;
+    c->routed_scaling = 1.0;
+    return moe_config_rope(path, root, c);
+}
+
+moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c) {
+    double prf;
+    MOE_TRY(moe_json_num(path, root, "partial_rotary_factor", 0, 1.0, 0, 1, &prf));
+    if (prf != 1.0) return moe_fail(MOE_EINPUT, "%s: field \"partial_rotary_factor\" = %g is not supported", path, prf);
+    /* transformers 5 keeps theta and scaling in "rope_parameters"; 4.x in "rope_theta" + "rope_scaling" */
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    const char *rs_name = "rope_parameters";
+    if (!rs || cJSON_IsNull(rs)) { rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"); rs_name = "rope_scaling"; }
+    MOE_TRY(moe_json_num(path, root, "rope_theta", 0, c->rope.theta, 1e-6, 1e300, &c->rope.theta));
+    strcpy(c->rope.type, "default");
+    c->rope.factor = 1;
+    c->rope.attention_factor = 1;
+    c->rope.original_max_pos = c->max_pos;
+    if (!rs || cJSON_IsNull(rs)) return MOE_OK;
+    if (!cJSON_IsObject(rs)) return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be an object or null", path, rs_name);
+    char p[600];
+    snprintf(p, sizeof p, "%s: %s", path, rs_name);
+    MOE_TRY(moe_json_num(p, rs, "rope_theta", 0, c->rope.theta, 1e-6, 1e300, &c->rope.theta));
+    const char *type;
+    MOE_TRY(moe_json_str(p, rs, "type", 0, "default", &type));
+    MOE_TRY(moe_json_str(p, rs, "rope_type", 0, type, &type));
+    if (strcmp(type, "default") && strcmp(type, "linear") && strcmp(type, "llama3") && strcmp(type, "yarn"))
+        return moe_fail(MOE_EINPUT, "%s: rope type \"%.30s\" is not supported (default, linear, llama3, yarn)", p, type);
+    snprintf(c->rope.type, sizeof c->rope.type, "%s", type);
+    if (!strcmp(type, "default")) return MOE_OK;
+    MOE_TRY(moe_json_num(p, rs, "factor", 1, 1, 1e-6, 1e6, &c->rope.factor));
+    if (!strcmp(type, "llama3")) {
+        MOE_TRY(moe_json_num(p, rs, "low_freq_factor", 1, 1, 1e-6, 1e6, &c->rope.low_freq_factor));
+        MOE_TRY(moe_json_num(p, rs, "high_freq_factor", 1, 4, 1e-6, 1e6, &c->rope.high_freq_factor));
+        if (c->rope.high_freq_factor == c->rope.low_freq_factor)
+            return moe_fail(MOE_EINPUT, "%s: high_freq_factor must differ from low_freq_factor", p);
+        MOE_TRY(moe_json_int32(p, rs, "original_max_position_embeddings", 1, 8192, 1, 1 << 30, &c->rope.original_max_pos));
+    } else if (!strcmp(type, "yarn")) {
+        double af;
+        MOE_TRY(moe_json_num(p, rs, "attention_factor", 0, -1, 0, 1e6, &af));
+        MOE_TRY(moe_json_num(p, rs, "mscale", 0, 0, -1e6, 1e6, &c->rope.mscale));
+        MOE_TRY(moe_json_num(p, rs, "mscale_all_dim", 0, 0, -1e6, 1e6, &c->rope.mscale_all_dim));
+        MOE_TRY(moe_json_num(p, rs, "beta_fast", 0, 32, -1e6, 1e6, &c->rope.beta_fast));
+        MOE_TRY(moe_json_num(p, rs, "beta_slow", 0, 1, -1e6, 1e6, &c->rope.beta_slow));
+        if (c->rope.beta_fast == 0) c->rope.beta_fast = 32; /* Python's `x or 32` */
+        if (c->rope.beta_slow == 0) c->rope.beta_slow = 1;
+        MOE_TRY(moe_json_bool(p, rs, "truncate", 0, 1, &c->rope.truncate));
+        int omp;
+        MOE_TRY(moe_json_int32(p, rs, "original_max_position_embeddings", 0, 0, 0, 1 << 30, &omp));
+        c->rope.original_max_pos = omp ? omp : c->max_pos;
+        if (af >= 0) c->rope.attention_factor = af;
+        else {
+            double f = c->rope.factor;
+#define YARN_MSCALE(s, m) ((s) <= 1 ? 1.0 : 0.1 * (m) * log(s) + 1.0)
+            if (c->rope.mscale != 0 && c->rope.mscale_all_dim != 0)
+                c->rope.attention_factor = YARN_MSCALE(f, c->rope.mscale) / YARN_MSCALE(f, c->rope.mscale_all_dim);
+            else
+                c->rope.attention_factor = YARN_MSCALE(f, 1.0);
+        }
+    }
+    return MOE_OK;
+}
+
+moe_status moe_config_sliding_all(const char *path, const cJSON *root, moe_config *c) {
+    int w;
+    MOE_TRY(moe_json_int32(path, root, "sliding_window", 0, 0, 1, 1 << 30, &w));
+    for (int i = 0; i < c->n_layers; i++) c->sliding_window[i] = w;
+    return MOE_OK;
+}
+
+moe_status moe_config_qwen_sparse_layers(const char *path, const cJSON *root, moe_config *c) {
+    int step;
+    MOE_TRY(moe_json_int32(path, root, "decoder_sparse_step", 0, 1, 1, MOE_MAX_LAYERS, &step));
+    for (int i = 0; i < c->n_layers; i++)
+        c->ffn_kind[i] = c->n_experts > 0 && (i + 1) % step == 0 ? MOE_FFN_MOE : MOE_FFN_DENSE;
+    const cJSON *only = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+    if (only && !cJSON_IsNull(only)) {
+        if (!cJSON_IsArray(only)) return moe_fail(MOE_EINPUT, "%s: field \"mlp_only_layers\" must be an array", path);
+        for (const cJSON *e = only->child; e; e = e->next) {
+            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0)
+                return moe_fail(MOE_EINPUT, "%s: field \"mlp_only_layers\" must hold layer indices", path);
+            if (e->valuedouble < c->n_layers) c->ffn_kind[(int)e->valuedouble] = MOE_FFN_DENSE;
+        }
+    }
+    return MOE_OK;
+}
+
+/* Checks that hold for every family, so that the forward pass can trust the shapes. */
+static moe_status validate(const char *path, moe_config *c) {
+    int any_moe = 0;
+    for (int i = 0; i < c->n_layers; i++) any_moe |= c->ffn_kind[i] == MOE_FFN_MOE;
+    if (any_moe) {
+        if (c->n_experts < 1 || c->n_experts > 65536)
+            return moe_fail(MOE_EINPUT, "%s: number of experts %d is outside [1, 65536]", path, c->n_experts);
+        if (c->top_k < 1 || c->top_k > c->n_experts)
+            return moe_fail(MOE_EINPUT, "%s: field \"num_experts_per_tok\" = %d must be in [1, %d]", path, c->top_k,
+                            c->n_experts);
+        if (c->moe_intermediate < 1) return moe_fail(MOE_EINPUT, "%s: expert intermediate size must be positive", path);
+        if (c->n_group > 1024) return moe_fail(MOE_EINPUT, "%s: n_group %d is more than 1024", path, c->n_group);
+        if (c->n_group > 0) {
+            if (c->n_experts % c->n_group)
+                return moe_fail(MOE_EINPUT, "%s: n_routed_experts %d is not divisible by n_group %d", path, c->n_experts,
+                                c->n_group);
+            if (c->topk_group < 1 || c->topk_group > c->n_group)
+                return moe_fail(MOE_EINPUT, "%s: field \"topk_group\" = %d must be in [1, n_group=%d]", path, c->topk_group,
+                                c->n_group);
+            if (c->has_score_bias && c->n_experts / c->n_group < 2)
+                return moe_fail(MOE_EINPUT, "%s: each expert group needs at least 2 experts (n_routed_experts / n_group)", path);
+        }
+    }
+    if (c->rope.dim % 2 || c->rope.dim < 2)
+        return moe_fail(MOE_EINPUT, "%s: rotary dimension %d must be even and positive", path, c->rope.dim);
+    if (!c->mla && c->rope.dim > c->head_dim)
+        return moe_fail(MOE_EINPUT, "%s: rotary dimension %d exceeds head_dim %d", path, c->rope.dim, c->head_dim);
+    /* keep every activation buffer well inside int range */
+    double width = (double)c->n_heads * (c->mla ? c->qk_nope_dim + c->qk_rope_dim + c->v_head_dim : c->head_dim);
+    if (width > DIM_MAX) return moe_fail(MOE_EINPUT, "%s: attention width %.0f is too large", path, width);
+    return MOE_OK;
+}
+
+moe_status moe_config_parse(const char *path, const cJSON *root, moe_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->config_path, sizeof c->config_path, "%s", path);
+    if (!cJSON_IsObject(root)) return moe_fail(MOE_EINPUT, "%s: not a JSON object", path);
+    const char *mt;
+    MOE_TRY(moe_json_str(path, root, "model_type", MOE_JSON_REQUIRED, NULL, &mt));
+    const moe_arch *a = moe_arch_find(mt);
+    if (!a) return moe_fail(MOE_EINPUT, "%s: model_type \"%.40s\" is not supported (supported: %s)", path, mt, moe_arch_names());
+    snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+    MOE_TRY(a->parse(path, root, c));
+    return validate(path, c);
+}
+
+moe_status moe_config_load(const char *dir, moe_config *c) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *root;
+    MOE_TRY(moe_json_parse_file(path, 16u << 20, &root));
+    moe_status st = moe_config_parse(path, root, c);
+    cJSON_Delete(root);
+    return st;
+}

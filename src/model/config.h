@@ -1,0 +1,72 @@
+/* config.h - everything the forward pass needs to know about a model, read from config.json.
+ * An architecture file (arch_*.c) turns one model_type's keys, with that family's Hugging Face
+ * defaults for absent keys, into this struct; the rest of the engine never sees model_type. */
+#ifndef MOE_MODEL_CONFIG_H
+#define MOE_MODEL_CONFIG_H
+#include <cjson/cJSON.h>
+#include "moe.h"
+
+#define MOE_MAX_LAYERS 1024
+
+typedef enum { MOE_ROPE_PAIRS_HALF = 0, MOE_ROPE_PAIRS_INTERLEAVED = 1 } moe_rope_layout;
+typedef enum { MOE_QKNORM_NONE = 0, MOE_QKNORM_HEAD, MOE_QKNORM_FULL } moe_qknorm;
+typedef enum { MOE_FFN_DENSE = 0, MOE_FFN_MOE = 1 } moe_ffn_kind;
+
+typedef struct moe_rope_config {
+    int dim;                  /* rotated dimensions per head */
+    double theta;
+    moe_rope_layout layout;   /* which coordinates form a rotation pair */
+    /* scaling: "default", "linear", "llama3", "yarn" */
+    char type[16];
+    double factor, low_freq_factor, high_freq_factor, beta_fast, beta_slow, mscale, mscale_all_dim;
+    double attention_factor;  /* multiplies cos and sin (yarn) */
+    int original_max_pos;
+    int truncate;             /* yarn: round the correction range to integers */
+} moe_rope_config;
+
+typedef struct moe_config {
+    char model_type[32];
+    char config_path[512];    /* for messages */
+    int vocab, hidden, n_layers, n_heads, n_kv_heads, head_dim;
+    int max_pos;
+    double rms_eps;
+    int tie_embeddings;
+
+    /* attention */
+    int qkv_bias, o_bias;
+    moe_qknorm qk_norm;
+    double clip_qkv;          /* 0 = off */
+    double attn_scale;        /* softmax scale, usually head_dim^-0.5 */
+    int sliding_window[MOE_MAX_LAYERS]; /* 0 = full attention */
+    moe_rope_config rope;
+
+    /* multi-head latent attention (DeepSeek); mla == 0 for ordinary GQA */
+    int mla, q_lora_rank, kv_lora_rank, qk_nope_dim, qk_rope_dim, v_head_dim;
+
+    /* feed-forward */
+    int intermediate;                      /* dense FFN width */
+    moe_ffn_kind ffn_kind[MOE_MAX_LAYERS];
+    int n_experts, top_k, moe_intermediate;
+    int n_shared_experts;                  /* count reported by info */
+    int shared_intermediate;               /* width of the always-on expert FFN (0 = none) */
+    int shared_gate;                       /* qwen2_moe: scale shared output by sigmoid(x . w) */
+
+    /* routing */
+    char router[32];                       /* registry name: "softmax_topk", "deepseek_v2", "deepseek_v3" */
+    int norm_topk_prob;
+    double routed_scaling;
+    int n_group, topk_group;
+    int group_limited;                     /* deepseek_v2 topk_method == group_limited_greedy */
+    int has_score_bias;                    /* deepseek_v3 e_score_correction_bias */
+
+    /* tensor naming: "{L}" stands for the layer index, "{E}" for the expert index */
+    const char *moe_block;                 /* "block_sparse_moe" or "mlp" */
+    const char *expert_gate, *expert_up, *expert_down;   /* "w1","w3","w2" or "gate_proj", ... */
+    const char *shared_name;               /* "shared_expert" or "shared_experts" */
+} moe_config;
+
+/* Parse config.json in dir. Unknown model_type or unsupported values are errors naming the field. */
+moe_status moe_config_load(const char *dir, moe_config *c);
+/* Parse from an already-read JSON tree (fuzzing, tests). */
+moe_status moe_config_parse(const char *path, const cJSON *root, moe_config *c);
+#endif

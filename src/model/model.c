@@ -1,0 +1,276 @@
+/* model.c - loading: parse config.json, open the safetensors, bind every tensor the architecture
+ * needs with its expected shape, and compute the info counts (parameters, active parameters, bytes
+ * read per token). Matrices stay in their file dtype and in the mmap; small vectors become f32. */
+#include "model/model.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct binder {
+    moe_model *m;
+    uint64_t params, bytes_fixed, bytes_experts_per_layer_sum;
+} binder;
+
+static moe_status keep(moe_model *m, void *p) {
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? m->cap_owned * 2 : 64;
+        void **n = realloc(m->owned, sizeof *n * (size_t)cap);
+        if (!n) { moe_free(p); return moe_fail(MOE_ENOMEM, "out of memory"); }
+        m->owned = n;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return MOE_OK;
+}
+
+static void name_of(char *buf, size_t cap, const char *fmt, va_list ap) { vsnprintf(buf, cap, fmt, ap); }
+
+/* A matrix or tensor kept in its file dtype. */
+static moe_status get_mat(moe_model *m, moe_tensor *out, int64_t rows, int64_t cols, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    name_of(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int64_t shape[2] = {rows, cols};
+    return moe_weights_get(m->weights, name, 2, shape, out);
+}
+
+/* A vector converted to f32. */
+static moe_status get_vec(moe_model *m, float **out, int64_t n, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    name_of(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int64_t shape[1] = {n};
+    MOE_TRY(moe_weights_get_f32(m->weights, name, 1, shape, out));
+    return keep(m, *out);
+}
+
+static int has(moe_model *m, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    name_of(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return moe_weights_has(m->weights, name);
+}
+
+static moe_status bind_gqa(moe_model *m, int l, moe_attn_weights *a) {
+    const moe_config *c = &m->cfg;
+    int d = c->hidden, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const char *p = "model.layers.%d.self_attn.%s";
+    MOE_TRY(get_mat(m, &a->wq, qd, d, p, l, "q_proj.weight"));
+    MOE_TRY(get_mat(m, &a->wk, kvd, d, p, l, "k_proj.weight"));
+    MOE_TRY(get_mat(m, &a->wv, kvd, d, p, l, "v_proj.weight"));
+    MOE_TRY(get_mat(m, &a->wo, d, qd, p, l, "o_proj.weight"));
+    if (c->qkv_bias) {
+        MOE_TRY(get_vec(m, &a->bq, qd, p, l, "q_proj.bias"));
+        MOE_TRY(get_vec(m, &a->bk, kvd, p, l, "k_proj.bias"));
+        MOE_TRY(get_vec(m, &a->bv, kvd, p, l, "v_proj.bias"));
+    }
+    if (c->o_bias) MOE_TRY(get_vec(m, &a->bo, d, p, l, "o_proj.bias"));
+    if (c->qk_norm == MOE_QKNORM_HEAD) {
+        MOE_TRY(get_vec(m, &a->q_norm, c->head_dim, p, l, "q_norm.weight"));
+        MOE_TRY(get_vec(m, &a->k_norm, c->head_dim, p, l, "k_norm.weight"));
+    } else if (c->qk_norm == MOE_QKNORM_FULL) {
+        MOE_TRY(get_vec(m, &a->q_norm, qd, p, l, "q_norm.weight"));
+        MOE_TRY(get_vec(m, &a->k_norm, kvd, p, l, "k_norm.weight"));
+    }
+    return MOE_OK;
+}
+
+static moe_status bind_mla(moe_model *m, int l, moe_attn_weights *a) {
+    const moe_config *c = &m->cfg;
+    int d = c->hidden, H = c->n_heads, qk = c->qk_nope_dim + c->qk_rope_dim;
+    const char *p = "model.layers.%d.self_attn.%s";
+    if (c->q_lora_rank) {
+        MOE_TRY(get_mat(m, &a->wq_a, c->q_lora_rank, d, p, l, "q_a_proj.weight"));
+        if (c->qkv_bias) MOE_TRY(get_vec(m, &a->bq_a, c->q_lora_rank, p, l, "q_a_proj.bias"));
+        MOE_TRY(get_vec(m, &a->q_a_norm, c->q_lora_rank, p, l, "q_a_layernorm.weight"));
+        MOE_TRY(get_mat(m, &a->wq_b, (int64_t)H * qk, c->q_lora_rank, p, l, "q_b_proj.weight"));
+    } else {
+        MOE_TRY(get_mat(m, &a->wq, (int64_t)H * qk, d, p, l, "q_proj.weight"));
+    }
+    MOE_TRY(get_mat(m, &a->wkv_a, c->kv_lora_rank + c->qk_rope_dim, d, p, l, "kv_a_proj_with_mqa.weight"));
+    if (c->qkv_bias) MOE_TRY(get_vec(m, &a->bkv_a, c->kv_lora_rank + c->qk_rope_dim, p, l, "kv_a_proj_with_mqa.bias"));
+    MOE_TRY(get_vec(m, &a->kv_a_norm, c->kv_lora_rank, p, l, "kv_a_layernorm.weight"));
+    MOE_TRY(get_mat(m, &a->wkv_b, (int64_t)H * (c->qk_nope_dim + c->v_head_dim), c->kv_lora_rank, p, l, "kv_b_proj.weight"));
+    MOE_TRY(get_mat(m, &a->wo, d, (int64_t)H * c->v_head_dim, p, l, "o_proj.weight"));
+    if (c->o_bias) MOE_TRY(get_vec(m, &a->bo, d, p, l, "o_proj.bias"));
+    return MOE_OK;
+}
+
+static moe_status bind_ffn(moe_model *m, moe_ffn_weights *f, int ff, const char *gate, const char *up,
+                           const char *down, const char *prefix) {
+    int d = m->cfg.hidden;
+    MOE_TRY(get_mat(m, &f->gate, ff, d, "%s.%s.weight", prefix, gate));
+    MOE_TRY(get_mat(m, &f->up, ff, d, "%s.%s.weight", prefix, up));
+    MOE_TRY(get_mat(m, &f->down, d, ff, "%s.%s.weight", prefix, down));
+    return MOE_OK;
+}
+
+static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
+    const moe_config *c = &m->cfg;
+    moe_layer *L = &b->moe;
+    char prefix[160];
+    L->layer = l;
+    L->d_model = c->hidden;
+    L->d_expert = c->moe_intermediate;
+    L->store = m->store;
+    L->router.ops = moe_router_find(c->router);
+    if (!L->router.ops) return moe_fail(MOE_EINTERNAL, "no router named %s", c->router);
+    L->router.p = (moe_router_params){c->n_experts, c->top_k, c->hidden, c->norm_topk_prob, c->routed_scaling,
+                                      c->n_group, c->topk_group, c->group_limited};
+    MOE_TRY(get_mat(m, &L->router.gate, c->n_experts, c->hidden, "model.layers.%d.%s.gate.weight", l, c->moe_block));
+    if (c->has_score_bias) {
+        float *bias;
+        MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, c->moe_block));
+        L->router.score_bias = bias;
+    }
+    for (int e = 0; e < c->n_experts; e++) {
+        moe_ffn_weights w;
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, c->moe_block, e);
+        MOE_TRY(bind_ffn(m, &w, c->moe_intermediate, c->expert_gate, c->expert_up, c->expert_down, prefix));
+        moe_store_resident_set(m->store, l, e, &w);
+    }
+    if (c->shared_intermediate > 0) {
+        L->has_shared = 1;
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, c->moe_block, c->shared_name);
+        MOE_TRY(bind_ffn(m, &L->shared, c->shared_intermediate, "gate_proj", "up_proj", "down_proj", prefix));
+    }
+    if (c->shared_gate) {
+        L->has_shared_gate = 1;
+        MOE_TRY(get_mat(m, &L->shared_gate, 1, c->hidden, "model.layers.%d.%s.shared_expert_gate.weight", l, c->moe_block));
+    }
+    return MOE_OK;
+}
+
+static uint64_t tbytes(const moe_tensor *t) { return t->data ? t->nbytes : 0; }
+static uint64_t tnumel(const moe_tensor *t) { return t->data ? (uint64_t)moe_tensor_numel(t) : 0; }
+
+/* Count parameters and bytes read per token: every bound tensor counts once; of each MoE layer's
+ * routed experts only top_k are active and read. */
+static void compute_info(moe_model *m) {
+    const moe_config *c = &m->cfg;
+    moe_model_info *I = &m->info;
+    uint64_t params = 0, active = 0, bytes = 0, dt_bytes[MOE_DTYPE_COUNT] = {0};
+    for (int i = 0; i < m->weights->n; i++) {
+        const moe_tensor *t = m->weights->list[i];
+        if (!m->weights->used[i]) continue;
+        int is_bias_buffer = strstr(t->name, "e_score_correction_bias") != NULL; /* a buffer, not a parameter */
+        if (!is_bias_buffer) params += (uint64_t)moe_tensor_numel(t);
+        dt_bytes[t->dtype] += t->nbytes;
+        bytes += t->nbytes;
+    }
+    active = params;
+    uint64_t expert_bytes_inactive = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (c->ffn_kind[l] != MOE_FFN_MOE) continue;
+        for (int e = 0; e < c->n_experts; e++) {
+            moe_ffn_weights w;
+            moe_store_acquire(m->store, l, e, &w);
+            uint64_t n = tnumel(&w.gate) + tnumel(&w.up) + tnumel(&w.down);
+            uint64_t b = tbytes(&w.gate) + tbytes(&w.up) + tbytes(&w.down);
+            moe_store_release(m->store, l, e);
+            if (e >= c->top_k) { active -= n; expert_bytes_inactive += b; } /* experts are equal-sized */
+        }
+    }
+    /* the embedding table is read one row per token; a tied head reads it whole */
+    uint64_t emb_bytes = tbytes(&m->embed), row = emb_bytes / (uint64_t)c->vocab;
+    bytes = bytes - expert_bytes_inactive - (c->tie_embeddings ? 0 : emb_bytes - row);
+    int best = MOE_F32;
+    for (int t = 0; t < MOE_DTYPE_COUNT; t++)
+        if (dt_bytes[t] > dt_bytes[best]) best = t;
+    snprintf(m->dtype_name, sizeof m->dtype_name, "%s", moe_dtype_name((moe_dtype)best));
+    int n_moe = 0;
+    for (int l = 0; l < c->n_layers; l++) n_moe += c->ffn_kind[l] == MOE_FFN_MOE;
+    I->model_type = c->model_type;
+    I->weight_dtype = m->dtype_name;
+    I->n_layers = c->n_layers;
+    I->n_moe_layers = n_moe;
+    I->hidden_size = c->hidden;
+    I->vocab_size = c->vocab;
+    I->n_heads = c->n_heads;
+    I->n_kv_heads = c->n_kv_heads;
+    I->n_experts = n_moe ? c->n_experts : 0;
+    I->top_k = n_moe ? c->top_k : 0;
+    I->n_shared_experts = n_moe ? c->n_shared_experts : 0;
+    I->max_position = c->max_pos;
+    I->n_params = params;
+    I->n_active_params = active;
+    I->bytes_per_token = bytes;
+}
+
+moe_status moe_model_bind(moe_model *m) {
+    const moe_config *c = &m->cfg;
+    int d = c->hidden;
+    m->store = moe_store_resident_new(c->n_layers, c->n_experts);
+    m->blocks = calloc((size_t)c->n_layers, sizeof *m->blocks);
+    if (!m->store || !m->blocks) return moe_fail(MOE_ENOMEM, "out of memory");
+    MOE_TRY(get_mat(m, &m->embed, c->vocab, d, "model.embed_tokens.weight"));
+    MOE_TRY(get_vec(m, &m->final_norm, d, "model.norm.weight"));
+    if (c->tie_embeddings && !has(m, "lm_head.weight")) m->lm_head = m->embed;
+    else MOE_TRY(get_mat(m, &m->lm_head, c->vocab, d, "lm_head.weight"));
+    char prefix[128];
+    for (int l = 0; l < c->n_layers; l++) {
+        moe_block *b = &m->blocks[l];
+        MOE_TRY(get_vec(m, &b->attn_norm, d, "model.layers.%d.input_layernorm.weight", l));
+        MOE_TRY(get_vec(m, &b->ffn_norm, d, "model.layers.%d.post_attention_layernorm.weight", l));
+        MOE_TRY(c->mla ? bind_mla(m, l, &b->attn) : bind_gqa(m, l, &b->attn));
+        b->ffn_kind = c->ffn_kind[l];
+        if (b->ffn_kind == MOE_FFN_MOE) {
+            MOE_TRY(bind_moe(m, l, b));
+        } else {
+            snprintf(prefix, sizeof prefix, "model.layers.%d.mlp", l);
+            MOE_TRY(bind_ffn(m, &b->dense, c->intermediate, "gate_proj", "up_proj", "down_proj", prefix));
+        }
+    }
+    MOE_TRY(moe_rope_init(&m->rope, &c->rope));
+    compute_info(m);
+    return MOE_OK;
+}
+
+/* Rotary inv_freq buffers saved by old checkpoints are harmless; other stray tensors may mean the
+ * checkpoint is not what config.json says, so say so (once, on stderr). */
+static void warn_unused(const moe_model *m, const char *dir) {
+    int n = 0;
+    const char *first = NULL;
+    for (int i = 0; i < m->weights->n; i++) {
+        const char *name = m->weights->list[i]->name;
+        if (m->weights->used[i] || strstr(name, "rotary_emb.inv_freq")) continue;
+        if (!n++) first = name;
+    }
+    if (n) fprintf(stderr, "moe: warning: %s: %d tensors not used by %s, e.g. \"%s\"\n", dir, n, m->cfg.model_type, first);
+}
+
+moe_status moe_model_load(const char *dir, moe_model **out) {
+    *out = NULL;
+    moe_clear_error();
+    moe_model *m = calloc(1, sizeof *m);
+    if (!m) return moe_fail(MOE_ENOMEM, "out of memory");
+    moe_status st = moe_config_load(dir, &m->cfg);
+    if (st == MOE_OK) st = moe_weights_open(dir, &m->weights);
+    if (st == MOE_OK) st = moe_model_bind(m);
+    if (st == MOE_OK) warn_unused(m, dir);
+    if (st != MOE_OK) { moe_model_free(m); return st; }
+    *out = m;
+    return MOE_OK;
+}
+
+void moe_model_free(moe_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) moe_free(m->owned[i]);
+    free(m->owned);
+    free(m->blocks);
+    moe_store_destroy(m->store);
+    moe_rope_free(&m->rope);
+    moe_weights_close(m->weights);
+    free(m);
+}
+
+const moe_model_info *moe_model_get_info(const moe_model *m) { return &m->info; }

@@ -1,0 +1,44 @@
+/* model.h - a loaded model: its config, the weights bound to each block, the expert store. */
+#ifndef MOE_MODEL_MODEL_H
+#define MOE_MODEL_MODEL_H
+#include "io/weights.h"
+#include "model/config.h"
+#include "model/rope.h"
+#include "moe/moe_layer.h"
+
+typedef struct moe_attn_weights {
+    /* grouped-query attention */
+    moe_tensor wq, wk, wv, wo;
+    float *bq, *bk, *bv, *bo;
+    float *q_norm, *k_norm;     /* per-head [head_dim] or full [H*head_dim] / [KV*head_dim] */
+    /* multi-head latent attention: wq is used when q_lora_rank == 0 */
+    moe_tensor wq_a, wq_b, wkv_a, wkv_b;
+    float *bq_a, *bkv_a;
+    float *q_a_norm, *kv_a_norm;
+} moe_attn_weights;
+
+typedef struct moe_block {
+    float *attn_norm, *ffn_norm;
+    moe_attn_weights attn;
+    moe_ffn_kind ffn_kind;
+    moe_ffn_weights dense;
+    moe_layer moe;
+} moe_block;
+
+struct moe_model {
+    moe_config cfg;
+    moe_weights *weights;
+    moe_tensor embed, lm_head;
+    float *final_norm;
+    moe_block *blocks;
+    moe_store *store;
+    moe_rope rope;
+    moe_model_info info;
+    char dtype_name[8];
+    void **owned;          /* f32 copies of small vectors (norms, biases) */
+    int n_owned, cap_owned;
+};
+
+/* Load weights for a parsed config from an open weights table (used by moe_model_load). */
+moe_status moe_model_bind(moe_model *m);
+#endif

@@ -1,0 +1,127 @@
+/* session.c - a KV cache over a model and the forward pass that fills it:
+ *   x = embed(tokens); per layer: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x)); logits = head(rmsnorm(x)).
+ * Long inputs are processed in chunks so scratch memory stays bounded; chunking does not change the
+ * result because every chunk attends to the cache of the ones before it. */
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/matmul.h"
+#include "core/ops.h"
+#include "model/attention.h"
+#include "moe/ffn.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 256
+
+struct moe_session {
+    moe_model *m;
+    int max_ctx, pos;
+    moe_kv_layer *kv;
+    moe_route_hook hook;
+    void *hook_user;
+};
+
+moe_status moe_session_new(moe_model *m, int max_ctx, moe_session **out) {
+    *out = NULL;
+    const moe_config *c = &m->cfg;
+    if (max_ctx <= 0) max_ctx = c->max_pos < 4096 ? c->max_pos : 4096;
+    int n_kv, kd, vd;
+    moe_attention_dims(c, &n_kv, &kd, &vd);
+    moe_session *s = calloc(1, sizeof *s);
+    if (!s) return moe_fail(MOE_ENOMEM, "out of memory");
+    s->m = m;
+    s->max_ctx = max_ctx;
+    s->kv = calloc((size_t)c->n_layers, sizeof *s->kv);
+    if (!s->kv) { free(s); return moe_fail(MOE_ENOMEM, "out of memory"); }
+    for (int l = 0; l < c->n_layers; l++) {
+        s->kv[l].k = moe_alloc((size_t)max_ctx * n_kv * kd * sizeof(float));
+        s->kv[l].v = moe_alloc((size_t)max_ctx * n_kv * vd * sizeof(float));
+        if (!s->kv[l].k || !s->kv[l].v) {
+            moe_session_free(s);
+            return moe_fail(MOE_ENOMEM, "out of memory for a KV cache of %d positions", max_ctx);
+        }
+    }
+    *out = s;
+    return MOE_OK;
+}
+
+void moe_session_free(moe_session *s) {
+    if (!s) return;
+    if (s->kv)
+        for (int l = 0; l < s->m->cfg.n_layers; l++) { moe_free(s->kv[l].k); moe_free(s->kv[l].v); }
+    free(s->kv);
+    free(s);
+}
+
+void moe_session_reset(moe_session *s) { s->pos = 0; }
+int moe_session_pos(const moe_session *s) { return s->pos; }
+int moe_session_max_ctx(const moe_session *s) { return s->max_ctx; }
+void moe_session_set_route_hook(moe_session *s, moe_route_hook hook, void *user) {
+    s->hook = hook;
+    s->hook_user = user;
+}
+
+static void embed_rows(const moe_tensor *e, const int32_t *tokens, int n, float *x) {
+    int d = (int)e->shape[1];
+    size_t esz = moe_dtype_size(e->dtype);
+    for (int t = 0; t < n; t++)
+        moe_to_f32(e->dtype, (const char *)e->data + (size_t)tokens[t] * d * esz, x + (size_t)t * d, (size_t)d);
+}
+
+/* One chunk of n tokens at positions s->pos.. ; writes logits rows [first_row, n) if logits != NULL. */
+static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, float *logits, int first_row) {
+    moe_model *m = s->m;
+    const moe_config *c = &m->cfg;
+    int d = c->hidden;
+    moe_status st = MOE_OK;
+    float *x = moe_alloc((size_t)n * d * 4), *h = moe_alloc((size_t)n * d * 4), *y = moe_alloc((size_t)n * d * 4);
+    int ff = c->intermediate;
+    float *hg = moe_alloc((size_t)n * ff * 4), *hu = moe_alloc((size_t)n * ff * 4);
+    int *pos = malloc(sizeof(int) * (size_t)n);
+    if (!x || !h || !y || !hg || !hu || !pos) { st = moe_fail(MOE_ENOMEM, "out of memory for %d tokens", n); goto done; }
+    for (int t = 0; t < n; t++) pos[t] = s->pos + t;
+    embed_rows(&m->embed, tokens, n, x);
+    for (int l = 0; l < c->n_layers; l++) {
+        const moe_block *b = &m->blocks[l];
+        moe_rmsnorm(h, x, b->attn_norm, n, d, c->rms_eps);
+        if ((st = moe_attention_forward(m, l, h, n, s->pos, &s->kv[l], y)) != MOE_OK) goto done;
+        moe_add(x, y, (size_t)n * d);
+        moe_rmsnorm(h, x, b->ffn_norm, n, d, c->rms_eps);
+        if (b->ffn_kind == MOE_FFN_MOE) {
+            if ((st = moe_layer_forward(&b->moe, h, n, pos, y, s->hook, s->hook_user)) != MOE_OK) goto done;
+        } else {
+            moe_swiglu_forward(&b->dense, h, n, y, hg, hu);
+        }
+        moe_add(x, y, (size_t)n * d);
+    }
+    if (logits && first_row < n) {
+        int rows = n - first_row;
+        moe_rmsnorm(h, x + (size_t)first_row * d, m->final_norm, rows, d, c->rms_eps);
+        moe_matmul(logits, h, rows, m->lm_head.dtype, m->lm_head.data, c->vocab, d);
+    }
+done:
+    moe_free(x); moe_free(h); moe_free(y); moe_free(hg); moe_free(hu);
+    free(pos);
+    return st;
+}
+
+moe_status moe_session_eval(moe_session *s, const int32_t *tokens, int n, float *logits, int all_positions) {
+    const moe_config *c = &s->m->cfg;
+    if (n <= 0) return moe_fail(MOE_EUSAGE, "no tokens to evaluate");
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return moe_fail(MOE_EINPUT, "token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i, c->vocab);
+    if (n > s->max_ctx - s->pos)
+        return moe_fail(MOE_EINPUT, "%d tokens after %d already cached exceed the context of %d", n, s->pos, s->max_ctx);
+    for (int c0 = 0; c0 < n; c0 += CHUNK) {
+        int cn = n - c0 < CHUNK ? n - c0 : CHUNK;
+        float *out = NULL;
+        int first = cn;
+        if (logits && all_positions) { out = logits + (size_t)c0 * c->vocab; first = 0; }
+        else if (logits && c0 + cn == n) { out = logits; first = cn - 1; }
+        moe_status st = forward_chunk(s, tokens + c0, cn, out, first);
+        if (st != MOE_OK) return st;
+        s->pos += cn;
+    }
+    return MOE_OK;
+}

@@ -1,0 +1,85 @@
+/* router_deepseek.c - DeepSeek-V2 and V3 routing, following transformers' implementation exactly.
+ * V2: s = softmax(logits); greedy top-k, or group-limited: group score = max of its experts, keep the
+ *     topk_group best groups, zero the rest, top-k; w = s_chosen * routed_scaling_factor.
+ * V3: s = sigmoid(logits); c = s + bias; group score = sum of the 2 largest c in the group; keep the
+ *     topk_group best groups (others set to 0.0, as transformers does), top-k of c;
+ *     w = s_chosen (without bias), / (sum + 1e-20) if norm_topk_prob, * routed_scaling_factor. */
+#include "moe/router.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Zero the entries of c outside the topk_group best groups. */
+static void mask_groups(const moe_router *r, float *c, int top2_sum) {
+    int E = r->p.n_experts, G = r->p.n_group, per = E / G;
+    float gscore[1024] = {0};
+    int gidx[1024] = {0}, keep[1024];
+    for (int g = 0; g < G; g++) {
+        const float *v = c + g * per;
+        if (top2_sum) {
+            int top[2];
+            moe_topk(v, per, 2, top);
+            gscore[g] = v[top[0]] + v[top[1]];
+        } else {
+            float m = v[0];
+            for (int i = 1; i < per; i++) m = v[i] > m ? v[i] : m;
+            gscore[g] = m;
+        }
+    }
+    moe_topk(gscore, G, r->p.topk_group, gidx);
+    memset(keep, 0, sizeof(int) * (size_t)G);
+    for (int j = 0; j < r->p.topk_group; j++) keep[gidx[j]] = 1;
+    for (int g = 0; g < G; g++)
+        if (!keep[g])
+            for (int i = 0; i < per; i++) c[g * per + i] = 0.0f;
+}
+
+static void select_v2(const moe_router *r, const float *logits, int n, float *scores, int *expert, float *weight) {
+    int E = r->p.n_experts, k = r->p.top_k;
+    float *tmp = malloc(sizeof(float) * (size_t)E);
+    for (int t = 0; t < n; t++) {
+        const float *l = logits + (size_t)t * E;
+        float *s = scores + (size_t)t * E;
+        int *ex = expert + (size_t)t * k;
+        float *w = weight + (size_t)t * k;
+        float m = l[0], sum = 0;
+        for (int i = 1; i < E; i++) m = l[i] > m ? l[i] : m;
+        for (int i = 0; i < E; i++) sum += (s[i] = expf(l[i] - m));
+        float inv = 1.0f / sum; /* torch multiplies by the reciprocal */
+        for (int i = 0; i < E; i++) s[i] *= inv;
+        memcpy(tmp, s, sizeof(float) * (size_t)E);
+        if (r->p.group_limited && r->p.n_group > 1) mask_groups(r, tmp, 0);
+        moe_topk(tmp, E, k, ex);
+        for (int j = 0; j < k; j++) w[j] = tmp[ex[j]] * (float)r->p.routed_scaling;
+    }
+    free(tmp);
+}
+
+static void select_v3(const moe_router *r, const float *logits, int n, float *scores, int *expert, float *weight) {
+    int E = r->p.n_experts, k = r->p.top_k;
+    float *c = malloc(sizeof(float) * (size_t)E);
+    for (int t = 0; t < n; t++) {
+        const float *l = logits + (size_t)t * E;
+        float *s = scores + (size_t)t * E;
+        int *ex = expert + (size_t)t * k;
+        float *w = weight + (size_t)t * k;
+        for (int i = 0; i < E; i++) {
+            s[i] = 1.0f / (1.0f + expf(-l[i]));
+            c[i] = s[i] + (r->score_bias ? r->score_bias[i] : 0.0f);
+        }
+        if (r->p.n_group >= 1) mask_groups(r, c, 1);
+        moe_topk(c, E, k, ex);
+        float sum = 0;
+        for (int j = 0; j < k; j++) sum += (w[j] = s[ex[j]]);
+        if (r->p.norm_topk_prob)
+            for (int j = 0; j < k; j++) w[j] /= sum + 1e-20f;
+        for (int j = 0; j < k; j++) w[j] *= (float)r->p.routed_scaling;
+    }
+    free(c);
+}
+
+const moe_router_ops moe_router_deepseek_v2 = {"deepseek_v2", "softmax, (group-limited) greedy top-k, scaled",
+                                               select_v2};
+const moe_router_ops moe_router_deepseek_v3 = {"deepseek_v3",
+                                               "sigmoid + bias-corrected group-limited top-k, normalised, scaled",
+                                               select_v3};
