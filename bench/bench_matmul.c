@@ -1,0 +1,337 @@
+/* bench_matmul.c - how far the dense product kernels are from this machine's limits.
+ *
+ * First it measures the two limits itself: memory read bandwidth (a streaming vector-load loop over
+ * a 1 GiB buffer, 1 and 2 threads) and the FMA peak (independent FMA chains on registers only).
+ * Then it times moe_matmul:
+ *   - decode (n = 1..4 x rows): bytes of W read per second, as a % of the measured bandwidth with
+ *     the same thread count, and against OpenBLAS cblas_sgemv for f32 weights (n = 1);
+ *   - prefill (n = 512, and n = 64 as an expert sees in MoE prefill): GFLOP/s against
+ *     OpenBLAS cblas_sgemm with the same thread count, on the same f32 values (for bf16 weights the
+ *     peer multiplies an f32 copy of W, which our kernel never makes).
+ * Small matrices (a Qwen3-30B expert is 3 MiB in bf16) are cycled through enough copies to exceed
+ * the L3 cache, so that every call reads W from memory as a real decode step does.
+ * Times are the best of several repetitions (least disturbed by other work on the machine); our
+ * result is checked against the peer's so that the timed code is the code that computes the product.
+ *
+ * Usage: bench_matmul [--quick] [--threads N]   (markdown tables on stdout; see bench/run_matmul.sh) */
+#include "core/alloc.h"
+#include "core/cpu.h"
+#include "core/dtype.h"
+#include "core/matmul.h"
+#include "moe.h"
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef MOE_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+static int g_quick, g_max_threads = 2;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- machine limits ---- */
+
+__attribute__((target("avx2"))) static float read_avx2(const float *p, size_t nf) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i + 32 <= nf; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_load_ps(p + i));
+        s1 = _mm256_add_ps(s1, _mm256_load_ps(p + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_load_ps(p + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_load_ps(p + i + 24));
+    }
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
+static float read_scalar(const float *p, size_t nf) {
+    float s = 0;
+    for (size_t i = 0; i < nf; i += 16) s += p[i];   /* one load per cache line is enough to stream */
+    return s;
+}
+
+/* Best-of-reps read bandwidth (GB/s) over `bytes` with nt threads, each reading its own contiguous part. */
+static double read_bandwidth(const float *buf, size_t bytes, int nt) {
+    size_t nf = bytes / 4;
+    double best = 1e30;
+    volatile float sink = 0;
+    for (int rep = 0; rep < (g_quick ? 3 : 6); rep++) {
+        double t0 = now();
+        float part = 0;
+        #pragma omp parallel num_threads(nt) reduction(+ : part)
+        {
+            int id = omp_get_thread_num(), n = omp_get_num_threads();
+            size_t a = nf / n * id & ~(size_t)31, e = id == n - 1 ? nf : nf / n * (id + 1) & ~(size_t)31;
+            part += moe_simd_detect() >= MOE_SIMD_AVX2 ? read_avx2(buf + a, e - a) : read_scalar(buf + a, e - a);
+        }
+        double dt = now() - t0;
+        sink += part;
+        if (dt < best) best = dt;
+    }
+    return bytes / best / 1e9;
+}
+
+/* FMAs on 12 independent register chains: 12 * 8 lanes * 2 flops per iteration. */
+__attribute__((target("avx2,fma"))) static double fma_avx2(long iters) {
+    __m256 a[12], m = _mm256_set1_ps(0.99999f), c = _mm256_set1_ps(1e-6f);
+    for (int j = 0; j < 12; j++) a[j] = _mm256_set1_ps((float)j);
+    for (long i = 0; i < iters; i++) {
+        #pragma GCC unroll 12
+        for (int j = 0; j < 12; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
+        __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]), "+x"(a[5]));
+    }
+    for (int j = 1; j < 12; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+    float t[8];
+    _mm256_storeu_ps(t, a[0]);
+    return t[0];
+}
+
+__attribute__((target("avx512f"))) static double fma_avx512(long iters) {
+    __m512 a[24], m = _mm512_set1_ps(0.99999f), c = _mm512_set1_ps(1e-6f);
+    for (int j = 0; j < 24; j++) a[j] = _mm512_set1_ps((float)j);
+    for (long i = 0; i < iters; i++) {
+        #pragma GCC unroll 24
+        for (int j = 0; j < 24; j++) a[j] = _mm512_fmadd_ps(a[j], m, c);
+        __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]));
+    }
+    for (int j = 1; j < 24; j++) a[0] = _mm512_add_ps(a[0], a[j]);
+    return _mm512_reduce_add_ps(a[0]);
+}
+
+/* Peak GFLOP/s over nt threads (each runs the same loop; total flops / wall time). */
+static double fma_peak(int nt, int wide) {
+    long iters = g_quick ? 20000000 : 100000000;
+    double best = 1e30;
+    volatile double sink = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now(), part = 0;
+        #pragma omp parallel num_threads(nt) reduction(+ : part)
+        part += wide ? fma_avx512(iters) : fma_avx2(iters);
+        double dt = now() - t0;
+        sink += part;
+        if (dt < best) best = dt;
+    }
+    double flops = (double)iters * nt * (wide ? 24 * 16 * 2 : 12 * 8 * 2);
+    return flops / best / 1e9;
+}
+
+/* ---- problems ---- */
+
+static uint64_t g_rng = 7;
+static float rfloat(void) {
+    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+    return (float)((g_rng >> 40) * (1.0 / 16777216.0)) - 0.5f;
+}
+
+typedef struct {
+    moe_dtype dt;
+    int out, in, copies;    /* copies: distinct matrices cycled so that W never sits in cache */
+    void **w;
+    float **wf;             /* f32 copies for the peer (only for bf16/f16 when the peer runs) */
+} problem;
+
+static void *make_matrix(moe_dtype dt, int out, int in) {
+    size_t cnt = (size_t)out * in;
+    void *w = moe_alloc(cnt * moe_dtype_size(dt));
+    if (!w) { fprintf(stderr, "bench_matmul: out of memory for a %dx%d matrix\n", out, in); exit(2); }
+    for (size_t i = 0; i < cnt; i++) {
+        float f = rfloat();
+        if (dt == MOE_F32) ((float *)w)[i] = f;
+        else if (dt == MOE_BF16) ((uint16_t *)w)[i] = moe_f32_to_bf16(f);
+        else ((uint16_t *)w)[i] = moe_f32_to_f16(f);
+    }
+    return w;
+}
+
+static problem make_problem(moe_dtype dt, int out, int in, int with_f32_copy) {
+    problem p = {dt, out, in, 1, NULL, NULL};
+    size_t bytes = (size_t)out * in * moe_dtype_size(dt);
+    const size_t l3x2 = (size_t)96 << 20;   /* comfortably beyond a 32 MiB L3 */
+    if (bytes < l3x2) p.copies = (int)((l3x2 + bytes - 1) / bytes);
+    p.w = calloc((size_t)p.copies, sizeof(void *));
+    for (int c = 0; c < p.copies; c++) p.w[c] = make_matrix(dt, out, in);
+    if (with_f32_copy && dt != MOE_F32) {
+        p.wf = calloc((size_t)p.copies, sizeof(float *));
+        for (int c = 0; c < p.copies; c++) {
+            p.wf[c] = moe_alloc((size_t)out * in * 4);
+            moe_to_f32(dt, p.w[c], p.wf[c], (size_t)out * in);
+        }
+    }
+    return p;
+}
+
+static void free_problem(problem *p) {
+    for (int c = 0; c < p->copies; c++) {
+        moe_free(p->w[c]);
+        if (p->wf) moe_free(p->wf[c]);
+    }
+    free(p->w);
+    free(p->wf);
+}
+
+static const float *peer_w(const problem *p, int c) { return p->wf ? p->wf[c] : (const float *)p->w[c]; }
+
+/* Time `calls` products cycling over the copies; returns the best seconds per product. */
+static double time_ours(const problem *p, float *y, const float *x, int n, int nt, int calls) {
+    moe_set_threads(nt);
+    double best = 1e30;
+    for (int rep = 0; rep < (g_quick ? 2 : 5); rep++) {
+        double t0 = now();
+        for (int k = 0; k < calls; k++) moe_matmul(y, x, n, p->dt, p->w[k % p->copies], p->out, p->in);
+        double dt = (now() - t0) / calls;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+#ifdef MOE_HAVE_OPENBLAS
+static double time_peer(const problem *p, float *y, const float *x, int n, int nt, int calls) {
+    openblas_set_num_threads(nt);
+    double best = 1e30;
+    for (int rep = 0; rep < (g_quick ? 2 : 5); rep++) {
+        double t0 = now();
+        for (int k = 0; k < calls; k++) {
+            const float *w = peer_w(p, k % p->copies);
+            if (n == 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, p->out, p->in, 1.0f, w, p->in, x, 1, 0.0f, y, 1);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in, 1.0f, x, p->in, w, p->in,
+                            0.0f, y, p->out);
+        }
+        double dt = (now() - t0) / calls;
+        if (dt < best) best = dt;
+    }
+    usleep(200000);   /* let OpenBLAS's spinning workers go to sleep before we time our own threads */
+    return best;
+}
+#endif
+
+/* Largest |ours - peer| relative to the largest |peer|: the two must compute the same product. */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double md = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > md) md = d;
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    return mb > 0 ? md / mb : md;
+}
+
+static double g_bw[3];   /* measured read bandwidth, GB/s, by thread count */
+
+static void bench_gemv(const char *label, moe_dtype dt, int out, int in, const int *ns, int nns) {
+    problem p = make_problem(dt, out, in, 1);
+    float *x = moe_alloc((size_t)4 * in * 4), *y = moe_alloc((size_t)4 * out * 4), *yp = moe_alloc((size_t)4 * out * 4);
+    for (size_t i = 0; i < (size_t)4 * in; i++) x[i] = rfloat();
+    double mb = (double)out * in * moe_dtype_size(dt);
+    int calls = (int)fmax(4, fmin(200, 2e9 / mb / 4));
+    if (g_quick) calls = calls / 4 + 1;
+    for (int a = 0; a < nns; a++) {
+        int n = ns[a];
+        for (int nt = 1; nt <= g_max_threads; nt++) {
+            double t = time_ours(&p, y, x, n, nt, calls), gbs = mb / t / 1e9;
+            printf("| %s | %s | %d | %d | %.1f | %.3f | %.1f | %.0f%% |", label, moe_dtype_name(dt), n, nt, mb / 1e6,
+                   t * 1e3, gbs, 100 * gbs / g_bw[nt]);
+#ifdef MOE_HAVE_OPENBLAS
+            if (n == 1) {
+                double tp = time_peer(&p, yp, x, 1, nt, calls);
+                moe_matmul(y, x, 1, dt, p.w[(calls - 1) % p.copies], out, in);
+                printf(" %.1f | %.2f | %.1e |\n", (double)out * in * 4 / tp / 1e9, tp / t, rel_diff(y, yp, (size_t)out));
+            } else
+#endif
+                printf(" - | - | - |\n");
+            fflush(stdout);
+        }
+    }
+    moe_free(x); moe_free(y); moe_free(yp);
+    free_problem(&p);
+}
+
+static void bench_gemm(const char *label, moe_dtype dt, int out, int in, int n) {
+    problem p = make_problem(dt, out, in, 1);
+    float *x = moe_alloc((size_t)n * in * 4), *y = moe_alloc((size_t)n * out * 4), *yp = moe_alloc((size_t)n * out * 4);
+    for (size_t i = 0; i < (size_t)n * in; i++) x[i] = rfloat();
+    double flops = 2.0 * n * out * in;
+    int calls = (int)fmax(1, fmin(100, 2e10 / flops / 4));
+    if (g_quick) calls = calls / 4 + 1;
+    for (int nt = 1; nt <= g_max_threads; nt++) {
+        double t = time_ours(&p, y, x, n, nt, calls);
+        printf("| %s | %s | %d | %d | %.2f | %.1f |", label, moe_dtype_name(dt), n, nt, t * 1e3, flops / t / 1e9);
+#ifdef MOE_HAVE_OPENBLAS
+        double tp = time_peer(&p, yp, x, n, nt, calls);
+        moe_matmul(y, x, n, dt, p.w[(calls - 1) % p.copies], out, in);
+        printf(" %.1f | %.2f | %.1e |\n", flops / tp / 1e9, tp / t, rel_diff(y, yp, (size_t)n * out));
+#else
+        printf(" - | - | - |\n");
+#endif
+        fflush(stdout);
+    }
+    moe_free(x); moe_free(y); moe_free(yp);
+    free_problem(&p);
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) g_quick = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) g_max_threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_matmul [--quick] [--threads N]\n");
+            return 1;
+        }
+    }
+    if (g_max_threads < 1 || g_max_threads > 2) g_max_threads = 2;
+    const char *lvl = moe_simd_name();
+    printf("SIMD level in use: %s (detected %d); OpenMP max threads %d", lvl, (int)moe_simd_detect(), omp_get_max_threads());
+#ifdef MOE_HAVE_OPENBLAS
+    printf("; OpenBLAS core %s", openblas_get_corename());
+#endif
+    printf("\n\n## Machine limits\n\n| measure | 1 thread | 2 threads |\n|---|---|---|\n");
+    size_t bytes = (size_t)1 << 30;
+    float *buf = moe_alloc(bytes);
+    if (!buf) { fprintf(stderr, "bench_matmul: cannot allocate 1 GiB\n"); return 2; }
+    #pragma omp parallel for num_threads(2)
+    for (size_t i = 0; i < bytes / 4; i++) buf[i] = (float)(i & 255);
+    for (int nt = 1; nt <= 2; nt++) g_bw[nt] = read_bandwidth(buf, bytes, nt);
+    moe_free(buf);
+    printf("| read bandwidth, 1 GiB stream (GB/s) | %.1f | %.1f |\n", g_bw[1], g_bw[2]);
+    if (moe_simd_detect() >= MOE_SIMD_AVX2)
+        printf("| FMA peak, AVX2 8-lane (GFLOP/s) | %.1f | %.1f |\n", fma_peak(1, 0), fma_peak(2, 0));
+    if (moe_simd_detect() >= MOE_SIMD_AVX512)
+        printf("| FMA peak, AVX-512 16-lane (GFLOP/s) | %.1f | %.1f |\n", fma_peak(1, 1), fma_peak(2, 1));
+
+    printf("\n## Decode (GEMV): W read once per call\n\n"
+           "| shape (out x in) | W | n | threads | W MB | ms/call | GB/s | %% of read BW | OpenBLAS sgemv GB/s (f32 bytes) | speedup vs sgemv | rel. diff |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    const int n1[] = {1}, n14[] = {1, 2, 4};
+    bench_gemv("Mixtral w1 14336x4096", MOE_BF16, 14336, 4096, n14, 3);
+    bench_gemv("Mixtral w1 14336x4096", MOE_F32, 14336, 4096, n1, 1);
+    bench_gemv("Mixtral w2 4096x14336", MOE_BF16, 4096, 14336, n1, 1);
+    bench_gemv("Mixtral w1 14336x4096", MOE_F16, 14336, 4096, n1, 1);
+    bench_gemv("Qwen3-30B expert up 768x2048", MOE_BF16, 768, 2048, n1, 1);
+    bench_gemv("Qwen3-30B expert down 2048x768", MOE_BF16, 2048, 768, n1, 1);
+    bench_gemv("Qwen3-30B expert up 768x2048", MOE_F32, 768, 2048, n1, 1);
+    bench_gemv("Qwen3-30B head 151936x2048", MOE_BF16, 151936, 2048, n1, 1);
+    if (!g_quick) bench_gemv("Qwen3-30B head 151936x2048", MOE_F32, 151936, 2048, n1, 1);
+
+    printf("\n## Prefill (GEMM)\n\n"
+           "| shape (out x in) | W | n | threads | ms/call | GFLOP/s | OpenBLAS sgemm GFLOP/s | speedup vs sgemm | rel. diff |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
+    bench_gemm("Mixtral w1 14336x4096", MOE_F32, 14336, 4096, g_quick ? 128 : 512);
+    bench_gemm("Mixtral w1 14336x4096", MOE_BF16, 14336, 4096, g_quick ? 128 : 512);
+    bench_gemm("Qwen3-30B expert up 768x2048", MOE_F32, 768, 2048, 512);
+    bench_gemm("Qwen3-30B expert up 768x2048", MOE_BF16, 768, 2048, 512);
+    bench_gemm("Qwen3-30B expert down 2048x768", MOE_BF16, 2048, 768, 512);
+    bench_gemm("Qwen3-30B expert up 768x2048", MOE_BF16, 768, 2048, 64);
+    bench_gemm("Qwen3-30B expert up 768x2048", MOE_BF16, 768, 2048, 8);
+    return 0;
+}
