@@ -27,4 +27,24 @@ void moe_matmul(float *y, const float *x, int n, moe_dtype dt, const void *w, in
 /* Same with explicit leading dimensions. */
 void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,
                    int out, int in);
+
+/* One product of a batch: y[t*ldy + o] = sum_i x[t*ldx + i] * W[o][i], t < n, o < out. */
+typedef struct moe_matmul_job {
+    float *y;
+    size_t ldy;
+    const float *x;
+    size_t ldx;
+    int n;
+    moe_dtype dt;
+    const void *w;
+    int out, in;
+} moe_matmul_job;
+
+/* All jobs in one parallel region, for the many small products of a MoE layer (the gate and up
+ * projections of every active expert, then their down projections). The jobs' estimated costs
+ * (bytes of W for decode, FLOPs for prefill) are laid end to end and cut into one equal share per
+ * thread, at 16-column boundaries, so small products run side by side instead of each paying a
+ * fork/join and being split across all threads. The y blocks of different jobs must not overlap.
+ * Results are bit-identical to moe_matmul_ld on each job, whatever the thread count. */
+void moe_matmul_many(const moe_matmul_job *jobs, int n_jobs);
 #endif

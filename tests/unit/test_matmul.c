@@ -209,6 +209,52 @@ static void check_threads(int lvl) {
     moe_simd_force(moe_simd_detect());
 }
 
+/* moe_matmul_many: batches of mixed jobs (dtypes, decode and prefill, tiny and large) give the same
+ * bits as moe_matmul_ld job by job, for 1, 2 and 3 threads, and touch nothing outside their y. */
+static void check_many(void) {
+    for (int rep = 0; rep < 12; rep++) {
+        int nj = rint_(1, 20);
+        moe_matmul_job jobs[20];
+        float *ref[20];
+        size_t ylen[20];
+        for (int j = 0; j < nj; j++) {
+            moe_dtype dt = k_dtypes[rnd() % 3];
+            int n = rnd() % 4 == 0 ? rint_(8, 40) : rint_(1, 4), in = rint_(1, 900);
+            int out = rnd() % 3 == 0 ? rint_(1, 20) : rint_(100, 1200);
+            if (rnd() % 5 == 0) n = 0;   /* empty jobs (an expert with no tokens) are allowed */
+            size_t ldx = (size_t)in + rint_(0, 3), ldy = (size_t)out + rint_(0, 3);
+            int rows = n > 0 ? n : 1;
+            float *x = malloc(sizeof(float) * ldx * rows);
+            for (size_t i = 0; i < ldx * rows; i++) x[i] = rfloat();
+            ylen[j] = ldy * rows;
+            jobs[j] = (moe_matmul_job){malloc(sizeof(float) * ylen[j]), ldy, x, ldx, n, dt,
+                                       random_weights(dt, (size_t)out * in), out, in};
+            ref[j] = malloc(sizeof(float) * ylen[j]);
+            for (size_t i = 0; i < ylen[j]; i++) ref[j][i] = SENTINEL;
+            moe_set_threads(1);
+            moe_matmul_ld(ref[j], ldy, x, ldx, n, dt, jobs[j].w, out, in);
+        }
+        for (int nt = 1; nt <= 3; nt++) {
+            for (int j = 0; j < nj; j++)
+                for (size_t i = 0; i < ylen[j]; i++) jobs[j].y[i] = SENTINEL;
+            moe_set_threads(nt);
+            moe_matmul_many(jobs, nj);
+            for (int j = 0; j < nj; j++) {
+                g_checks++;
+                if (memcmp(jobs[j].y, ref[j], sizeof(float) * ylen[j]) != 0) {
+                    printf("FAIL moe_matmul_many %d threads: job %d of %d (n=%d out=%d in=%d %s) differs from moe_matmul_ld\n",
+                           nt, j, nj, jobs[j].n, jobs[j].out, jobs[j].in, dt_name(jobs[j].dt));
+                    g_fail++;
+                }
+            }
+        }
+        for (int j = 0; j < nj; j++) {
+            free(jobs[j].y); free((void *)jobs[j].x); free((void *)jobs[j].w); free(ref[j]);
+        }
+    }
+    moe_set_threads(0);
+}
+
 int main(void) {
     const char *env = getenv("MOE_TEST_SEED");
     uint64_t fresh = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
@@ -228,6 +274,7 @@ int main(void) {
             if (s == 0) check_threads(lvl);
             if (g_fail > before) printf("  (seed %llu, level %s)\n", (unsigned long long)seeds[s], level_name(lvl));
         }
+        if (s == 0) check_many();
         if (top >= MOE_SIMD_AVX2) {
             int before = g_fail;
             check_level(LVL_EMU16);
