@@ -254,6 +254,136 @@ VINLINE void mm_blocked(float *y, size_t ldy, const float *x, size_t ldx, int n,
     }
 }
 
+/* ---- prefill, large n: broadcast micro-kernel on a transposed panel ----
+ * A panel is PK_NR = 2*VW rows of W over KC columns, widened and transposed to wp[k][PK_NR] (8x8
+ * register transposes, AVX2 instructions in every instantiation). The micro-tile is MMB_MR x rows
+ * by PK_NR outputs held in 2*MMB_MR accumulators: per k, two panel loads and MMB_MR broadcasts of
+ * x feed 2*MMB_MR FMAs, with no horizontal sums at all, so each output is a plain FMA chain over k
+ * (results do not depend on the tiling). The transpose costs more than mm_pack's plain widening,
+ * which is why this path starts only at n >= MMB_MIN_N where the panel is reused by many rows. */
+#define PK_NR (2 * VW)
+#ifndef MMB_UNROLL
+#define MMB_UNROLL
+#endif
+
+VINLINE __m256 load8(const int dt, const char *row, size_t k) {
+    if (dt == DT_F32) return _mm256_loadu_ps((const float *)row + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
+    return dt == DT_BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+VINLINE __m256 load8_n(const int dt, const char *row, size_t k, int cnt) {
+    if (dt == DT_F32) {
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_maskload_ps((const float *)row + k, m);
+    }
+    uint16_t tmp[8] = {0};
+    memcpy(tmp, (const uint16_t *)row + k, (size_t)cnt * 2);
+    return load8(dt, (const char *)tmp, 0);
+}
+
+VINLINE void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* wp[k][r] = W[r][k0 + k] for r < rows (zero rows up to PK_NR), k < kc rounded up to 8 (zeros). */
+VINLINE void pack_panel(float *wp, const char *w, size_t ws, int k0, int kc, int rows, const int dt) {
+    for (int g = 0; g < PK_NR; g += 8)
+        for (int kk = 0; kk < kc; kk += 8) {
+            __m256 r[8];
+            UNROLL for (int j = 0; j < 8; j++) {
+                const char *row = w + (size_t)(g + j) * ws;
+                r[j] = g + j >= rows ? _mm256_setzero_ps()
+                       : kk + 8 <= kc ? load8(dt, row, (size_t)k0 + kk)
+                                      : load8_n(dt, row, (size_t)k0 + kk, kc - kk);
+            }
+            transpose8(r);
+            UNROLL for (int j = 0; j < 8; j++) _mm256_storeu_ps(wp + (size_t)(kk + j) * PK_NR + g, r[j]);
+        }
+}
+
+/* y[m][0..cvalid) (+)= sum_k x[m][k] * wp[k][.], m < M. */
+VINLINE void mmb_tile(float *y, size_t ldy, const float *x, size_t ldx, const float *wp, int kc, int cvalid,
+                      int accumulate, const int M) {
+    vf a0[MMB_MR], a1[MMB_MR];
+    UNROLL for (int m = 0; m < M; m++) a0[m] = a1[m] = vzero();
+    MMB_UNROLL for (int k = 0; k < kc; k++) {
+        vf w0 = vload(wp + (size_t)k * PK_NR), w1 = vload(wp + (size_t)k * PK_NR + VW);
+        UNROLL for (int m = 0; m < M; m++) {
+            vf b = vset1(x[m * ldx + k]);
+            a0[m] = vfma(b, w0, a0[m]);
+            a1[m] = vfma(b, w1, a1[m]);
+        }
+    }
+    UNROLL for (int m = 0; m < M; m++) {
+        float *ym = y + m * ldy;
+        if (cvalid == PK_NR) {
+            if (accumulate) {
+                a0[m] = vadd(a0[m], vload(ym));
+                a1[m] = vadd(a1[m], vload(ym + VW));
+            }
+            vstore(ym, a0[m]);
+            vstore(ym + VW, a1[m]);
+        } else {
+            int c0 = cvalid < VW ? cvalid : VW, c1 = cvalid - VW;
+            if (accumulate) a0[m] = vadd(a0[m], vload_n(ym, c0));
+            vstore_n(ym, a0[m], c0);
+            if (c1 > 0) {
+                if (accumulate) a1[m] = vadd(a1[m], vload_n(ym + VW, c1));
+                vstore_n(ym + VW, a1[m], c1);
+            }
+        }
+    }
+}
+
+static void mmb_tile_rest(float *y, size_t ldy, const float *x, size_t ldx, const float *wp, int kc, int cvalid,
+                          int accumulate, int m) {
+    switch (m) {
+#define MMB_REST(M) case M: mmb_tile(y, ldy, x, ldx, wp, kc, cvalid, accumulate, (M) < MMB_MR ? (M) : 1); break;
+    MMB_REST(1) MMB_REST(2) MMB_REST(3) MMB_REST(4) MMB_REST(5) MMB_REST(6) MMB_REST(7)
+    MMB_REST(8) MMB_REST(9) MMB_REST(10) MMB_REST(11) MMB_REST(12) MMB_REST(13)
+#undef MMB_REST
+    default: break;
+    }
+}
+
+VINLINE void mmb_blocked(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0,
+                         int o1, const int dt) {
+    float wp[MMB_KC * PK_NR] __attribute__((aligned(64)));
+    size_t ws = (size_t)in * DT_SIZE(dt);
+    const char *W = w;
+    for (int t0 = 0; t0 < n; t0 += MMB_MC) {
+        int t1 = n - t0 < MMB_MC ? n : t0 + MMB_MC;
+        for (int k0 = 0; k0 < in; k0 += MMB_KC) {
+            int kc = in - k0 < MMB_KC ? in - k0 : MMB_KC;
+            for (int o = o0; o < o1; o += PK_NR) {
+                int rows = o1 - o < PK_NR ? o1 - o : PK_NR;
+                pack_panel(wp, W + (size_t)o * ws, ws, k0, kc, rows, dt);
+                const float *xk = x + k0;
+                float *yo = y + o;
+                int t = t0;
+                for (; t + MMB_MR <= t1; t += MMB_MR)
+                    mmb_tile(yo + t * ldy, ldy, xk + t * ldx, ldx, wp, kc, rows, k0 > 0, MMB_MR);
+                if (t < t1) mmb_tile_rest(yo + t * ldy, ldy, xk + t * ldx, ldx, wp, kc, rows, k0 > 0, t1 - t);
+            }
+        }
+    }
+}
+
 /* ---- the kernel: pick the path by the number of x rows ---- */
 VINLINE void gemm_any(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1,
                       const int dt) {
@@ -261,6 +391,10 @@ VINLINE void gemm_any(float *y, size_t ldy, const float *x, size_t ldx, int n, c
     if (in <= 0) {
         for (int t = 0; t < n; t++)
             for (int o = o0; o < o1; o++) y[t * ldy + o] = 0;
+        return;
+    }
+    if (n >= MMB_MIN_N) {
+        mmb_blocked(y, ldy, x, ldx, n, w, in, o0, o1, dt);
         return;
     }
     if (n >= MM_MIN_N) {
