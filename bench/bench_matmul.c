@@ -1,17 +1,22 @@
 /* bench_matmul.c - how far the dense product kernels are from this machine's limits.
  *
- * First it measures the two limits itself: memory read bandwidth (a streaming vector-load loop over
- * a 1 GiB buffer, 1 and 2 threads) and the FMA peak (independent FMA chains on registers only).
+ * It measures the two limits itself: memory read bandwidth (a streaming vector-load loop over a
+ * 1 GiB buffer, 1 and 2 threads) and the FMA peak (independent FMA chains on registers only).
  * Then it times moe_matmul:
- *   - decode (n = 1..4 x rows): bytes of W read per second, as a % of the measured bandwidth with
- *     the same thread count, and against OpenBLAS cblas_sgemv for f32 weights (n = 1);
- *   - prefill (n = 512, and n = 64 as an expert sees in MoE prefill): GFLOP/s against
- *     OpenBLAS cblas_sgemm with the same thread count, on the same f32 values (for bf16 weights the
- *     peer multiplies an f32 copy of W, which our kernel never makes).
+ *   - decode (n = 1..4 x rows): bytes of W read per second, as a % of the read bandwidth with the
+ *     same thread count, and against OpenBLAS cblas_sgemv on an f32 copy of W (n = 1);
+ *   - the decode step of a MoE layer (8 experts), moe_matmul per product vs moe_matmul_many;
+ *   - prefill (n = 512, and n = 64 / 8 as experts see in MoE prefill): GFLOP/s, as a % of the FMA
+ *     peak, and against OpenBLAS cblas_sgemm with the same thread count on the same f32 values (for
+ *     bf16 weights the peer multiplies an f32 copy of W, which our kernel never makes).
  * Small matrices (a Qwen3-30B expert is 3 MiB in bf16) are cycled through enough copies to exceed
  * the L3 cache, so that every call reads W from memory as a real decode step does.
- * Times are the best of several repetitions (least disturbed by other work on the machine); our
- * result is checked against the peer's so that the timed code is the code that computes the product.
+ *
+ * The development machine is a shared VM whose speed changes by 2x within seconds, so every
+ * comparison is interleaved: each repetition runs the yardstick (stream, FMA loop or OpenBLAS) and
+ * our kernel back to back, and each side keeps its best time over the repetitions. The % columns
+ * divide those two bests; the machine-limits table shows the best over the whole run.
+ * Our result is checked against the peer's so that the timed code computes the product named.
  *
  * Usage: bench_matmul [--quick] [--threads N]   (markdown tables on stdout; see bench/run_matmul.sh) */
 #include "core/alloc.h"
@@ -62,11 +67,15 @@ static float read_scalar(const float *p, size_t nf) {
     return s;
 }
 
+static float *g_stream;                    /* the 1 GiB buffer of the bandwidth probe */
+static const size_t g_stream_bytes = (size_t)1 << 30;
+static double g_bw_best[3], g_peak_best[3];  /* best of the run, by thread count */
+
 /* Best-of-reps read bandwidth (GB/s) over `bytes` with nt threads, each reading its own contiguous part. */
-static double read_bandwidth(const float *buf, size_t bytes, int nt) {
+static double read_bandwidth(const float *buf, size_t bytes, int nt, int reps) {
     size_t nf = bytes / 4;
     double best = 1e30;
-    for (int rep = 0; rep < (g_quick ? 3 : 6); rep++) {
+    for (int rep = 0; rep < reps; rep++) {
         double t0 = now();
         float part = 0;
         #pragma omp parallel num_threads(nt) reduction(+ : part)
@@ -79,41 +88,70 @@ static double read_bandwidth(const float *buf, size_t bytes, int nt) {
         g_sink += part;
         if (dt < best) best = dt;
     }
-    return bytes / best / 1e9;
+    double gbs = bytes / best / 1e9;
+    if (gbs > g_bw_best[nt]) g_bw_best[nt] = gbs;
+    return gbs;
 }
+static double stream_once(int nt) { return read_bandwidth(g_stream, g_stream_bytes, nt, 1); }
 
-/* FMAs on 12 independent register chains: 12 * 8 lanes * 2 flops per iteration. */
+/* FMAs on 12 independent register chains: 12 * 8 lanes * 2 flops per iteration. The chains are
+ * named variables (an array would be kept in memory) and the empty asm keeps them in registers and
+ * opaque to the optimiser. */
 __attribute__((target("avx2,fma"))) static double fma_avx2(long iters) {
-    __m256 a[12], m = _mm256_set1_ps(0.99999f), c = _mm256_set1_ps(1e-6f);
-    for (int j = 0; j < 12; j++) a[j] = _mm256_set1_ps((float)j);
+    __m256 m = _mm256_set1_ps(0.99999f), c = _mm256_set1_ps(1e-6f);
+    __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2), a3 = _mm256_set1_ps(3);
+    __m256 a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5), a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7);
+    __m256 a8 = _mm256_set1_ps(8), a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
     for (long i = 0; i < iters; i++) {
-        #pragma GCC unroll 12
-        for (int j = 0; j < 12; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
-        __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]), "+x"(a[5]));
+        a0 = _mm256_fmadd_ps(a0, m, c); a1 = _mm256_fmadd_ps(a1, m, c); a2 = _mm256_fmadd_ps(a2, m, c);
+        a3 = _mm256_fmadd_ps(a3, m, c); a4 = _mm256_fmadd_ps(a4, m, c); a5 = _mm256_fmadd_ps(a5, m, c);
+        a6 = _mm256_fmadd_ps(a6, m, c); a7 = _mm256_fmadd_ps(a7, m, c); a8 = _mm256_fmadd_ps(a8, m, c);
+        a9 = _mm256_fmadd_ps(a9, m, c); a10 = _mm256_fmadd_ps(a10, m, c); a11 = _mm256_fmadd_ps(a11, m, c);
+        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7),
+                         "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
     }
-    for (int j = 1; j < 12; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
     float t[8];
-    _mm256_storeu_ps(t, a[0]);
+    _mm256_storeu_ps(t, s);
     return t[0];
 }
 
+/* The same on 24 zmm chains (only called where AVX-512 is usable). */
 __attribute__((target("avx512f"))) static double fma_avx512(long iters) {
-    __m512 a[24], m = _mm512_set1_ps(0.99999f), c = _mm512_set1_ps(1e-6f);
-    for (int j = 0; j < 24; j++) a[j] = _mm512_set1_ps((float)j);
+    __m512 m = _mm512_set1_ps(0.99999f), c = _mm512_set1_ps(1e-6f);
+    __m512 a0 = _mm512_set1_ps(0), a1 = _mm512_set1_ps(1), a2 = _mm512_set1_ps(2), a3 = _mm512_set1_ps(3);
+    __m512 a4 = _mm512_set1_ps(4), a5 = _mm512_set1_ps(5), a6 = _mm512_set1_ps(6), a7 = _mm512_set1_ps(7);
+    __m512 a8 = _mm512_set1_ps(8), a9 = _mm512_set1_ps(9), a10 = _mm512_set1_ps(10), a11 = _mm512_set1_ps(11);
+    __m512 b0 = a0, b1 = a1, b2 = a2, b3 = a3, b4 = a4, b5 = a5, b6 = a6, b7 = a7, b8 = a8, b9 = a9, b10 = a10, b11 = a11;
     for (long i = 0; i < iters; i++) {
-        #pragma GCC unroll 24
-        for (int j = 0; j < 24; j++) a[j] = _mm512_fmadd_ps(a[j], m, c);
-        __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]));
+        a0 = _mm512_fmadd_ps(a0, m, c); a1 = _mm512_fmadd_ps(a1, m, c); a2 = _mm512_fmadd_ps(a2, m, c);
+        a3 = _mm512_fmadd_ps(a3, m, c); a4 = _mm512_fmadd_ps(a4, m, c); a5 = _mm512_fmadd_ps(a5, m, c);
+        a6 = _mm512_fmadd_ps(a6, m, c); a7 = _mm512_fmadd_ps(a7, m, c); a8 = _mm512_fmadd_ps(a8, m, c);
+        a9 = _mm512_fmadd_ps(a9, m, c); a10 = _mm512_fmadd_ps(a10, m, c); a11 = _mm512_fmadd_ps(a11, m, c);
+        b0 = _mm512_fmadd_ps(b0, m, c); b1 = _mm512_fmadd_ps(b1, m, c); b2 = _mm512_fmadd_ps(b2, m, c);
+        b3 = _mm512_fmadd_ps(b3, m, c); b4 = _mm512_fmadd_ps(b4, m, c); b5 = _mm512_fmadd_ps(b5, m, c);
+        b6 = _mm512_fmadd_ps(b6, m, c); b7 = _mm512_fmadd_ps(b7, m, c); b8 = _mm512_fmadd_ps(b8, m, c);
+        b9 = _mm512_fmadd_ps(b9, m, c); b10 = _mm512_fmadd_ps(b10, m, c); b11 = _mm512_fmadd_ps(b11, m, c);
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7),
+                         "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+        __asm__ volatile("" : "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3), "+v"(b4), "+v"(b5), "+v"(b6), "+v"(b7),
+                         "+v"(b8), "+v"(b9), "+v"(b10), "+v"(b11));
     }
-    for (int j = 1; j < 24; j++) a[0] = _mm512_add_ps(a[0], a[j]);
-    return _mm512_reduce_add_ps(a[0]);
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(b0, b1), _mm512_add_ps(b2, b3)),
+                                       _mm512_add_ps(_mm512_add_ps(b4, b5), _mm512_add_ps(b6, b7))));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(b8, b9), _mm512_add_ps(b10, b11)));
+    return _mm512_reduce_add_ps(s);
 }
 
-/* Peak GFLOP/s over nt threads (each runs the same loop; total flops / wall time). */
-static double fma_peak(int nt, int wide) {
-    long iters = g_quick ? 20000000 : 100000000;
+/* Peak GFLOP/s over nt threads (each runs the same loop; total flops / wall time), best of reps. */
+static double fma_peak(int nt, int wide, long iters, int reps) {
     double best = 1e30;
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < reps; rep++) {
         double t0 = now(), part = 0;
         #pragma omp parallel num_threads(nt) reduction(+ : part)
         part += wide ? fma_avx512(iters) : fma_avx2(iters);
@@ -122,8 +160,12 @@ static double fma_peak(int nt, int wide) {
         if (dt < best) best = dt;
     }
     double flops = (double)iters * nt * (wide ? 24 * 16 * 2 : 12 * 8 * 2);
-    return flops / best / 1e9;
+    double gf = flops / best / 1e9;
+    if (!wide && gf > g_peak_best[nt]) g_peak_best[nt] = gf;
+    return gf;
 }
+/* One short probe (~0.1 s) of the AVX2 FMA peak, the yardstick of the prefill rows. */
+static double peak_once(int nt) { return fma_peak(nt, 0, 10000000, 1); }
 
 /* ---- problems ---- */
 
@@ -181,40 +223,35 @@ static void free_problem(problem *p) {
 
 static const float *peer_w(const problem *p, int c) { return p->wf ? p->wf[c] : (const float *)p->w[c]; }
 
-/* Time `calls` products cycling over the copies; returns the best seconds per product. */
+/* Seconds per product over `calls` products cycling over the copies (one repetition). */
 static double time_ours(const problem *p, float *y, const float *x, int n, int nt, int calls) {
     moe_set_threads(nt);
-    double best = 1e30;
-    for (int rep = 0; rep < (g_quick ? 2 : 5); rep++) {
-        double t0 = now();
-        for (int k = 0; k < calls; k++) moe_matmul(y, x, n, p->dt, p->w[k % p->copies], p->out, p->in);
-        double dt = (now() - t0) / calls;
-        if (dt < best) best = dt;
-    }
-    return best;
+    double t0 = now();
+    for (int k = 0; k < calls; k++) moe_matmul(y, x, n, p->dt, p->w[k % p->copies], p->out, p->in);
+    return (now() - t0) / calls;
 }
 
 #ifdef MOE_HAVE_OPENBLAS
 static double time_peer(const problem *p, float *y, const float *x, int n, int nt, int calls) {
     openblas_set_num_threads(nt);
-    double best = 1e30;
-    for (int rep = 0; rep < (g_quick ? 2 : 5); rep++) {
-        double t0 = now();
-        for (int k = 0; k < calls; k++) {
-            const float *w = peer_w(p, k % p->copies);
-            if (n == 1)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, p->out, p->in, 1.0f, w, p->in, x, 1, 0.0f, y, 1);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in, 1.0f, x, p->in, w, p->in,
-                            0.0f, y, p->out);
-        }
-        double dt = (now() - t0) / calls;
-        if (dt < best) best = dt;
+    double t0 = now();
+    for (int k = 0; k < calls; k++) {
+        const float *w = peer_w(p, k % p->copies);
+        if (n == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, p->out, p->in, 1.0f, w, p->in, x, 1, 0.0f, y, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in, 1.0f, x, p->in, w, p->in,
+                        0.0f, y, p->out);
     }
-    usleep(200000);   /* let OpenBLAS's spinning workers go to sleep before we time our own threads */
-    return best;
+    double t = (now() - t0) / calls;
+    if (nt > 1) usleep(150000);   /* let OpenBLAS's spinning workers sleep before our threads run */
+    return t;
 }
 #endif
+
+static double min2(double a, double b) { return a < b ? a : b; }
+static double max2(double a, double b) { return a > b ? a : b; }
+static int reps(void) { return g_quick ? 2 : 5; }
 
 /* Largest |ours - peer| relative to the largest |peer|: the two must compute the same product. */
 static double rel_diff(const float *a, const float *b, size_t n) {
@@ -227,24 +264,28 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return mb > 0 ? md / mb : md;
 }
 
-static double g_bw[3];   /* measured read bandwidth, GB/s, by thread count */
-
 static void bench_gemv(const char *label, moe_dtype dt, int out, int in, const int *ns, int nns) {
     problem p = make_problem(dt, out, in, 1);
     float *x = moe_alloc((size_t)4 * in * 4), *y = moe_alloc((size_t)4 * out * 4), *yp = moe_alloc((size_t)4 * out * 4);
     for (size_t i = 0; i < (size_t)4 * in; i++) x[i] = rfloat();
     double mb = (double)out * in * moe_dtype_size(dt);
-    int calls = (int)fmax(4, fmin(200, 2e9 / mb / 4));
-    if (g_quick) calls = calls / 4 + 1;
+    int calls = (int)fmax(2, fmin(100, 4e8 / mb));
     for (int a = 0; a < nns; a++) {
         int n = ns[a];
         for (int nt = 1; nt <= g_max_threads; nt++) {
-            double t = time_ours(&p, y, x, n, nt, calls), gbs = mb / t / 1e9;
-            printf("| %s | %s | %d | %d | %.1f | %.3f | %.1f | %.0f%% | %.1f |", label, moe_dtype_name(dt), n, nt,
-                   mb / 1e6, t * 1e3, gbs, 100 * gbs / g_bw[nt], 2.0 * n * out * in / t / 1e9);
+            double t = 1e30, tp = 1e30, bw = 0;
+            for (int r = 0; r < reps(); r++) {
+                bw = max2(bw, stream_once(nt));
+                t = min2(t, time_ours(&p, y, x, n, nt, calls));
+#ifdef MOE_HAVE_OPENBLAS
+                if (n == 1) tp = min2(tp, time_peer(&p, yp, x, 1, nt, calls));
+#endif
+            }
+            double gbs = mb / t / 1e9;
+            printf("| %s | %s | %d | %d | %.1f | %.3f | %.1f | %.1f | %.0f%% | %.1f |", label, moe_dtype_name(dt), n, nt,
+                   mb / 1e6, t * 1e3, gbs, bw, 100 * gbs / bw, 2.0 * n * out * in / t / 1e9);
 #ifdef MOE_HAVE_OPENBLAS
             if (n == 1) {
-                double tp = time_peer(&p, yp, x, 1, nt, calls);
                 moe_matmul(y, x, 1, dt, p.w[(calls - 1) % p.copies], out, in);
                 printf(" %.1f | %.2f | %.1e |\n", (double)out * in * 4 / tp / 1e9, tp / t, rel_diff(y, yp, (size_t)out));
             } else
@@ -262,13 +303,19 @@ static void bench_gemm(const char *label, moe_dtype dt, int out, int in, int n) 
     float *x = moe_alloc((size_t)n * in * 4), *y = moe_alloc((size_t)n * out * 4), *yp = moe_alloc((size_t)n * out * 4);
     for (size_t i = 0; i < (size_t)n * in; i++) x[i] = rfloat();
     double flops = 2.0 * n * out * in;
-    int calls = (int)fmax(1, fmin(100, 2e10 / flops / 4));
-    if (g_quick) calls = calls / 4 + 1;
+    int calls = (int)fmax(1, fmin(100, 2e9 / flops));
     for (int nt = 1; nt <= g_max_threads; nt++) {
-        double t = time_ours(&p, y, x, n, nt, calls);
-        printf("| %s | %s | %d | %d | %.2f | %.1f |", label, moe_dtype_name(dt), n, nt, t * 1e3, flops / t / 1e9);
+        double t = 1e30, tp = 1e30, peak = 0;
+        for (int r = 0; r < reps(); r++) {
+            peak = max2(peak, peak_once(nt));
+            t = min2(t, time_ours(&p, y, x, n, nt, calls));
 #ifdef MOE_HAVE_OPENBLAS
-        double tp = time_peer(&p, yp, x, n, nt, calls);
+            tp = min2(tp, time_peer(&p, yp, x, n, nt, calls));
+#endif
+        }
+        printf("| %s | %s | %d | %d | %.2f | %.1f | %.1f | %.0f%% |", label, moe_dtype_name(dt), n, nt, t * 1e3,
+               flops / t / 1e9, peak, 100 * flops / t / 1e9 / peak);
+#ifdef MOE_HAVE_OPENBLAS
         moe_matmul(y, x, n, dt, p.w[(calls - 1) % p.copies], out, in);
         printf(" %.1f | %.2f | %.1e |\n", flops / tp / 1e9, tp / t, rel_diff(y, yp, (size_t)n * out));
 #else
@@ -299,8 +346,10 @@ static void bench_moe_decode(void) {
     int steps = g_quick ? 10 : 40;
     for (int nt = 1; nt <= g_max_threads; nt++) {
         moe_set_threads(nt);
-        double best_loop = 1e30, best_many = 1e30;
-        for (int rep = 0; rep < (g_quick ? 2 : 4); rep++) {
+        double best_loop = 1e30, best_many = 1e30, bw = 0;
+        for (int rep = 0; rep < reps(); rep++) {
+            bw = max2(bw, stream_once(nt));
+            moe_set_threads(nt);
             double t0 = now();
             for (int s = 0; s < steps; s++)
                 for (int a = 0; a < ACTIVE; a++) {
@@ -331,9 +380,9 @@ static void bench_moe_decode(void) {
             t = (now() - t0) / steps;
             if (t < best_many) best_many = t;
         }
-        printf("| 8 experts x (gate, up, down) bf16, n=1 | %d | %.3f | %.1f | %.0f%% | %.3f | %.1f | %.0f%% | %.2f | %.1e |\n", nt,
-               best_loop * 1e3, bytes / best_loop / 1e9, 100 * bytes / best_loop / 1e9 / g_bw[nt], best_many * 1e3,
-               bytes / best_many / 1e9, 100 * bytes / best_many / 1e9 / g_bw[nt], best_loop / best_many,
+        printf("| 8 experts x (gate, up, down) bf16, n=1 | %d | %.1f | %.3f | %.1f | %.0f%% | %.3f | %.1f | %.0f%% | %.2f | %.1e |\n",
+               nt, bw, best_loop * 1e3, bytes / best_loop / 1e9, 100 * bytes / best_loop / 1e9 / bw, best_many * 1e3,
+               bytes / best_many / 1e9, 100 * bytes / best_many / 1e9 / bw, best_loop / best_many,
                rel_diff(y2, y, (size_t)ACTIVE * D));
         fflush(stdout);
     }
@@ -358,23 +407,18 @@ int main(int argc, char **argv) {
 #ifdef MOE_HAVE_OPENBLAS
     printf("; OpenBLAS core %s", openblas_get_corename());
 #endif
-    printf("\n\n## Machine limits\n\n| measure | 1 thread | 2 threads |\n|---|---|---|\n");
-    size_t bytes = (size_t)1 << 30;
-    float *buf = moe_alloc(bytes);
-    if (!buf) { fprintf(stderr, "bench_matmul: cannot allocate 1 GiB\n"); return 2; }
+    printf("\n");
+    g_stream = moe_alloc(g_stream_bytes);
+    if (!g_stream) { fprintf(stderr, "bench_matmul: cannot allocate 1 GiB\n"); return 2; }
     #pragma omp parallel for num_threads(2)
-    for (size_t i = 0; i < bytes / 4; i++) buf[i] = (float)(i & 255);
-    for (int nt = 1; nt <= 2; nt++) g_bw[nt] = read_bandwidth(buf, bytes, nt);
-    moe_free(buf);
-    printf("| read bandwidth, 1 GiB stream (GB/s) | %.1f | %.1f |\n", g_bw[1], g_bw[2]);
-    if (moe_simd_detect() >= MOE_SIMD_AVX2)
-        printf("| FMA peak, AVX2 8-lane (GFLOP/s) | %.1f | %.1f |\n", fma_peak(1, 0), fma_peak(2, 0));
-    if (moe_simd_detect() >= MOE_SIMD_AVX512)
-        printf("| FMA peak, AVX-512 16-lane (GFLOP/s) | %.1f | %.1f |\n", fma_peak(1, 1), fma_peak(2, 1));
-
+    for (size_t i = 0; i < g_stream_bytes / 4; i++) g_stream[i] = (float)(i & 255);
+    for (int nt = 1; nt <= 2; nt++) {
+        read_bandwidth(g_stream, g_stream_bytes, nt, 3);
+        if (moe_simd_detect() >= MOE_SIMD_AVX2) fma_peak(nt, 0, g_quick ? 20000000 : 50000000, 3);
+    }
     printf("\n## Decode (GEMV): W read once per call\n\n"
-           "| shape (out x in) | W | n | threads | W MB | ms/call | GB/s | %% of read BW | GFLOP/s | OpenBLAS sgemv GB/s (f32 copy) | speedup vs sgemv | rel. diff |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "| shape (out x in) | W | n | threads | W MB | ms/call | GB/s | read BW GB/s | %% of read BW | GFLOP/s | OpenBLAS sgemv GB/s (f32 copy) | speedup vs sgemv | rel. diff |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     const int n1[] = {1}, n14[] = {1, 2, 4};
     bench_gemv("Mixtral w1 14336x4096", MOE_BF16, 14336, 4096, n14, 3);
     bench_gemv("Mixtral w1 14336x4096", MOE_F32, 14336, 4096, n1, 1);
@@ -387,13 +431,13 @@ int main(int argc, char **argv) {
     if (!g_quick) bench_gemv("Qwen3-30B head 151936x2048", MOE_F32, 151936, 2048, n1, 1);
 
     printf("\n## MoE decode step: per-product moe_matmul vs batched moe_matmul_many\n\n"
-           "| workload | threads | loop ms | loop GB/s | loop %% of BW | many ms | many GB/s | many %% of BW | speedup | rel. diff |\n"
-           "|---|---|---|---|---|---|---|---|---|---|\n");
+           "| workload | threads | read BW GB/s | loop ms | loop GB/s | loop %% of BW | many ms | many GB/s | many %% of BW | speedup | rel. diff |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
     bench_moe_decode();
 
     printf("\n## Prefill (GEMM)\n\n"
-           "| shape (out x in) | W | n | threads | ms/call | GFLOP/s | OpenBLAS sgemm GFLOP/s | speedup vs sgemm | rel. diff |\n"
-           "|---|---|---|---|---|---|---|---|---|\n");
+           "| shape (out x in) | W | n | threads | ms/call | GFLOP/s | FMA peak GFLOP/s | %% of peak | OpenBLAS sgemm GFLOP/s | speedup vs sgemm | rel. diff |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
     bench_gemm("Mixtral w1 14336x4096", MOE_F32, 14336, 4096, g_quick ? 128 : 512);
     bench_gemm("Mixtral w1 14336x4096", MOE_BF16, 14336, 4096, g_quick ? 128 : 512);
     bench_gemm("Qwen3-30B expert up 768x2048", MOE_F32, 768, 2048, 512);
@@ -401,5 +445,13 @@ int main(int argc, char **argv) {
     bench_gemm("Qwen3-30B expert down 2048x768", MOE_BF16, 2048, 768, 512);
     bench_gemm("Qwen3-30B expert up 768x2048", MOE_BF16, 768, 2048, 64);
     bench_gemm("Qwen3-30B expert up 768x2048", MOE_BF16, 768, 2048, 8);
+
+    printf("\n## Machine limits (best seen over the whole run)\n\n| measure | 1 thread | 2 threads |\n|---|---|---|\n");
+    printf("| read bandwidth, 1 GiB stream (GB/s) | %.1f | %.1f |\n", g_bw_best[1], g_bw_best[2]);
+    if (moe_simd_detect() >= MOE_SIMD_AVX2)
+        printf("| FMA peak, AVX2 8-lane (GFLOP/s) | %.1f | %.1f |\n", g_peak_best[1], g_peak_best[2]);
+    if (moe_simd_detect() >= MOE_SIMD_AVX512)
+        printf("| FMA peak, AVX-512 16-lane (GFLOP/s) | %.1f | %.1f |\n", fma_peak(1, 1, 50000000, 3), fma_peak(2, 1, 50000000, 3));
+    moe_free(g_stream);
     return 0;
 }

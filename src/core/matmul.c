@@ -71,11 +71,11 @@ static moe_gemm_kernel pick(moe_dtype dt) {
     return NULL;
 }
 
-/* Columns are handed out in blocks of this many rows of W: a multiple of every kernel's tile height,
- * so that a split never changes which instructions compute an output (results do not depend on the
- * thread count), and 64 bytes of y, so that threads never write the same cache line of a y row
- * (when y rows are 64-byte aligned). */
-#define COL_BLOCK 16
+/* Columns are handed out in blocks of this many rows of W: a multiple of every kernel's tile height
+ * (1, 2, 3, 4; matmul_shapes.h), so that a split never changes which instructions compute an output
+ * (results do not depend on the thread count), and of 16 floats (64 bytes), so that threads never
+ * write the same cache line of a y row (when y rows are 64-byte aligned). */
+#define COL_BLOCK 48
 
 /* Relative cost of a job: decode streams W (bytes at ~30 GB/s), prefill is bound by FMAs (~100
  * GFLOP/s per core); only ratios between jobs matter. */
@@ -84,9 +84,11 @@ static double job_cost(const moe_matmul_job *j) {
     return (double)j->out * j->in * (mem > flop ? mem : flop) + 1.0;
 }
 
-/* Threads to use for `work` multiply-adds: one inside a parallel region or for small products. */
+/* Threads to use for `work` multiply-adds: one inside a parallel region, or for products too small
+ * to repay a fork/join (2^18 multiply-adds is ~20-100 us of work; waking a sleeping worker costs
+ * 5-30 us on the development VM). */
 static int threads_for(double work) {
-    return omp_in_parallel() || work < 65536 ? 1 : omp_get_max_threads();
+    return omp_in_parallel() || work < (double)(1 << 18) ? 1 : omp_get_max_threads();
 }
 
 void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,

@@ -5,6 +5,8 @@
  * Decode: N x rows by R W rows by U accumulators each (GEMVn_R, GEMVn_U for n = N): the
  * accumulators, the N x vectors (2N for the bf16 pair path) and one weight vector must fit the
  * register file (16 ymm / 32 zmm), with >= 8 independent FMA chains where the row count allows.
+ * bf16 decode uses the even/odd pair loads (half the widening work) for n <= GEMV_PAIR_MAXN: it
+ * needs two x vectors per row, which with 16 ymm registers only fits up to n = 2.
  * Prefill: MM_MR x rows by 4 W rows per micro-tile; MM_KC columns of `in` per block (the 4-row
  * weight buffer is 4*MM_KC floats, L1-resident); MM_MC x rows per block (MM_MC*MM_KC floats of x
  * stay in L2; a multiple of MM_MR so that only the last block has a narrower tile); the blocked
@@ -38,7 +40,10 @@
 #define GEMV3_U 1
 #endif
 #ifndef GEMV4_R
-#define GEMV4_R 2
+#define GEMV4_R 3
+#endif
+#ifndef GEMV_PAIR_MAXN
+#define GEMV_PAIR_MAXN 2
 #endif
 #ifndef GEMV4_U
 #define GEMV4_U 1
@@ -76,6 +81,7 @@
 #define GEMV3_U 1
 #define GEMV4_R 4
 #define GEMV4_U 1
+#define GEMV_PAIR_MAXN 4
 #define MM_MR 6
 #define MM_KC 256
 #define MM_MC 120

@@ -77,7 +77,7 @@ VINLINE void gemv_tile(float *y, size_t ldy, const float *x, size_t ldx, const f
     UNROLL for (int a = 0; a < N; a++) UNROLL for (int r = 0; r < R; r++) UNROLL for (int u = 0; u < 2; u++)
         acc[a][r][u] = vzero();
     int i = 0;
-    if (dt == DT_BF16 && xp) {
+    if (dt == DT_BF16 && xp && N <= GEMV_PAIR_MAXN) {
         /* bf16 pairs against the even/odd-permuted copy of x; U == 1 tiles chain both halves into one
          * accumulator (enough independent chains already), U == 2 tiles keep them apart. */
         for (; i + 2 * VW <= in; i += 2 * VW) {
