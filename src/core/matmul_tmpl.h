@@ -1,26 +1,31 @@
 /* matmul_tmpl.h - the dense product kernels, written once over the vector vocabulary of vec_avx2.h /
  * vec_avx512.h and included by matmul_avx2.c and matmul_avx512.c (a C "template": the functions
  * are always_inline with constant shape arguments, so every instantiation becomes straight-line
- * register code).
+ * register code). Tile shapes and block sizes are in matmul_shapes.h. Three paths, by x rows n:
  *
- * Both paths keep vectors along `in` (the contiguous direction of x rows and of W rows in the
- * nn.Linear [out][in] layout), so no transpose is ever needed, and reduce each accumulator to a
- * scalar at the end (vhsum4 reduces four accumulators in one tree).
+ * Decode (n < MM_MIN_N = 8): one pass over W per group of up to four x rows, vectors along `in`
+ * (the contiguous direction of x rows and W rows in the nn.Linear [out][in] layout). A tile holds
+ * N x rows times R W rows times U independent accumulators; each weight vector is loaded and
+ * widened once and feeds N FMAs, so W is read from memory exactly once. R rows of W stream side by
+ * side (R*U dependency chains, so FMA latency never limits the rate), with a software prefetch
+ * that for short rows targets the next tile (the hardware prefetcher ramps up too late for 1-2 KiB
+ * rows). bf16 rows are read as pairs (one 2*VW load, even elements by a shift, odd ones by a mask)
+ * against an even/odd-permuted copy of x, which halves the widening work; vhsum4 then reduces four
+ * accumulators in one tree.
  *
- * Decode (n < MM_MIN_N): one pass over W per group of up to four x rows. A tile holds N x rows times
- * R W rows times U independent accumulators; each weight vector is loaded and widened once and
- * feeds N FMAs, so W is read from memory exactly once and the loop runs at memory bandwidth. R
- * rows of W are streamed side by side (R independent prefetch streams, and R*U dependency chains
- * so that FMA latency never limits the rate).
+ * Small prefill (MM_MIN_N <= n < MMB_MIN_N): same orientation, now reusing data from cache. Loops,
+ * outer to inner: MM_MC rows of x, MM_KC columns of `in`, MM_GR=4 rows of W widened into a small
+ * L1 buffer (wb, zero-padded to a multiple of VW and to 4 rows), micro-tiles of MM_MR x rows by
+ * those 4 W rows (MM_MR x loads and 4 weight loads feed 4*MM_MR FMAs). Partial sums of successive
+ * KC slices are added into y.
  *
- * Prefill (n >= MM_MIN_N): the product becomes compute-bound, so data must be reused from cache.
- * Loops, outer to inner: MM_MC rows of x (their MM_KC-column slice stays in L2), MM_KC columns of
- * `in`, MM_GR=4 rows of W converted to f32 into a small L1 buffer (wb, zero-padded to a multiple
- * of VW and to MM_GR rows), then micro-tiles of MM_MR x rows by those 4 W rows: per step MM_MR x
- * loads and 4 weight loads feed 4*MM_MR FMAs. bf16/f16 weights are widened once per (MC, KC)
- * block into wb: the full matrix is never converted. Partial sums of successive KC slices are
- * added into y. Ragged edges: the last KC slice loads x with a lane mask (never past `in`), W rows
- * past o1 are zero rows of wb whose results are dropped, and x-row remainders use narrower tiles. */
+ * Large prefill (n >= MMB_MIN_N = 32): a BLIS-style broadcast micro-kernel on transposed W panels,
+ * see mmb_blocked below; no horizontal sums, close to the FMA peak.
+ *
+ * bf16/f16 weights are widened block by block into L1/L2-sized buffers: the full matrix is never
+ * converted. Ragged edges: partial vectors are loaded with lane masks (never past `in` or the last
+ * row), W rows past o1 are zero rows whose results are dropped, x-row remainders use narrower
+ * tiles. */
 #ifndef VW
 #error "include vec_avx2.h or vec_avx512.h before matmul_tmpl.h"
 #endif
@@ -259,8 +264,10 @@ VINLINE void mm_blocked(float *y, size_t ldy, const float *x, size_t ldx, int n,
  * register transposes, AVX2 instructions in every instantiation). The micro-tile is MMB_MR x rows
  * by PK_NR outputs held in 2*MMB_MR accumulators: per k, two panel loads and MMB_MR broadcasts of
  * x feed 2*MMB_MR FMAs, with no horizontal sums at all, so each output is a plain FMA chain over k
- * (results do not depend on the tiling). The transpose costs more than mm_pack's plain widening,
- * which is why this path starts only at n >= MMB_MIN_N where the panel is reused by many rows. */
+ * (results do not depend on the tiling). x is copied per (MC, KC) block into k-major tiles (a
+ * heap buffer of MC*KC floats; 3-5% faster when ldx is a multiple of 4 KiB, as model widths are).
+ * The transpose costs more than mm_pack's plain widening, which is why this path starts only at
+ * n >= MMB_MIN_N, where each panel is reused by many rows. */
 #define PK_NR (2 * VW)
 #ifndef MMB_UNROLL
 #define MMB_UNROLL
@@ -316,15 +323,16 @@ VINLINE void pack_panel(float *wp, const char *w, size_t ws, int k0, int kc, int
         }
 }
 
-/* y[m][0..cvalid) (+)= sum_k x[m][k] * wp[k][.], m < M. */
-VINLINE void mmb_tile(float *y, size_t ldy, const float *x, size_t ldx, const float *wp, int kc, int cvalid,
-                      int accumulate, const int M) {
+/* y[m][0..cvalid) (+)= sum_k x[m][k] * wp[k][.], m < M, where x[m][k] is at x[m * xm + k * xk]:
+ * xm = ldx, xk = 1 for x read in place, xm = 1, xk = MMB_MR for a packed tile. */
+VINLINE void mmb_tile(float *y, size_t ldy, const float *x, size_t xm, size_t xk, const float *wp, int kc,
+                      int cvalid, int accumulate, const int M) {
     vf a0[MMB_MR], a1[MMB_MR];
     UNROLL for (int m = 0; m < M; m++) a0[m] = a1[m] = vzero();
-    MMB_UNROLL for (int k = 0; k < kc; k++) {
+    for (int k = 0; k < kc; k++) {
         vf w0 = vload(wp + (size_t)k * PK_NR), w1 = vload(wp + (size_t)k * PK_NR + VW);
         UNROLL for (int m = 0; m < M; m++) {
-            vf b = vset1(x[m * ldx + k]);
+            vf b = vset1(x[m * xm + k * xk]);
             a0[m] = vfma(b, w0, a0[m]);
             a1[m] = vfma(b, w1, a1[m]);
         }
@@ -350,10 +358,10 @@ VINLINE void mmb_tile(float *y, size_t ldy, const float *x, size_t ldx, const fl
     }
 }
 
-static void mmb_tile_rest(float *y, size_t ldy, const float *x, size_t ldx, const float *wp, int kc, int cvalid,
-                          int accumulate, int m) {
+static void mmb_tile_rest(float *y, size_t ldy, const float *x, size_t xm, size_t xk, const float *wp, int kc,
+                          int cvalid, int accumulate, int m) {
     switch (m) {
-#define MMB_REST(M) case M: mmb_tile(y, ldy, x, ldx, wp, kc, cvalid, accumulate, (M) < MMB_MR ? (M) : 1); break;
+#define MMB_REST(M) case M: mmb_tile(y, ldy, x, xm, xk, wp, kc, cvalid, accumulate, (M) < MMB_MR ? (M) : 1); break;
     MMB_REST(1) MMB_REST(2) MMB_REST(3) MMB_REST(4) MMB_REST(5) MMB_REST(6) MMB_REST(7)
     MMB_REST(8) MMB_REST(9) MMB_REST(10) MMB_REST(11) MMB_REST(12) MMB_REST(13)
 #undef MMB_REST
@@ -361,27 +369,46 @@ static void mmb_tile_rest(float *y, size_t ldy, const float *x, size_t ldx, cons
     }
 }
 
+/* Copy x rows [t0,t1) x columns [k0,k0+kc) into tiles of MMB_MR rows, each stored k-major
+ * (xp[tile][k][m]), so that the micro-kernel's broadcasts read one sequential stream instead of
+ * MMB_MR rows ldx apart (which, for ldx a multiple of 4 KiB, all fall in the same L1 set). */
+static void pack_x(float *xp, const float *x, size_t ldx, int t0, int t1, int k0, int kc) {
+    for (int t = t0; t < t1; t += MMB_MR) {
+        int mr = t1 - t < MMB_MR ? t1 - t : MMB_MR;
+        float *d = xp + (size_t)(t - t0) * kc;
+        for (int m = 0; m < mr; m++) {
+            const float *s = x + (size_t)(t + m) * ldx + k0;
+            for (int k = 0; k < kc; k++) d[(size_t)k * MMB_MR + m] = s[k];
+        }
+    }
+}
+
 VINLINE void mmb_blocked(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0,
                          int o1, const int dt) {
     float wp[MMB_KC * PK_NR] __attribute__((aligned(64)));
+    /* x tiles of the current (MC, KC) block; without memory the kernel reads x in place */
+    float *xp = moe_alloc(sizeof(float) * (size_t)MMB_MC * MMB_KC);
     size_t ws = (size_t)in * DT_SIZE(dt);
     const char *W = w;
     for (int t0 = 0; t0 < n; t0 += MMB_MC) {
         int t1 = n - t0 < MMB_MC ? n : t0 + MMB_MC;
         for (int k0 = 0; k0 < in; k0 += MMB_KC) {
             int kc = in - k0 < MMB_KC ? in - k0 : MMB_KC;
+            if (xp) pack_x(xp, x, ldx, t0, t1, k0, kc);
             for (int o = o0; o < o1; o += PK_NR) {
                 int rows = o1 - o < PK_NR ? o1 - o : PK_NR;
                 pack_panel(wp, W + (size_t)o * ws, ws, k0, kc, rows, dt);
-                const float *xk = x + k0;
                 float *yo = y + o;
-                int t = t0;
-                for (; t + MMB_MR <= t1; t += MMB_MR)
-                    mmb_tile(yo + t * ldy, ldy, xk + t * ldx, ldx, wp, kc, rows, k0 > 0, MMB_MR);
-                if (t < t1) mmb_tile_rest(yo + t * ldy, ldy, xk + t * ldx, ldx, wp, kc, rows, k0 > 0, t1 - t);
+                for (int t = t0; t < t1; t += MMB_MR) {
+                    const float *xt = xp ? xp + (size_t)(t - t0) * kc : x + t * ldx + k0;
+                    size_t xm = xp ? 1 : ldx, xk = xp ? MMB_MR : 1;
+                    if (t + MMB_MR <= t1) mmb_tile(yo + t * ldy, ldy, xt, xm, xk, wp, kc, rows, k0 > 0, MMB_MR);
+                    else mmb_tile_rest(yo + t * ldy, ldy, xt, xm, xk, wp, kc, rows, k0 > 0, t1 - t);
+                }
             }
         }
     }
+    moe_free(xp);
 }
 
 /* ---- the kernel: pick the path by the number of x rows ---- */
