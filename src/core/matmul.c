@@ -1,4 +1,11 @@
-/* matmul.c - dispatch of the dense products, and the scalar kernels that serve as test oracles. */
+/* matmul.c - the scalar kernels (the test oracles of matmul_tmpl.h's SIMD kernels), the choice of
+ * kernel by SIMD level, and the split of products between OpenMP threads.
+ *
+ * Threads split output columns (rows of W) in fixed blocks, never the `in` dimension: each output
+ * stays one thread's private sum, so results are bit-identical for any thread count and no
+ * reduction is needed. moe_matmul forks once per product; moe_matmul_many forks once for a whole
+ * batch of products (the experts of a MoE layer), which matters when each product is only a few
+ * hundred microseconds of work and a fork/join costs tens of microseconds. */
 #include "core/matmul.h"
 #include <math.h>
 #include <omp.h>
