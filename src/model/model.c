@@ -114,10 +114,45 @@ static moe_status bind_ffn(moe_model *m, moe_ffn_weights *f, int ff, const char 
     return MOE_OK;
 }
 
+/* A view of rows [r0, r0+rows) of a 3-D tensor's slice e, as a 2-D matrix (no copy). */
+static moe_tensor slice_rows(const moe_tensor *t, int64_t e, int64_t r0, int64_t rows) {
+    moe_tensor v = *t;
+    size_t esz = moe_dtype_size(t->dtype), cols = (size_t)t->shape[2];
+    v.ndim = 2;
+    v.shape[0] = rows;
+    v.shape[1] = t->shape[2];
+    v.data = (const char *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * cols * esz;
+    v.nbytes = (size_t)rows * cols * esz;
+    return v;
+}
+
+/* transformers 5 can save experts fused: experts.gate_up_proj [E][2I][H] (gate rows first) and
+ * experts.down_proj [E][H][I]. Each expert becomes three views into the fused tensors. */
+static moe_status bind_fused_experts(moe_model *m, int l, const char *blk) {
+    const moe_config *c = &m->cfg;
+    moe_tensor gu, dn;
+    int64_t E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
+    char name[200];
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.gate_up_proj", l, blk);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, 2 * I, H}, &gu));
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.down_proj", l, blk);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, I}, &dn));
+    for (int e = 0; e < c->n_experts; e++) {
+        moe_ffn_weights w = {slice_rows(&gu, e, 0, I), slice_rows(&gu, e, I, I), slice_rows(&dn, e, 0, H)};
+        moe_store_resident_set(m->store, l, e, &w);
+    }
+    return MOE_OK;
+}
+
 static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     const moe_config *c = &m->cfg;
     moe_layer *L = &b->moe;
     char prefix[160];
+    /* the block is named per family (block_sparse_moe for Mixtral) or "mlp" in transformers 5 */
+    const char *blk = c->moe_block;
+    int fused = 0;
+    if (!has(m, "model.layers.%d.%s.gate.weight", l, blk) && has(m, "model.layers.%d.mlp.gate.weight", l)) blk = "mlp";
+    fused = has(m, "model.layers.%d.%s.experts.gate_up_proj", l, blk);
     L->layer = l;
     L->d_model = c->hidden;
     L->d_expert = c->moe_intermediate;
@@ -126,26 +161,27 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     if (!L->router.ops) return moe_fail(MOE_EINTERNAL, "no router named %s", c->router);
     L->router.p = (moe_router_params){c->n_experts, c->top_k, c->hidden, c->norm_topk_prob, c->routed_scaling,
                                       c->n_group, c->topk_group, c->group_limited};
-    MOE_TRY(get_mat(m, &L->router.gate, c->n_experts, c->hidden, "model.layers.%d.%s.gate.weight", l, c->moe_block));
+    MOE_TRY(get_mat(m, &L->router.gate, c->n_experts, c->hidden, "model.layers.%d.%s.gate.weight", l, blk));
     if (c->has_score_bias) {
         float *bias;
-        MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, c->moe_block));
+        MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, blk));
         L->router.score_bias = bias;
     }
-    for (int e = 0; e < c->n_experts; e++) {
+    if (fused) MOE_TRY(bind_fused_experts(m, l, blk));
+    for (int e = 0; e < c->n_experts && !fused; e++) {
         moe_ffn_weights w;
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, c->moe_block, e);
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, blk, e);
         MOE_TRY(bind_ffn(m, &w, c->moe_intermediate, c->expert_gate, c->expert_up, c->expert_down, prefix));
         moe_store_resident_set(m->store, l, e, &w);
     }
     if (c->shared_intermediate > 0) {
         L->has_shared = 1;
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, c->moe_block, c->shared_name);
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, blk, c->shared_name);
         MOE_TRY(bind_ffn(m, &L->shared, c->shared_intermediate, "gate_proj", "up_proj", "down_proj", prefix));
     }
     if (c->shared_gate) {
         L->has_shared_gate = 1;
-        MOE_TRY(get_mat(m, &L->shared_gate, 1, c->hidden, "model.layers.%d.%s.shared_expert_gate.weight", l, c->moe_block));
+        MOE_TRY(get_mat(m, &L->shared_gate, 1, c->hidden, "model.layers.%d.%s.shared_expert_gate.weight", l, blk));
     }
     return MOE_OK;
 }
