@@ -57,6 +57,9 @@ typedef struct moe_model_info {
     uint64_t n_params;          /* every parameter, embedding and head included */
     uint64_t n_active_params;   /* parameters used for one token */
     uint64_t bytes_per_token;   /* bytes of weights read for one decoded token */
+    int bos_token_id;           /* -1 if config.json names none */
+    int n_eos;                  /* generation stops at any of eos_token_id[0..n_eos) */
+    int eos_token_id[8];
 } moe_model_info;
 
 /* Load a Hugging Face model folder. On failure *out is NULL. */

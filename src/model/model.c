@@ -240,6 +240,9 @@ static void compute_info(moe_model *m) {
     I->n_params = params;
     I->n_active_params = active;
     I->bytes_per_token = bytes;
+    I->bos_token_id = c->bos_token_id;
+    I->n_eos = c->n_eos;
+    for (int i = 0; i < c->n_eos; i++) I->eos_token_id[i] = c->eos_token_id[i];
 }
 
 moe_status moe_model_bind(moe_model *m) {
