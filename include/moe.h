@@ -66,6 +66,8 @@ typedef struct moe_model_info {
 moe_status moe_model_load(const char *dir, moe_model **out);
 void moe_model_free(moe_model *m);
 const moe_model_info *moe_model_get_info(const moe_model *m);
+/* Fault in every page of the mmapped weights now rather than during the first tokens. */
+void moe_model_prefault(moe_model *m);
 
 /* ---- routing observation ------------------------------------------------------------------ */
 

@@ -46,10 +46,9 @@ int cmd_bench(int argc, char **argv) {
     if (!st) {
         srand((unsigned)seed);
         for (int i = 0; i < ctx; i++) tok[i] = rand() % I->vocab_size;
-        /* warm-up: fault in every page of the weights by running every expert once */
-        int warm = I->n_experts > 0 ? (I->n_experts * 4 + I->top_k - 1) / I->top_k : 4;
-        if (warm > ctx) warm = ctx;
-        if (warm > 512) warm = 512;
+        moe_model_prefault(m);
+        /* warm-up: run a few tokens so caches and thread pools are in their steady state */
+        int warm = ctx < 8 ? ctx : 8;
         st = moe_session_eval(s, tok, warm, logits, 0);
         moe_session_reset(s);
     }

@@ -313,3 +313,5 @@ void moe_model_free(moe_model *m) {
 }
 
 const moe_model_info *moe_model_get_info(const moe_model *m) { return &m->info; }
+
+void moe_model_prefault(moe_model *m) { moe_weights_prefault(m->weights); }
