@@ -61,6 +61,11 @@ int cmd_logits(int argc, char **argv) {
     int32_t *tokens;
     int n = moe_parse_int_list("logits", "--tokens", tokens_s, &tokens);
     if (n < 0) return 1;
+    if (ctx > 0 && ctx < n) {
+        fprintf(stderr, "moe logits: --ctx %d is less than the %d tokens given\n", ctx, n);
+        free(tokens);
+        return 1;
+    }
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;

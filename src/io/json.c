@@ -67,7 +67,7 @@ static int cmp_str_ptr(const void *a, const void *b) {
 }
 
 static moe_status check_dupes(const char *path, const cJSON *node, int depth) {
-    if (depth > 200) return moe_fail(MOE_EINPUT, "%s: JSON nested too deeply", path);
+    if (depth > MOE_JSON_MAX_DEPTH) return moe_fail(MOE_EINPUT, "%s: JSON nested too deeply", path);
     if (cJSON_IsObject(node)) {
         int n = cJSON_GetArraySize(node);
         if (n <= 32) {
@@ -100,18 +100,47 @@ static size_t line_of(const char *buf, size_t off) {
     return line;
 }
 
+/* Offset of the first bracket that opens level max_depth + 1, or len. Strings are skipped, so
+ * brackets inside them do not count. Run before cJSON so that deep input gets a clear message. */
+static size_t depth_check(const char *buf, size_t len, int max_depth) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = buf[i];
+        if (in_str) {
+            if (ch == '\\') i++;
+            else if (ch == '"') in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > max_depth) return i;
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return len;
+}
+
 moe_status moe_json_parse(const char *path, const char *buf, size_t len, cJSON **out) {
     *out = NULL;
     size_t bad = moe_utf8_check((const unsigned char *)buf, len);
     if (bad != len) return moe_fail(MOE_EINPUT, "%s: not valid UTF-8 at byte %zu", path, bad);
     if (memchr(buf, 0, len)) return moe_fail(MOE_EINPUT, "%s: NUL byte inside JSON", path);
+    size_t deep = depth_check(buf, len, MOE_JSON_MAX_DEPTH);
+    if (deep != len)
+        return moe_fail(MOE_EINPUT, "%s: JSON nested more than %d levels deep at byte %zu", path, MOE_JSON_MAX_DEPTH, deep);
+    /* cJSON reads one byte past the given length in some error paths (e.g. an object ending in
+     * a comma), so it parses a NUL-terminated copy: buf may end exactly at the end of a mapping. */
+    char *copy = malloc(len + 1);
+    if (!copy) return moe_fail(MOE_ENOMEM, "%s: out of memory for %zu bytes of JSON", path, len);
+    memcpy(copy, buf, len);
+    copy[len] = 0;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (!root) {
-        size_t off = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
+    cJSON *root = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
+    size_t off = end && end >= copy && end <= copy + len ? (size_t)(end - copy) : 0;
+    free(copy);
+    if (!root)
         return moe_fail(MOE_EINPUT, "%s: malformed JSON near line %zu (byte %zu)", path, line_of(buf, off), off);
-    }
-    for (const char *p = end; p && p < buf + len; p++)
+    for (const char *p = buf + off; p < buf + len; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             cJSON_Delete(root);
             return moe_fail(MOE_EINPUT, "%s: unexpected data after the JSON value at byte %zu", path, (size_t)(p - buf));

@@ -15,6 +15,10 @@ size_t moe_utf8_check(const unsigned char *s, size_t n);
 /* Read a whole file (at most max_bytes) into a NUL-terminated buffer. */
 moe_status moe_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 
+/* Deeper nesting is refused before parsing (no file we read needs more than a handful of levels). */
+#define MOE_JSON_MAX_DEPTH 200
+
+/* buf need not be NUL-terminated; it is never read past len. */
 moe_status moe_json_parse(const char *path, const char *buf, size_t len, cJSON **out);
 moe_status moe_json_parse_file(const char *path, size_t max_bytes, cJSON **out);
 
