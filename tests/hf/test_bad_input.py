@@ -487,6 +487,8 @@ def main():
     cfg_case("config.deep_nesting", r"nest|malformed", text=b"[" * 100000)
     cfg_case("config.deep_nesting_closed", r"nest", text=b"[" * 900 + b"]" * 900)
     cfg_case("config.nul_byte", r"NUL", text=cfg_text.replace('"silu"', '"si\x00lu"').encode())
+    cfg_case("config.control_char", r"control character", text=cfg_text.replace('"silu"', '"si\x01lu"').encode())
+    cfg_case("config.raw_newline_in_string", r"control character", text=cfg_text.replace('"silu"', '"si\nlu"').encode())
     cfg_case("config.hidden_negative", r"hidden_size", hidden_size=-1)
     cfg_case("config.layers_zero", r"num_hidden_layers", num_hidden_layers=0)
     cfg_case("config.layers_huge", r"num_hidden_layers", num_hidden_layers=100000)
@@ -571,6 +573,28 @@ def main():
         R.expect_ok("huge.max_position.logits", ["logits", d, "--tokens", "1,2,3"], mem_limit=1 << 30)
         R.expect_ok("huge.max_position.generate", ["generate", d, "--tokens", "1,2,3", "-n", "2"], mem_limit=1 << 30)
         R.expect_ok("huge.intermediate_unused", ["logits", d, "--tokens", ",".join(["1"] * 300)], mem_limit=1 << 30)
+
+    # -- valid files holding NaN / Inf weights: the run completes and the JSON written stays readable --
+    if want("weights.nonfinite"):
+        d = case_dir("weights.nonfinite")
+        V, D = CONFIG["vocab_size"], CONFIG["hidden_size"]
+        bad = []
+        for name, dt, shape, data in tensors:
+            if name == "model.embed_tokens.weight":  # row 2 NaN, row 3 +Inf
+                data = data[:2 * D * 4] + struct.pack(f"<{D}f", *[float("nan")] * D) + \
+                    struct.pack(f"<{D}f", *[float("inf")] * D) + data[4 * D * 4:]
+            bad.append((name, dt, shape, data))
+        write_model(d, tensors=bad)
+        routes = os.path.join(work, "weights.nonfinite.routes.json")
+        out = R.expect_ok("weights.nonfinite.logits", ["logits", d, "--tokens", "1,2,3", "--routes", routes])
+        try:
+            rows = json.loads(out)["logits"]
+            json.load(open(routes))
+            if len(rows) != 3 or all(x == x for x in rows[1]):
+                raise ValueError("expected NaN logits at position 1")
+        except (ValueError, OSError) as e:
+            R.failures.append("weights.nonfinite.json")
+            print(f"FAIL weights.nonfinite.json: {e}")
 
     # -- the command line --
     def cli_case(name, args, code, problem, file_word=None):
