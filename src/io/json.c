@@ -100,19 +100,24 @@ static size_t line_of(const char *buf, size_t off) {
     return line;
 }
 
-/* Offset of the first bracket that opens level max_depth + 1, or len. Strings are skipped, so
- * brackets inside them do not count. Run before cJSON so that deep input gets a clear message. */
-static size_t depth_check(const char *buf, size_t len, int max_depth) {
+/* What cJSON lets through but JSON (and Python's json module) does not: nesting past max_depth
+ * (cJSON allows 1000 levels and then says only "parse error") and raw control characters inside
+ * strings. Returns the offset of the first offence, or len; *what names it. Brackets inside strings
+ * do not count. Run before cJSON, which never sees such input. */
+#define MOE_STR_(x) #x
+#define MOE_STR(x) MOE_STR_(x)
+static size_t scan_check(const char *buf, size_t len, const char **what) {
     int depth = 0, in_str = 0;
     for (size_t i = 0; i < len; i++) {
-        char ch = buf[i];
+        unsigned char ch = (unsigned char)buf[i];
         if (in_str) {
+            if (ch < 0x20) { *what = "control character inside a string"; return i; }
             if (ch == '\\') i++;
             else if (ch == '"') in_str = 0;
         } else if (ch == '"') {
             in_str = 1;
         } else if (ch == '[' || ch == '{') {
-            if (++depth > max_depth) return i;
+            if (++depth > MOE_JSON_MAX_DEPTH) { *what = "JSON nested more than " MOE_STR(MOE_JSON_MAX_DEPTH) " levels deep"; return i; }
         } else if ((ch == ']' || ch == '}') && depth > 0) {
             depth--;
         }
@@ -125,11 +130,12 @@ moe_status moe_json_parse(const char *path, const char *buf, size_t len, cJSON *
     size_t bad = moe_utf8_check((const unsigned char *)buf, len);
     if (bad != len) return moe_fail(MOE_EINPUT, "%s: not valid UTF-8 at byte %zu", path, bad);
     if (memchr(buf, 0, len)) return moe_fail(MOE_EINPUT, "%s: NUL byte inside JSON", path);
-    size_t deep = depth_check(buf, len, MOE_JSON_MAX_DEPTH);
-    if (deep != len)
-        return moe_fail(MOE_EINPUT, "%s: JSON nested more than %d levels deep at byte %zu", path, MOE_JSON_MAX_DEPTH, deep);
-    /* cJSON reads one byte past the given length in some error paths (e.g. an object ending in
-     * a comma), so it parses a NUL-terminated copy: buf may end exactly at the end of a mapping. */
+    const char *what = NULL;
+    size_t bad_at = scan_check(buf, len, &what);
+    if (bad_at != len) return moe_fail(MOE_EINPUT, "%s: %s at byte %zu", path, what, bad_at);
+    /* cJSON up to 1.7.17 reads one byte past the given length when an object ends in a comma
+     * (CVE-2023-53154; distributions patch it, not all), and buf may end exactly where a mapped
+     * file does: parse a NUL-terminated copy. The copy costs far less than the parse. */
     char *copy = malloc(len + 1);
     if (!copy) return moe_fail(MOE_ENOMEM, "%s: out of memory for %zu bytes of JSON", path, len);
     memcpy(copy, buf, len);
@@ -211,7 +217,8 @@ moe_status moe_json_int(const char *path, const cJSON *obj, const char *key, int
     double d = v->valuedouble;
     if (!isfinite(d) || d != floor(d))
         return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be an integer, got %g", path, key, d);
-    if (d < (double)min || d > (double)max)
+    /* compare as integers: (double)INT64_MAX rounds up to 2^63, which does not fit an int64_t */
+    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0 || (int64_t)d < min || (int64_t)d > max)
         return moe_fail(MOE_EINPUT, "%s: field \"%s\" = %.0f is outside [%lld, %lld]", path, key, d, (long long)min,
                         (long long)max);
     *out = (int64_t)d;

@@ -1,4 +1,5 @@
-/* json.h - strict JSON reading on top of cJSON: the bytes must be valid UTF-8, the document must be
+/* json.h - strict JSON reading on top of cJSON: the bytes must be valid UTF-8 without NUL bytes or raw
+ * control characters in strings, nesting is at most MOE_JSON_MAX_DEPTH, the document must be
  * complete with nothing after it, and no object may repeat a key (Python keeps the last duplicate,
  * cJSON the first; refusing both avoids silently reading a different value than transformers does).
  * Typed getters name the file and the field in every error. */
