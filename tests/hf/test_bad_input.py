@@ -483,6 +483,7 @@ def main():
     cfg_case("config.minus_infinity", r"malformed",
              text=cfg_text.replace('"rope_theta": 10000.0', '"rope_theta": -Infinity').encode())
     cfg_case("config.huge_exponent", r"rope_theta", text=cfg_text.replace('"rope_theta": 10000.0', '"rope_theta": 1e999').encode())
+    cfg_case("config.too_big", r"more than the .* allowed", text=cfg_text.encode() + b" " * (17 << 20))
     cfg_case("config.not_object", r"not a JSON object", text=b"[1, 2]")
     cfg_case("config.deep_nesting", r"nest|malformed", text=b"[" * 100000)
     cfg_case("config.deep_nesting_closed", r"nest", text=b"[" * 900 + b"]" * 900)
