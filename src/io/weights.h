@@ -9,6 +9,7 @@
 
 typedef struct moe_weights {
     char *dir;
+    char *source;            /* model.safetensors or model.safetensors.index.json, for messages */
     int n_files;
     moe_st_file **files;
     int n;                   /* tensors over all files */

@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,8 +248,26 @@ static void compute_info(moe_model *m) {
 
 moe_status moe_model_bind(moe_model *m) {
     const moe_config *c = &m->cfg;
-    int d = c->hidden;
-    m->store = moe_store_resident_new(c->n_layers, c->n_experts);
+    int d = c->hidden, n_moe = 0;
+    for (int l = 0; l < c->n_layers; l++) n_moe += c->ffn_kind[l] == MOE_FFN_MOE;
+    /* The expert table is sized by config.json alone (up to 1024 layers x 65536 experts); refuse a
+     * config the files cannot match before allocating it, instead of failing on the first tensor. */
+    uint64_t need = 3ull * (uint64_t)c->n_experts * (uint64_t)n_moe;
+    for (int i = 0; i < m->weights->n; i++) { /* fused experts (transformers 5): 2 tensors per layer */
+        const moe_tensor *t = m->weights->list[i];
+        size_t len = strlen(t->name), suf = strlen(".experts.gate_up_proj");
+        if (len > suf && !strcmp(t->name + len - suf, ".experts.gate_up_proj")) {
+            if (t->ndim != 3 || t->shape[0] != c->n_experts)
+                return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" does not hold config.json's %d experts",
+                                m->weights->files[m->weights->file_of[i]]->path, t->name, c->n_experts);
+            need = 2ull * (uint64_t)n_moe;
+            break;
+        }
+    }
+    if (need > (uint64_t)m->weights->n)
+        return moe_fail(MOE_EINPUT, "%s: holds %d tensors, but config.json's %d experts in %d MoE layers need %llu expert tensors",
+                        m->weights->source, m->weights->n, c->n_experts, n_moe, (unsigned long long)need);
+    m->store = moe_store_resident_new(c->n_layers, n_moe ? c->n_experts : 0);
     m->blocks = calloc((size_t)c->n_layers, sizeof *m->blocks);
     if (!m->store || !m->blocks) return moe_fail(MOE_ENOMEM, "out of memory");
     MOE_TRY(get_mat(m, &m->embed, c->vocab, d, "model.embed_tokens.weight"));
@@ -290,6 +309,9 @@ static void warn_unused(const moe_model *m, const char *dir) {
 moe_status moe_model_load(const char *dir, moe_model **out) {
     *out = NULL;
     moe_clear_error();
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return moe_fail(MOE_EINPUT, "%s: no such model folder", dir);
+    if (!S_ISDIR(sb.st_mode)) return moe_fail(MOE_EINPUT, "%s: not a folder", dir);
     moe_model *m = calloc(1, sizeof *m);
     if (!m) return moe_fail(MOE_ENOMEM, "out of memory");
     moe_status st = moe_config_load(dir, &m->cfg);

@@ -80,8 +80,10 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
     moe_arena_reset(a);
     float *x = moe_arena_alloc(a, (size_t)n * d * 4), *h = moe_arena_alloc(a, (size_t)n * d * 4);
     float *y = moe_arena_alloc(a, (size_t)n * d * 4);
-    int ff = c->intermediate;
-    float *hg = moe_arena_alloc(a, (size_t)n * ff * 4), *hu = moe_arena_alloc(a, (size_t)n * ff * 4);
+    int ff = 0; /* dense FFN scratch only if some layer is dense: MoE configs may carry a huge unused size */
+    for (int l = 0; l < c->n_layers; l++)
+        if (m->blocks[l].ffn_kind != MOE_FFN_MOE) ff = c->intermediate;
+    float *hg = moe_arena_alloc(a, (size_t)n * ff * 4 + 4), *hu = moe_arena_alloc(a, (size_t)n * ff * 4 + 4);
     int *pos = moe_arena_alloc(a, sizeof(int) * (size_t)n);
     if (!x || !h || !y || !hg || !hu || !pos) { st = moe_fail(MOE_ENOMEM, "out of memory for %d tokens", n); goto done; }
     for (int t = 0; t < n; t++) pos[t] = s->pos + t;
@@ -113,7 +115,8 @@ moe_status moe_session_eval(moe_session *s, const int32_t *tokens, int n, float 
     if (n <= 0) return moe_fail(MOE_EUSAGE, "no tokens to evaluate");
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
-            return moe_fail(MOE_EINPUT, "token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i, c->vocab);
+            return moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", s->m->weights->dir,
+                            tokens[i], i, c->vocab);
     if (n > s->max_ctx - s->pos)
         return moe_fail(MOE_EINPUT, "%d tokens after %d already cached exceed the context of %d", n, s->pos, s->max_ctx);
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
