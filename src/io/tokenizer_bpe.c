@@ -24,7 +24,8 @@
 #define EMPTY_KEY UINT64_MAX
 
 static size_t merge_slot(const tk_bpe *b, uint64_t key) {
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (b->mcap - 1);
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h ^ (h >> 32)) & (b->mcap - 1);
     while (b->mkey[i] != EMPTY_KEY && b->mkey[i] != key) i = (i + 1) & (b->mcap - 1);
     return i;
 }
@@ -38,10 +39,32 @@ static inline int merge_get(const tk_bpe *b, int32_t l, int32_t r, uint32_t *ran
     return 1;
 }
 
-int32_t tk_bpe_token_id(const tk_bpe *b, const char *s, size_t n) { return moe_strmap_get(&b->vocab, s, n); }
+/* The vocab table stores a 32-bit tag of the hash beside the entry index, so a probe touches one
+ * 8-byte slot and compares strings only when the tags agree. */
+static size_t vocab_find(const tk_bpe *b, uint64_t h, const char *s, size_t n) {
+    uint64_t tag = h >> 32;
+    size_t i = (size_t)h & (b->vcap - 1);
+    for (;; i = (i + 1) & (b->vcap - 1)) {
+        uint64_t v = b->vslot[i];
+        if (!v) return i;
+        if ((v >> 32) == tag) {
+            uint32_t e = (uint32_t)v - 1;
+            if (b->elen[e] == n && !memcmp(b->estr[e], s, n)) return i;
+        }
+    }
+}
+
+int32_t tk_bpe_token_id(const tk_bpe *b, const char *s, size_t n) {
+    if (!b->vcap) return -1;
+    uint64_t v = b->vslot[vocab_find(b, tk_hash(s, n), s, n)];
+    return v ? b->eid[(uint32_t)v - 1] : -1;
+}
 
 void tk_bpe_free(tk_bpe *b) {
-    moe_strmap_free(&b->vocab);
+    free(b->vslot);
+    free(b->estr);
+    free(b->elen);
+    free(b->eid);
     free(b->pool);
     free(b->id_str);
     free(b->id_len);
@@ -72,17 +95,30 @@ static moe_status parse_vocab(const char *where, const cJSON *v, tk_bpe *b) {
     }
     b->n_vocab = count;
     b->n_ids = (int32_t)(max_id + 1);
+    size_t cap = 16;
+    while (cap < count * 2) cap <<= 1;
+    b->vcap = cap;
+    b->vslot = calloc(cap, sizeof *b->vslot);
+    b->estr = malloc((count + 1) * sizeof *b->estr);
+    b->elen = malloc((count + 1) * sizeof *b->elen);
+    b->eid = malloc((count + 1) * sizeof *b->eid);
     b->pool = malloc(bytes ? bytes : 1);
     b->id_str = calloc((size_t)b->n_ids + 1, sizeof *b->id_str);
     b->id_len = calloc((size_t)b->n_ids + 1, sizeof *b->id_len);
-    if (!b->pool || !b->id_str || !b->id_len || moe_strmap_init(&b->vocab, count))
+    if (!b->vslot || !b->estr || !b->elen || !b->eid || !b->pool || !b->id_str || !b->id_len)
         return moe_fail(MOE_ENOMEM, "%s.vocab: out of memory", where);
     char *p = b->pool;
-    for (const cJSON *e = v->child; e; e = e->next) {
-        size_t l = strlen(e->string);
-        memcpy(p, e->string, l + 1);
-        int32_t id = (int32_t)e->valuedouble;
-        if (moe_strmap_put(&b->vocab, p, l, id) < 0) return moe_fail(MOE_ENOMEM, "%s.vocab: out of memory", where);
+    uint32_t e = 0;
+    for (const cJSON *it = v->child; it; it = it->next, e++) {
+        size_t l = strlen(it->string);
+        memcpy(p, it->string, l + 1);
+        int32_t id = (int32_t)it->valuedouble;
+        uint64_t h = tk_hash(p, l);
+        size_t slot = vocab_find(b, h, p, l);   /* keys are unique: the JSON parser refuses duplicates */
+        b->estr[e] = p;
+        b->elen[e] = (uint32_t)l;
+        b->eid[e] = id;
+        b->vslot[slot] = (h >> 32 << 32) | (e + 1);
         b->id_str[id] = p;
         b->id_len[id] = (uint32_t)l;
         p += l + 1;
@@ -309,7 +345,7 @@ moe_status tk_bpe_word(const tk_bpe *b, tk_ctx *c, const char *w, size_t n, tk_i
     if (n <= CACHE_MAX_WORD) {
         if (!c->cache) c->cache = cache_new();
         if (c->cache) {
-            h = moe_hash_bytes(w, n) | 1;
+            h = tk_hash(w, n) | 1;
             slot = cache_find(c->cache, h, w, n);
             if (c->cache->hash[slot]) {
                 const int32_t *ids = c->cache->ids.v + c->cache->ids_off[slot];

@@ -46,6 +46,9 @@ static inline const char *tk_piece_str(const tk_list *l, size_t i) { return l->t
 typedef struct tk_ids { int32_t *v; size_t n, cap; } tk_ids;
 int tk_ids_push(tk_ids *a, int32_t id);
 
+/* A fast string hash (word at a time, well mixed in every bit). */
+uint64_t tk_hash(const void *p, size_t n);
+
 typedef struct tk_span { size_t start, end; } tk_span;
 typedef struct tk_spans { tk_span *v; size_t n, cap; } tk_spans;
 int tk_spans_push(tk_spans *a, size_t start, size_t end);
@@ -135,7 +138,11 @@ int tk_cp_to_byte(uint32_t cp);                            /* -1 if cp is not in
 /* ---- the BPE model (tokenizer_bpe.c) ---- */
 
 typedef struct tk_bpe {
-    moe_strmap vocab;                 /* token string -> id; keys live in pool */
+    uint64_t *vslot;                  /* vocab hash table: (hash tag << 32) | (entry + 1); 0 = empty */
+    size_t vcap;
+    const char **estr;                /* [n_vocab] the vocab entries in file order; strings live in pool */
+    uint32_t *elen;
+    int32_t *eid;
     char *pool;
     size_t n_vocab;                   /* entries in the vocab object (tokenizers' get_vocab_size) */
     int32_t n_ids;                    /* largest id + 1 */

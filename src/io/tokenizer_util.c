@@ -89,6 +89,26 @@ int tk_spans_push(tk_spans *a, size_t start, size_t end) {
     return 0;
 }
 
+uint64_t tk_hash(const void *p, size_t n) {
+    const unsigned char *s = p;
+    uint64_t h = 0x243F6A8885A308D3ull ^ (n * 0x9E3779B97F4A7C15ull);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 32;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 32;
+    return h;
+}
+
 /* ---- UTF-8 ---- */
 
 uint32_t tk_utf8_decode(const char *s, size_t *len) {
