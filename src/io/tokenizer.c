@@ -344,11 +344,9 @@ static moe_status read_specials(moe_tokenizer *t, const cJSON *root, const char 
     return st;
 }
 
-static moe_status load(moe_tokenizer *t, const char *cfg_path) {
+static moe_status load(moe_tokenizer *t, const cJSON *root, const char *cfg_path) {
     const char *path = t->path;
     char w[TK_WHERE_CAP];
-    cJSON *root;
-    MOE_TRY(moe_json_parse_file(path, MAX_TOKENIZER_FILE, &root));
     moe_status st = MOE_OK;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(root)) st = moe_fail(MOE_EINPUT, "%s: must be a JSON object", path);
@@ -379,8 +377,23 @@ static moe_status load(moe_tokenizer *t, const char *cfg_path) {
         }
     }
     if (!st) st = read_specials(t, root, cfg_path);
-    cJSON_Delete(root);
     return st;
+}
+
+moe_status tk_tokenizer_load_mem(const char *name, const char *buf, size_t len, moe_tokenizer **out) {
+    *out = NULL;
+    moe_tokenizer *t = calloc(1, sizeof *t);
+    if (!t || !(t->path = malloc(strlen(name) + 1))) { free(t); return moe_fail(MOE_ENOMEM, "%s: out of memory", name); }
+    memcpy(t->path, name, strlen(name) + 1);
+    cJSON *root;
+    moe_status st = moe_json_parse(name, buf, len, &root);
+    if (!st) {
+        st = load(t, root, NULL);
+        cJSON_Delete(root);
+    }
+    if (st) { moe_tokenizer_free(t); return st; }
+    *out = t;
+    return MOE_OK;
 }
 
 moe_status moe_tokenizer_load(const char *path, moe_tokenizer **out) {
@@ -403,7 +416,12 @@ moe_status moe_tokenizer_load(const char *path, moe_tokenizer **out) {
         memcpy(cfg + dl, "tokenizer_config.json", sizeof "tokenizer_config.json");
     }
     t->path = file;
-    moe_status st = load(t, cfg);
+    cJSON *root;
+    moe_status st = moe_json_parse_file(file, MAX_TOKENIZER_FILE, &root);
+    if (!st) {
+        st = load(t, root, cfg);
+        cJSON_Delete(root);
+    }
     free(cfg);
     if (st) { moe_tokenizer_free(t); return st; }
     *out = t;
@@ -542,6 +560,7 @@ struct moe_detokenizer {
     tk_ids win;
     size_t ctx_n;      /* win.v[0..ctx_n) is context */
     tk_buf prefix;     /* decode of the context */
+    size_t done;       /* bytes of the window's text already given out (>= prefix.n) */
     tk_buf text, out;
     tk_ctx c;
 };
@@ -574,33 +593,43 @@ static moe_status set_context(moe_detokenizer *d, size_t from) {
     d->ctx_n = d->win.n;
     d->prefix.n = 0;
     int inc;
-    return decode_to(d->t, &d->c, d->win.v, d->win.n, d->skip, &d->prefix, &inc);
+    MOE_TRY(decode_to(d->t, &d->c, d->win.v, d->win.n, d->skip, &d->prefix, &inc));
+    d->done = d->prefix.n;
+    return MOE_OK;
 }
 
-/* Emit the window's text beyond the context; force: even if it ends inside a character. */
+/* Emit the window's text beyond what was given out; force: even if it ends inside a character. */
 static moe_status step(moe_detokenizer *d, int force, const char **text, size_t *len) {
     d->text.n = 0;
     d->out.n = 0;
     int incomplete;
     MOE_TRY(decode_to(d->t, &d->c, d->win.v, d->win.n, d->skip, &d->text, &incomplete));
-    size_t pending = d->win.n - d->ctx_n;
-    if (!force && incomplete && pending < STREAM_MAX_PENDING) goto done;
-    size_t pl = d->prefix.n;
-    if (d->text.n > pl && !memcmp(d->text.p, d->prefix.p, pl)) {
-        if (tk_buf_put(&d->out, d->text.p + pl, d->text.n - pl)) return moe_fail(MOE_ENOMEM, "%s: out of memory", d->t->path);
-        MOE_TRY(set_context(d, d->ctx_n));   /* the ids just emitted become the context */
-    } else if (d->text.n > pl) {
-        /* The context decodes differently with what followed (possible only for invalid byte runs):
-         * emit what lies beyond the old length, cut at a character boundary. */
-        size_t k = pl;
-        while (k < d->text.n && ((unsigned char)d->text.p[k] & 0xc0) == 0x80) k++;
-        if (tk_buf_put(&d->out, d->text.p + k, d->text.n - k)) return moe_fail(MOE_ENOMEM, "%s: out of memory", d->t->path);
-        MOE_TRY(set_context(d, d->ctx_n));
+    size_t n = d->text.n, pl = d->prefix.n, pending = d->win.n - d->ctx_n;
+    int same = n >= pl && !memcmp(d->text.p, d->prefix.p, pl);
+    size_t from = d->done > pl ? d->done : pl;
+    if (!same)   /* the context decodes differently with what followed (invalid byte runs only) */
+        while (from < n && ((unsigned char)d->text.p[from] & 0xc0) == 0x80) from++;
+    if (!force && incomplete) {
+        /* Bytes that never form a character can pile up before the unfinished one (a byte-level
+         * decoder shows each as U+FFFD at once); give those out, keep waiting on the last one. */
+        if (pending >= STREAM_MAX_PENDING && same && n >= from + 3 && !memcmp(d->text.p + n - 3, "\xef\xbf\xbd", 3)) {
+            if (tk_buf_put(&d->out, d->text.p + from, n - 3 - from)) return moe_fail(MOE_ENOMEM, "%s: out of memory", d->t->path);
+            d->done = n - 3;
+        }
+        goto done;
+    }
+    if (n > from) {
+        if (tk_buf_put(&d->out, d->text.p + from, n - from)) return moe_fail(MOE_ENOMEM, "%s: out of memory", d->t->path);
+        MOE_TRY(set_context(d, d->ctx_n));   /* the ids just given out become the context */
     } else {
         /* Nothing new (skipped or empty tokens): they join the context, which stays bounded. */
         d->ctx_n = d->win.n;
         if (d->win.n > STREAM_MAX_CONTEXT) MOE_TRY(set_context(d, d->win.n - STREAM_MAX_CONTEXT));
-        else { d->prefix.n = 0; if (tk_buf_put(&d->prefix, d->text.p, d->text.n)) return moe_fail(MOE_ENOMEM, "%s: out of memory", d->t->path); }
+        else {
+            d->prefix.n = 0;
+            if (tk_buf_put(&d->prefix, d->text.p, n)) return moe_fail(MOE_ENOMEM, "%s: out of memory", d->t->path);
+            d->done = n;
+        }
     }
 done:
     if (tk_buf_put(&d->out, "", 0)) return moe_fail(MOE_ENOMEM, "%s: out of memory", d->t->path);

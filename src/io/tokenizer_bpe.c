@@ -241,17 +241,43 @@ void tk_bpe_cache_free(tk_bpe_cache *k) {
     free(k);
 }
 
+static int cache_alloc(tk_bpe_cache *k, size_t cap) {
+    k->cap = cap;
+    k->hash = calloc(cap, sizeof *k->hash);
+    k->key_off = malloc(cap * sizeof *k->key_off);
+    k->key_len = malloc(cap * sizeof *k->key_len);
+    k->ids_off = malloc(cap * sizeof *k->ids_off);
+    k->ids_n = malloc(cap * sizeof *k->ids_n);
+    return k->hash && k->key_off && k->key_len && k->ids_off && k->ids_n ? 0 : -1;
+}
+
+/* Short texts stay cheap: the table starts small and doubles up to CACHE_CAP. */
 static tk_bpe_cache *cache_new(void) {
     tk_bpe_cache *k = calloc(1, sizeof *k);
-    if (!k) return NULL;
-    k->cap = CACHE_CAP;
-    k->hash = calloc(k->cap, sizeof *k->hash);
-    k->key_off = malloc(k->cap * sizeof *k->key_off);
-    k->key_len = malloc(k->cap * sizeof *k->key_len);
-    k->ids_off = malloc(k->cap * sizeof *k->ids_off);
-    k->ids_n = malloc(k->cap * sizeof *k->ids_n);
-    if (!k->hash || !k->key_off || !k->key_len || !k->ids_off || !k->ids_n) { tk_bpe_cache_free(k); return NULL; }
+    if (!k || cache_alloc(k, 256)) { tk_bpe_cache_free(k); return NULL; }
     return k;
+}
+
+static size_t cache_find(const tk_bpe_cache *k, uint64_t h, const char *w, size_t n);
+
+static int cache_grow(tk_bpe_cache *k) {
+    tk_bpe_cache old = *k;
+    if (cache_alloc(k, old.cap * 2)) {
+        free(k->hash); free(k->key_off); free(k->key_len); free(k->ids_off); free(k->ids_n);
+        *k = old;
+        return -1;
+    }
+    for (size_t i = 0; i < old.cap; i++) {
+        if (!old.hash[i]) continue;
+        size_t j = cache_find(k, old.hash[i], k->keys.p + old.key_off[i], old.key_len[i]);
+        k->hash[j] = old.hash[i];
+        k->key_off[j] = old.key_off[i];
+        k->key_len[j] = old.key_len[i];
+        k->ids_off[j] = old.ids_off[i];
+        k->ids_n[j] = old.ids_n[i];
+    }
+    free(old.hash); free(old.key_off); free(old.key_len); free(old.ids_off); free(old.ids_n);
+    return 0;
 }
 
 static size_t cache_find(const tk_bpe_cache *k, uint64_t h, const char *w, size_t n) {
@@ -262,6 +288,7 @@ static size_t cache_find(const tk_bpe_cache *k, uint64_t h, const char *w, size_
 }
 
 static void cache_put(tk_bpe_cache *k, uint64_t h, size_t slot, const char *w, size_t n, const int32_t *ids, size_t m) {
+    if (k->count * 2 >= k->cap && k->cap < CACHE_CAP && !cache_grow(k)) slot = cache_find(k, h, w, n);
     if (k->count * 2 >= k->cap || k->keys.n > (1u << 26) || k->ids.n > (1u << 24)) {   /* full: start over */
         memset(k->hash, 0, k->cap * sizeof *k->hash);
         k->count = 0;

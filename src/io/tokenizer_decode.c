@@ -106,20 +106,22 @@ moe_status tk_dec_parse(const char *where, const cJSON *j, tk_dec **out) {
 
 static int byte_level(const tk_list *in, tk_list *out, int *incomplete) {
     tk_buf bytes = {0};
-    int bad = 0;
+    size_t total = 1;
+    for (size_t i = 0; i < in->n; i++) total += in->v[i].len;
+    int bad = tk_buf_reserve(&bytes, total);   /* a token never decodes to more bytes than it has */
     for (size_t i = 0; i < in->n && !bad; i++) {
         const char *s = tk_piece_str(in, i);
         size_t n = in->v[i].len, mark = bytes.n;
-        for (size_t k = 0; k < n && !bad;) {
+        for (size_t k = 0; k < n;) {
             size_t l;
             int b = tk_cp_to_byte(tk_utf8_decode(s + k, &l));
             if (b < 0) {   /* not a byte-level token: keep its UTF-8 as it is */
                 bytes.n = mark;
-                bad = tk_buf_put(&bytes, s, n);
+                memcpy(bytes.p + bytes.n, s, n);
+                bytes.n += n;
                 break;
             }
-            unsigned char ub = (unsigned char)b;
-            bad = tk_buf_put(&bytes, &ub, 1);
+            bytes.p[bytes.n++] = (char)b;
             k += l;
         }
     }

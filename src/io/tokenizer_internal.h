@@ -166,6 +166,11 @@ int32_t tk_bpe_token_id(const tk_bpe *b, const char *s, size_t n);
 moe_status tk_bpe_word(const tk_bpe *b, tk_ctx *c, const char *w, size_t n, tk_ids *out);
 void tk_bpe_cache_free(tk_bpe_cache *cache);
 
+/* ---- loading from memory (tokenizer.c; for the fuzz harness and tests) ---- */
+
+/* Load a tokenizer.json held in memory; name stands in for the path in messages. */
+moe_status tk_tokenizer_load_mem(const char *name, const char *buf, size_t len, moe_tokenizer **out);
+
 /* ---- decoders (tokenizer_decode.c) ---- */
 
 typedef struct tk_dec tk_dec;

@@ -320,9 +320,7 @@ moe_status tk_ctx_init(tk_ctx *c, const char *path) {
     c->path = path;
     c->md = pcre2_match_data_create(1, NULL);
     c->mctx = pcre2_match_context_create(NULL);
-    c->jit = pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, NULL);
     if (!c->md || !c->mctx) { tk_ctx_free(c); return moe_fail(MOE_ENOMEM, "%s: out of memory", path); }
-    if (c->jit) pcre2_jit_stack_assign(c->mctx, NULL, c->jit);
     return MOE_OK;
 }
 
@@ -341,6 +339,10 @@ void tk_ctx_free(tk_ctx *c) {
 
 moe_status tk_regex_find_all(const tk_regex *re, tk_ctx *c, const char *s, size_t n) {
     c->spans.n = 0;
+    if (!c->jit) {   /* the default 32 KB JIT stack is too small for long runs of \s+(?!\S) */
+        c->jit = pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, NULL);
+        if (c->jit) pcre2_jit_stack_assign(c->mctx, NULL, c->jit);
+    }
     size_t pos = 0;
     while (pos <= n) {
         int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
