@@ -137,6 +137,7 @@ static size_t prev_char(const char *s, size_t i) {
 /* Split s into pieces of text and added tokens (leftmost-longest trie matches), appending to out. */
 static moe_status split_added(const moe_tokenizer *t, const trie *tr, tk_ctx *c, const char *s, size_t n, int at_start,
                               tk_list *out) {
+    if (!n) return MOE_OK;   /* tokenizers drops empty pieces */
     if (!tr->nodes) return tk_list_push(out, s, n, -1, at_start) ? moe_fail(MOE_ENOMEM, "%s: out of memory", t->path) : MOE_OK;
     /* All matches first, as tokenizers does, then the single_word / strip rules on that list. */
     c->spans.n = 0;
@@ -588,7 +589,7 @@ void moe_detokenizer_free(moe_detokenizer *d) {
 }
 
 static moe_status set_context(moe_detokenizer *d, size_t from) {
-    memmove(d->win.v, d->win.v + from, (d->win.n - from) * sizeof *d->win.v);
+    if (from) memmove(d->win.v, d->win.v + from, (d->win.n - from) * sizeof *d->win.v);
     d->win.n -= from;
     d->ctx_n = d->win.n;
     d->prefix.n = 0;
@@ -605,7 +606,7 @@ static moe_status step(moe_detokenizer *d, int force, const char **text, size_t 
     int incomplete;
     MOE_TRY(decode_to(d->t, &d->c, d->win.v, d->win.n, d->skip, &d->text, &incomplete));
     size_t n = d->text.n, pl = d->prefix.n, pending = d->win.n - d->ctx_n;
-    int same = n >= pl && !memcmp(d->text.p, d->prefix.p, pl);
+    int same = n >= pl && (!pl || !memcmp(d->text.p, d->prefix.p, pl));
     size_t from = d->done > pl ? d->done : pl;
     if (!same)   /* the context decodes differently with what followed (invalid byte runs only) */
         while (from < n && ((unsigned char)d->text.p[from] & 0xc0) == 0x80) from++;

@@ -209,7 +209,7 @@ static moe_status split_by_spans(tk_ctx *c, const char *s, size_t n, int behavio
             else c->segs[ns - ++k] = g;
             prev_match = g.match;
         }
-        memmove(c->segs, c->segs + ns - k, k * sizeof *c->segs);
+        if (k) memmove(c->segs, c->segs + ns - k, k * sizeof *c->segs);
         break;
     case B_CONTIGUOUS:
         for (size_t i = 0; i < ns; i++) {

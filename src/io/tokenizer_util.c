@@ -296,7 +296,8 @@ moe_status tk_regex_compile(const char *where, const char *pattern, size_t len, 
     out->code = NULL;
     if (moe_utf8_check((const unsigned char *)pattern, len) != len) return moe_fail(MOE_EINPUT, "%s: regex is not valid UTF-8", where);
     tk_buf b = {0};
-    MOE_TRY(translate(where, pattern, len, &b));
+    moe_status st = translate(where, pattern, len, &b);
+    if (st) { tk_buf_free(&b); return st; }
     int err;
     PCRE2_SIZE erroff;
     out->code = pcre2_compile((PCRE2_SPTR)b.p, b.n, PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE, &err, &erroff, NULL);
