@@ -247,6 +247,8 @@ static void test_stream_real(void) {
     const char *dir = getenv("MOE_SHARED_DATA");
     if (!dir || !*dir) { printf("skip: MOE_SHARED_DATA not set, no real tokenizers\n"); return; }
     const char *names[] = {"qwen3", "deepseek_v3", "llama2", "gptoss"};
+    /* BOS/EOS from tokenizer_config.json (ids as tokenizers' token_to_id gives them) */
+    const int want_bos[] = {-1, 0, 1, 199998}, want_eos[] = {151645, 1, 2, 200002}, want_add_bos[] = {0, 1, 1, 0};
     const char *text = "Hello, world! Ünïcödé テキスト 😀👍🏽👨‍👩‍👧 <|im_start|>x\n\n  indented\tcode();  \xe2\x82\xac 1234567";
     for (int k = 0; k < 4; k++) {
         char path[512];
@@ -254,6 +256,9 @@ static void test_stream_real(void) {
         if (access(path, R_OK)) { printf("skip: %s\n", path); continue; }
         moe_tokenizer *t;
         if (moe_tokenizer_load(path, &t)) { CHECK(0, "load %s: %s", path, moe_last_error()); continue; }
+        const moe_tokenizer_info *in = moe_tokenizer_get_info(t);
+        CHECK(in->bos_id == want_bos[k] && in->eos_id == want_eos[k] && in->add_bos == want_add_bos[k] && !in->add_eos,
+              "%s: bos %d eos %d add_bos %d add_eos %d", names[k], in->bos_id, in->eos_id, in->add_bos, in->add_eos);
         int32_t *ids;
         size_t n;
         CHECK(moe_tokenizer_encode(t, text, strlen(text), &ids, &n) == MOE_OK, "encode %s", names[k]);
