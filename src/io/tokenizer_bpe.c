@@ -126,12 +126,57 @@ static moe_status parse_vocab(const char *where, const cJSON *v, tk_bpe *b) {
     return MOE_OK;
 }
 
-static moe_status merge_part(const char *where, int i, const tk_bpe *b, const char *s, size_t n, int32_t *id) {
-    *id = tk_bpe_token_id(b, s, n);
-    if (*id < 0) return moe_fail(MOE_EINPUT, "%s.merges[%d]: token \"%.*s\" is not in the vocab", where, i, (int)(n > 60 ? 60 : n), s);
-    return MOE_OK;
+enum { M_OK, M_FORMAT, M_LEFT, M_RIGHT, M_MERGED, M_NOMEM };
+
+/* One merge to (left id, right id, merged id), or the reason it cannot be. */
+static int resolve_merge(const tk_bpe *b, const cJSON *e, tk_buf *joined, int32_t out[3]) {
+    const char *l, *r;
+    size_t ln, rn;
+    if (cJSON_IsString(e)) {   /* "left right" */
+        const char *s = e->valuestring, *sp = strchr(s, ' ');
+        if (!sp || strchr(sp + 1, ' ')) return M_FORMAT;
+        l = s; ln = (size_t)(sp - s); r = sp + 1; rn = strlen(r);
+    } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
+               cJSON_IsString(e->child->next)) {   /* ["left", "right"] */
+        l = e->child->valuestring; ln = strlen(l);
+        r = e->child->next->valuestring; rn = strlen(r);
+    } else return M_FORMAT;
+    if ((out[0] = tk_bpe_token_id(b, l, ln)) < 0) return M_LEFT;
+    if ((out[1] = tk_bpe_token_id(b, r, rn)) < 0) return M_RIGHT;
+    /* The merged token drops the right part's continuing_subword_prefix. */
+    if (b->csp && rn >= b->csp_len && !memcmp(r, b->csp, b->csp_len)) { r += b->csp_len; rn -= b->csp_len; }
+    joined->n = 0;
+    if (tk_buf_put(joined, l, ln) || tk_buf_put(joined, r, rn)) return M_NOMEM;
+    return (out[2] = tk_bpe_token_id(b, joined->p, joined->n)) < 0 ? M_MERGED : M_OK;
 }
 
+static moe_status merge_error(const char *where, int i, const tk_bpe *b, const cJSON *e) {
+    tk_buf joined = {0};
+    int32_t ids[3];
+    int why = resolve_merge(b, e, &joined, ids);
+    char shown[64] = "";
+    if (why == M_FORMAT && cJSON_IsString(e)) snprintf(shown, sizeof shown, "%s", e->valuestring);
+    else if (why == M_LEFT || why == M_RIGHT) {
+        const cJSON *part = cJSON_IsString(e) ? NULL : why == M_LEFT ? e->child : e->child->next;
+        if (part) snprintf(shown, sizeof shown, "%s", part->valuestring);
+        else {
+            const char *sp = strchr(e->valuestring, ' ');
+            if (why == M_LEFT) snprintf(shown, sizeof shown, "%.*s", (int)(sp - e->valuestring), e->valuestring);
+            else snprintf(shown, sizeof shown, "%s", sp + 1);
+        }
+    } else if (why == M_MERGED) snprintf(shown, sizeof shown, "%s", joined.p);
+    tk_buf_free(&joined);
+    switch (why) {
+    case M_FORMAT: return moe_fail(MOE_EINPUT, "%s.merges[%d]: must be \"a b\" (one space) or [\"a\", \"b\"], got \"%s\"", where, i, shown);
+    case M_LEFT: case M_RIGHT: return moe_fail(MOE_EINPUT, "%s.merges[%d]: token \"%s\" is not in the vocab", where, i, shown);
+    case M_MERGED: return moe_fail(MOE_EINPUT, "%s.merges[%d]: merged token \"%s\" is not in the vocab", where, i, shown);
+    default: return moe_fail(MOE_ENOMEM, "%s: out of memory", where);
+    }
+}
+
+/* Resolving a merge is three hash lookups that mostly miss the cache; they are independent, so
+ * they run in parallel. Insertion stays sequential so that a later duplicate wins, and an error
+ * names the first bad merge in file order. */
 static moe_status parse_merges(const char *where, const cJSON *m, tk_bpe *b) {
     if (!m || cJSON_IsNull(m)) return MOE_OK;
     if (!cJSON_IsArray(m)) return moe_fail(MOE_EINPUT, "%s.merges: must be an array", where);
@@ -143,49 +188,35 @@ static moe_status parse_merges(const char *where, const cJSON *m, tk_bpe *b) {
     b->mkey = malloc(cap * sizeof *b->mkey);
     b->mrank = malloc(cap * sizeof *b->mrank);
     b->mnew = malloc(cap * sizeof *b->mnew);
-    if (!b->mkey || !b->mrank || !b->mnew) return moe_fail(MOE_ENOMEM, "%s.merges: out of memory", where);
+    const cJSON **items = malloc((size_t)n * sizeof *items);
+    int32_t (*ids)[3] = malloc((size_t)n * sizeof *ids);
+    if (!b->mkey || !b->mrank || !b->mnew || !items || !ids) {
+        free(items);
+        free(ids);
+        return moe_fail(MOE_ENOMEM, "%s.merges: out of memory", where);
+    }
     memset(b->mkey, 0xff, cap * sizeof *b->mkey);
-    tk_buf joined = {0};
-    moe_status st = MOE_OK;
-    int i = 0;
-    for (const cJSON *e = m->child; e && !st; e = e->next, i++) {
-        const char *l, *r;
-        size_t ln, rn;
-        if (cJSON_IsString(e)) {   /* "left right" */
-            const char *s = e->valuestring, *sp = strchr(s, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                st = moe_fail(MOE_EINPUT, "%s.merges[%d]: \"%.60s\" is not two tokens separated by one space", where, i, s);
-                break;
-            }
-            l = s; ln = (size_t)(sp - s); r = sp + 1; rn = strlen(r);
-        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
-                   cJSON_IsString(e->child->next)) {   /* ["left", "right"] */
-            l = e->child->valuestring; ln = strlen(l);
-            r = e->child->next->valuestring; rn = strlen(r);
-        } else {
-            st = moe_fail(MOE_EINPUT, "%s.merges[%d]: must be \"a b\" or [\"a\", \"b\"]", where, i);
-            break;
-        }
-        int32_t li, ri, ni;
-        st = merge_part(where, i, b, l, ln, &li);
-        if (!st) st = merge_part(where, i, b, r, rn, &ri);
-        if (st) break;
-        /* The merged token drops the right part's continuing_subword_prefix. */
-        if (b->csp && rn >= b->csp_len && !memcmp(r, b->csp, b->csp_len)) { r += b->csp_len; rn -= b->csp_len; }
-        joined.n = 0;
-        if (tk_buf_put(&joined, l, ln) || tk_buf_put(&joined, r, rn)) { st = moe_fail(MOE_ENOMEM, "%s: out of memory", where); break; }
-        ni = tk_bpe_token_id(b, joined.p, joined.n);
-        if (ni < 0) {
-            st = moe_fail(MOE_EINPUT, "%s.merges[%d]: merged token \"%.60s\" is not in the vocab", where, i, joined.p);
-            break;
-        }
-        uint64_t key = ((uint64_t)(uint32_t)li << 32) | (uint32_t)ri;
+    int k = 0;
+    for (const cJSON *e = m->child; e && k < n; e = e->next) items[k++] = e;
+    int first_bad = n;
+    #pragma omp parallel num_threads(moe_get_threads()) reduction(min : first_bad)
+    {
+        tk_buf joined = {0};
+        #pragma omp for schedule(static)
+        for (int i = 0; i < n; i++)
+            if (resolve_merge(b, items[i], &joined, ids[i]) != M_OK && i < first_bad) first_bad = i;
+        tk_buf_free(&joined);
+    }
+    moe_status st = first_bad < n ? merge_error(where, first_bad, b, items[first_bad]) : MOE_OK;
+    for (int i = 0; i < n && !st; i++) {
+        uint64_t key = ((uint64_t)(uint32_t)ids[i][0] << 32) | (uint32_t)ids[i][1];
         size_t slot = merge_slot(b, key);
         b->mkey[slot] = key;
         b->mrank[slot] = (uint32_t)i;
-        b->mnew[slot] = ni;
+        b->mnew[slot] = ids[i][2];
     }
-    tk_buf_free(&joined);
+    free(items);
+    free(ids);
     return st;
 }
 
