@@ -35,6 +35,9 @@ struct tk_pretok {
     int nsub;
 };
 
+/* The regex crate's \w (Unicode Alphabetic, marks, decimal digits, connector punctuation, joiners). */
+#define RUST_WORD "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
+
 /* The regex tokenizers' ByteLevel uses when use_regex is true (GPT-2). */
 static const char k_gpt2_regex[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -123,7 +126,8 @@ static moe_status parse(const char *where, const cJSON *j, int depth, tk_pretok 
         st = moe_json_bool(where, j, "individual_digits", 0, 0, &p->individual_digits);
     } else if (!strcmp(type, "Whitespace")) {
         p->kind = P_WHITESPACE;
-        st = own_regex(where, "\\w+|[^\\w\\s]+", &p->pat);
+        /* tokenizers compiles this one with the regex crate, whose \w is not Oniguruma's */
+        st = own_regex(where, "[" RUST_WORD "]+|[^" RUST_WORD "\\s]+", &p->pat);
     } else if (!strcmp(type, "WhitespaceSplit")) {
         p->kind = P_WSPLIT;
     } else if (!strcmp(type, "CharDelimiterSplit")) {

@@ -72,7 +72,8 @@ EDGE = ["", " ", "  ", "\n", "\r\n\r\n", "\t\t x", "a", "<|im_start|>", "<s>", "
         "  <|im_start|>  user\n", "<|im_sta", "<|endoftext|><|endoftext|>", "<｜begin▁of▁sentence｜>Hello",
         "e<|im_start|>\u0301", "\u0301start with a mark", "\u0085\u0085 \u0085x", "x" + " " * 10000 + "y",
         "7" * 10000, "a" * 100000, "😀" * 5000, "\u3000" * 3000, "'s 'S 'll 'LL 's's", "A\u030a\u0301 \u212b \u1e9b\u0323",
-        "\U0010fffd\U000e0001", "\x01", "word " * 2000, "<unk>", "▁▁▁ ▁x▁", "<0x41> <0x0A>"]
+        "\U0010fffd\U000e0001", "\x01", "word " * 2000, "<unk>", "▁▁▁ ▁x▁", "<0x41> <0x0A>",
+        "x² aⅫ b½ c\u0301d e\u200dz f_g ٣h x\u00b2y"]
 
 
 def build_chunks(target_bytes, seed):
