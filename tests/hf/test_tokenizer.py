@@ -283,7 +283,8 @@ def variants(work):
     def whitespace(d):
         d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
             {"type": "WhitespaceSplit"},
-            {"type": "Split", "pattern": {"Regex": "[aeiou]"}, "behavior": "Removed", "invert": True},
+            {"type": "Split", "pattern": {"Regex": "[aeiou]"}, "behavior": "Removed", "invert": False},
+            {"type": "Split", "pattern": {"Regex": "[\\d\\h]+"}, "behavior": "MergedWithPrevious", "invert": True},
             {"type": "Whitespace"},
             {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": False}]}
     out.append(("deepseek-whitespace", variant(os.path.join(base, "deepseek_v3/tokenizer.json"), work, "deepseek-whitespace", whitespace)))
