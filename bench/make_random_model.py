@@ -70,9 +70,19 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer", help="folder with tokenizer.json (+ tokenizer_config.json) to copy; sets vocab_size")
     a = ap.parse_args()
     cfg = dict(COMMON)
     cfg.update(PRESETS[a.preset])
+    if a.tokenizer:
+        import shutil
+        os.makedirs(a.out, exist_ok=True)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            if os.path.exists(os.path.join(a.tokenizer, f)):
+                shutil.copy(os.path.join(a.tokenizer, f), os.path.join(a.out, f))
+        tj = json.load(open(os.path.join(a.tokenizer, "tokenizer.json")))
+        n = max(list(tj["model"]["vocab"].values()) + [t["id"] for t in tj.get("added_tokens", [])]) + 1
+        cfg["vocab_size"] = (n + 63) // 64 * 64
     cfg["torch_dtype"] = "bfloat16" if a.dtype == "bf16" else "float32"
     os.makedirs(a.out, exist_ok=True)
     specs = tensors(cfg)
