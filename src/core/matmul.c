@@ -70,7 +70,7 @@ static moe_gemm_kernel kernel_of(const moe_gemm_kernels *k, moe_dtype dt) {
 }
 
 /* The best kernel at or below the current SIMD level (a level may leave a dtype to the one below). */
-static moe_gemm_kernel pick(moe_dtype dt) {
+moe_gemm_kernel moe_gemm_pick(moe_dtype dt) {
     for (int s = moe_simd_level(); s >= MOE_SIMD_SCALAR; s--) {
         moe_gemm_kernel k = kernel_of(moe_gemm_kernels_for((moe_simd)s), dt);
         if (k) return k;
@@ -100,7 +100,7 @@ static int threads_for(double work) {
 
 void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,
                    int out, int in) {
-    moe_gemm_kernel k = pick(dt);
+    moe_gemm_kernel k = moe_gemm_pick(dt);
     if (!k || n <= 0 || out <= 0) return;
     int nth = threads_for((double)n * out * in);
     if (nth <= 1) { k(y, ldy, x, ldx, n, w, in, 0, out); return; }
@@ -138,7 +138,7 @@ static void run_share(const moe_matmul_job *jobs, int n_jobs, const double *star
         if (b1 > blocks) b1 = blocks;
         if (b0 >= b1) continue;
         int o0 = b0 * COL_BLOCK, o1 = b1 * COL_BLOCK < jb->out ? b1 * COL_BLOCK : jb->out;
-        moe_gemm_kernel k = pick(jb->dt);
+        moe_gemm_kernel k = moe_gemm_pick(jb->dt);
         if (k) k(jb->y, jb->ldy, jb->x, jb->ldx, jb->n, jb->w, jb->in, o0, o1);
     }
 }

@@ -22,6 +22,12 @@ extern const moe_gemm_kernels moe_gemm_scalar;
 extern const moe_gemm_kernels moe_gemm_avx2;
 extern const moe_gemm_kernels moe_gemm_avx512;
 
+/* The best single-threaded kernel for a dtype at the current SIMD level (NULL if none), for callers
+ * that schedule many small products themselves (the MoE layer runs all experts in one region).
+ * Splitting a product's rows [o0,o1) at multiples of 48 keeps its results bit-identical to one call
+ * over all rows (48 is a multiple of every tile height); other splits may differ in the last bits. */
+moe_gemm_kernel moe_gemm_pick(moe_dtype dt);
+
 /* Y[n][out] = X[n][in] . W^T, using all threads unless already inside a parallel region or the
  * product is small (< 2^18 multiply-adds). Output columns are split between threads in blocks of 48,
  * which keeps results bit-identical whatever the thread count. */

@@ -5,6 +5,7 @@
  * The routing hook sees every decision; the expert store supplies the weights. */
 #ifndef MOE_MOE_MOE_LAYER_H
 #define MOE_MOE_MOE_LAYER_H
+#include "core/arena.h"
 #include "moe/expert_store.h"
 #include "moe/router.h"
 
@@ -20,7 +21,8 @@ typedef struct moe_layer {
     moe_tensor shared_gate;    /* [1][d_model] */
 } moe_layer;
 
-/* out[n][d_model] = MoE(x). pos[n] are absolute positions (for the hook). */
+/* out[n][d_model] = MoE(x). pos[n] are absolute positions (for the hook). Scratch comes from the
+ * arena and is released before returning. */
 moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
-                             moe_route_hook hook, void *hook_user);
+                             moe_route_hook hook, void *hook_user, moe_arena *scratch);
 #endif
