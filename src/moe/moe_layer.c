@@ -24,6 +24,30 @@ static void group_by_expert(const int *expert, const float *weight, int n, int k
     offset[0] = 0;
 }
 
+/* Guess the experts the next MoE layer will use by routing x through its router; tell the store. */
+static moe_status predict_next(const moe_layer *N, const float *x, int n) {
+    int E = N->router.p.n_experts, k = N->router.p.top_k;
+    size_t nE = (size_t)n * E, nk = (size_t)n * k;
+    float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4);
+    int *expert = moe_alloc(nk * sizeof(int)), *pick = moe_alloc((size_t)E * sizeof(int));
+    unsigned char *seen = moe_calloc((size_t)E, 1);
+    moe_status st = MOE_OK;
+    if (!logits || !scores || !weight || !expert || !pick || !seen) {
+        st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for a prediction", N->layer);
+    } else {
+        moe_router_route(&N->router, x, n, logits, scores, expert, weight);
+        int np = 0; /* distinct experts, most preferred first (token order, then rank) */
+        for (int j = 0; j < k; j++)
+            for (int t = 0; t < n; t++) {
+                int e = expert[(size_t)t * k + j];
+                if (!seen[e]) { seen[e] = 1; pick[np++] = e; }
+            }
+        moe_store_predict(N->store, N->layer, pick, np);
+    }
+    moe_free(logits); moe_free(scores); moe_free(weight); moe_free(expert); moe_free(pick); moe_free(seen);
+    return st;
+}
+
 moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
                              moe_route_hook hook, void *hook_user) {
     const moe_router_params *p = &L->router.p;
@@ -33,12 +57,13 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4), *gw = moe_alloc(nk * 4);
     int *expert = moe_alloc(nk * sizeof(int)), *tok = moe_alloc(nk * sizeof(int));
     int *offset = moe_alloc(((size_t)E + 1) * sizeof(int)), *used = moe_alloc((size_t)E * sizeof(int));
+    int *counts = moe_alloc((size_t)E * sizeof(int));
     /* scratch for the largest FFN that runs: at most n tokens per expert */
     int ff = L->d_expert;
     if (L->has_shared && moe_ffn_width(&L->shared) > ff) ff = moe_ffn_width(&L->shared);
     float *xe = moe_alloc((size_t)n * d * 4), *ye = moe_alloc((size_t)n * d * 4);
     float *hg = moe_alloc((size_t)n * ff * 4), *hu = moe_alloc((size_t)n * ff * 4);
-    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !xe || !ye || !hg || !hu) {
+    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !counts || !xe || !ye || !hg || !hu) {
         st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
         goto done2;
     }
@@ -53,7 +78,10 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     int n_used = 0;
     for (int e = 0; e < E; e++)
         if (offset[e + 1] > offset[e]) used[n_used++] = e;
+    for (int u = 0; u < n_used; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
+    moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_used);
     moe_store_prefetch(L->store, L->layer, used, n_used);
+    if (L->store->predict_next && L->next && (st = predict_next(L->next, x, n)) != MOE_OK) goto done2;
 
     memset(out, 0, (size_t)n * d * 4);
     for (int u = 0; u < n_used; u++) {
@@ -86,6 +114,6 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
 done2:
     moe_free(xe); moe_free(ye); moe_free(hg); moe_free(hu);
     moe_free(logits); moe_free(scores); moe_free(weight); moe_free(gw);
-    moe_free(expert); moe_free(tok); moe_free(offset); moe_free(used);
+    moe_free(expert); moe_free(tok); moe_free(offset); moe_free(used); moe_free(counts);
     return st;
 }
