@@ -1,5 +1,6 @@
 /* matmul.c - dispatch of the dense products, and the scalar kernels that serve as test oracles. */
 #include "core/matmul.h"
+#include "core/quant.h"
 #include <omp.h>
 #include <stdint.h>
 
@@ -71,6 +72,8 @@ static moe_gemm_kernel pick(moe_dtype dt) {
 
 void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,
                    int out, int in) {
+    /* quantized dtypes have their own kernels and dispatch (core/quant.c) */
+    if (moe_dtype_is_quant(dt)) { moe_qmatmul_ld(y, ldy, x, ldx, n, dt, w, out, in); return; }
     moe_gemm_kernel k = pick(dt);
     if (!k || n <= 0 || out <= 0) return;
     /* Split output columns in blocks of 16 rows of W; small products stay on one thread. */
