@@ -63,6 +63,8 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
         moe_layer *L = &m->blocks[l].moe;
         L->store = ds;
         L->next = NULL;
+        L->norm = m->blocks[l].ffn_norm;
+        L->norm_eps = (float)c->rms_eps;
         if (prev) prev->next = L;
         prev = L;
     }

@@ -25,16 +25,33 @@ static void group_by_expert(const int *expert, const float *weight, int n, int k
 }
 
 /* Guess the experts the next MoE layer will use by routing x through its router; tell the store. */
-static moe_status predict_next(const moe_layer *N, const float *x, int n) {
-    int E = N->router.p.n_experts, k = N->router.p.top_k;
+/* Route x through the next MoE layer's router and tell the store what it will likely need.
+ * residual == 0: x is this layer's normalised input rmsnorm(h) * g_L; the next router expects
+ * rmsnorm(h') * g_N, and with h' ~ h rescaling each channel by g_N / g_L gives it.
+ * residual != 0: x is the residual stream after this layer; normalise it with g_N. */
+static moe_status predict_next(const moe_layer *L, const float *x, int n, int residual) {
+    const moe_layer *N = L->next;
+    int E = N->router.p.n_experts, k = N->router.p.top_k, d = L->d_model;
     size_t nE = (size_t)n * E, nk = (size_t)n * k;
     float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4);
     int *expert = moe_alloc(nk * sizeof(int)), *pick = moe_alloc((size_t)E * sizeof(int));
     unsigned char *seen = moe_calloc((size_t)E, 1);
+    float *xs = L->norm && N->norm ? moe_alloc((size_t)n * d * 4) : NULL;
     moe_status st = MOE_OK;
-    if (!logits || !scores || !weight || !expert || !pick || !seen) {
+    if (!logits || !scores || !weight || !expert || !pick || !seen || (L->norm && N->norm && !xs)) {
         st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for a prediction", N->layer);
     } else {
+        if (xs && residual) {
+            moe_rmsnorm(xs, x, N->norm, n, d, L->norm_eps);
+            x = xs;
+        } else if (xs) {
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < d; j++) {
+                    float g = L->norm[j];
+                    xs[(size_t)t * d + j] = g != 0.0f ? x[(size_t)t * d + j] * (N->norm[j] / g) : 0.0f;
+                }
+            x = xs;
+        }
         moe_router_route(&N->router, x, n, logits, scores, expert, weight);
         int np = 0; /* distinct experts, most preferred first (token order, then rank) */
         for (int j = 0; j < k; j++)
@@ -45,7 +62,13 @@ static moe_status predict_next(const moe_layer *N, const float *x, int n) {
         moe_store_predict(N->store, N->layer, pick, np);
     }
     moe_free(logits); moe_free(scores); moe_free(weight); moe_free(expert); moe_free(pick); moe_free(seen);
+    moe_free(xs);
     return st;
+}
+
+moe_status moe_layer_after(const moe_layer *L, const float *resid, int n) {
+    if (!L->store->predict_next || !L->next || !L->norm || !L->next->norm) return MOE_OK;
+    return predict_next(L, resid, n, 1);
 }
 
 moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
@@ -81,7 +104,7 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     for (int u = 0; u < n_used; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
     moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_used);
     moe_store_prefetch(L->store, L->layer, used, n_used);
-    if (L->store->predict_next && L->next && (st = predict_next(L->next, x, n)) != MOE_OK) goto done2;
+    if (L->store->predict_next && L->next && (st = predict_next(L, x, n, 0)) != MOE_OK) goto done2;
 
     memset(out, 0, (size_t)n * d * 4);
     for (int u = 0; u < n_used; u++) {
