@@ -1,22 +1,26 @@
 """Offload benchmark: decode speed of models whose experts are several times the memory budget.
 
-For each model, every variant decodes the same prompt greedily with `moe generate --stats` and the
-decode rate (tokens after the first, one per step) is read from the stats-json line:
+For each model, every variant decodes the same fixed token sequence one token per step (teacher-forced:
+`moe logits --stepwise --stats`), and the decode rate is read from the stats-json line. The sequence is
+held-out text for the trained model and random ids for the random one: greedy generation from these
+small models falls into loops that repeat the same experts and would flatter every cache. Variants:
   mmap           all weights mmapped (moe's resident store), run inside a memory cgroup limited to the
                  same total as the offloaded runs: what llama.cpp does when a model does not fit;
   on demand      --mem-budget B --cache none: every expert use reads it (no cache, no prefetch);
   POLICY         --mem-budget B --cache POLICY, for lru, lfu, activation, fate;
   POLICY + pf    the same with --prefetch (this layer's reads overlapped with compute, the next layer's
-                 experts predicted by its router applied to the current hidden state).
+                 experts predicted by its router applied to the current hidden state);
+  lru + async    --prefetch --no-predict: only this layer's reads overlapped, no prediction.
 Offloaded runs use --direct-io so that the page cache cannot hide the disk, and run in the same cgroup
 (so they demonstrably fit). Before every run the model file is dropped from the page cache with
 posix_fadvise(DONTNEED). Variants run round-robin, `--repeats` times; the table shows the median rate,
 its ratio to the mmap median, and the store's counters (from the last repeat). Every variant must
-generate the same tokens (checked; the table says so).
+produce byte-identical logits (checked; the table says so).
 
 Writes the tables between the bench markers of docs/OFFLOAD.md and the raw runs to a JSON file.
 Usage: offload_bench.py --moe build/moe --model NAME=DIR:BUDGET ... [--tokens N] [--repeats R] [-t T]"""
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -113,6 +117,12 @@ class Cgroup:
         return None
 
     def reset_peak(self):
+        """Uncharge what earlier runs left (page cache of the model) and restart the peak."""
+        if not self.v2:
+            try:
+                open(os.path.join(self.path, "memory.force_empty"), "w").write("0")
+            except OSError:
+                pass
         p = os.path.join(self.path, "memory.max_usage_in_bytes")
         if os.path.exists(p):
             open(p, "w").write("0")
@@ -127,8 +137,9 @@ class Cgroup:
                 pass
 
 
-def run_variant(moe, d, flags, prompt, n, threads, cg, timeout):
-    cmd = [moe, "generate", d, "--tokens", ",".join(map(str, prompt)), "-n", str(n), "--stats", "-t", str(threads)] + flags
+def run_variant(moe, d, flags, seq, threads, cg, timeout, out_file):
+    cmd = [moe, "logits", d, "--tokens", ",".join(map(str, seq)), "--stepwise", "-o", out_file, "--stats",
+           "-t", str(threads)] + flags
     drop_cache(d)
     if cg:
         cg.reset_peak()
@@ -145,8 +156,9 @@ def run_variant(moe, d, flags, prompt, n, threads, cg, timeout):
     if p.returncode != 0:
         return {"error": f"exit {p.returncode}: {err.strip()[-300:]}"}
     stats = [json.loads(l[len("stats-json "):]) for l in err.splitlines() if l.startswith("stats-json ")]
-    dec = next(s for s in stats if s["phase"] == "decode")
-    return {"tokens": out.strip(), "decode": dec, "tok_s": dec["tokens"] / dec["seconds"], "wall": time.time() - t0,
+    dec = next(s for s in stats if s["phase"] == "stepwise")
+    digest = hashlib.sha256(open(out_file, "rb").read()).hexdigest()
+    return {"tokens": digest, "decode": dec, "tok_s": dec["tokens"] / dec["seconds"], "wall": time.time() - t0,
             "major_faults": majflt,
             "cgroup_peak": cg.peak() if cg else None}
 
@@ -160,15 +172,18 @@ def bench_model(a, name, d, budget):
     vocab = cfg["vocab_size"]
     tok_file = os.path.join(d, "test_tokens.txt")
     if os.path.exists(tok_file):
-        prompt = [int(x) for x in open(tok_file).read().split()[:a.prompt]]
+        seq = [int(x) for x in open(tok_file).read().split()[:a.tokens]]
     else:
-        prompt = [(i * 7919 + 13) % vocab for i in range(a.prompt)]
+        import random
+        rnd = random.Random(5)
+        seq = [rnd.randrange(vocab) for _ in range(a.tokens)]
     variants = [("mmap (cgroup)", None)]
     variants.append(("on demand", ["--cache", "none"]))
     for pol in POLICIES:
         variants.append((pol, ["--cache", pol]))
     for pol in POLICIES:
         variants.append((pol + " + prefetch", ["--cache", pol, "--prefetch"]))
+    variants.append(("lru + async", ["--cache", "lru", "--prefetch", "--no-predict"]))
     cg = Cgroup(limit)
     if not cg.path:
         print(f"{name}: no memory cgroup ({cg.error}); the mmap baseline cannot be limited and is skipped", flush=True)
@@ -180,13 +195,15 @@ def bench_model(a, name, d, budget):
             if flags is None and not cg.path:
                 continue
             f = [] if flags is None else ["--mem-budget", str(budget), "--direct-io", "--io-threads", str(a.io_threads)] + flags
-            res = run_variant(a.moe, d, f, prompt, a.tokens, a.threads, cg if cg.path else None, a.timeout)
+            res = run_variant(a.moe, d, f, seq, a.threads, cg if cg.path else None, a.timeout,
+                              os.path.join(a.work, f"{name}.logits.json"))
             runs[label].append(res)
             msg = res.get("error") or f"{res['tok_s']:.2f} tok/s"
             print(f"  [{r + 1}/{a.repeats}] {label:24s} {msg}", flush=True)
     cg.remove()
     return {"name": name, "dir": d, "budget": budget, "expert_bytes": exp, "non_expert_bytes": non_expert,
-            "cgroup_limit": limit if cg.path else None, "prompt_tokens": len(prompt), "decode_tokens": a.tokens - 1,
+            "cgroup_limit": limit if cg.path else None, "decode_tokens": len(seq),
+            "sequence": "held-out text" if os.path.exists(tok_file) else "random ids",
             "config": {k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "num_experts", "num_experts_per_tok",
                                                "moe_intermediate_size", "vocab_size")},
             "dtype": next(v["dtype"] for k, v in header(model_files(d)[0]).items() if ".experts." in k),
@@ -206,8 +223,8 @@ def table(res):
              f"experts {res['expert_bytes'] / 2**20:.0f} MiB on disk, budget {res['budget'] / 2**20:.0f} MiB "
              f"({res['expert_bytes'] / res['budget']:.1f}x smaller), non-expert weights {res['non_expert_bytes'] / 2**20:.0f} MiB, "
              + (f"cgroup limit {res['cgroup_limit'] / 2**20:.0f} MiB." if res["cgroup_limit"] else "no cgroup available.")
-             + f" Prompt {res['prompt_tokens']} tokens, {res['decode_tokens']} decode steps, median of "
-             f"{max(len(v) for v in runs.values())} runs. Generated tokens identical across variants: "
+             + f" {res['decode_tokens']} decode steps over {res['sequence']}, median of "
+             f"{max(len(v) for v in runs.values())} runs. Logits identical across variants: "
              f"{'yes' if len(toks) == 1 else 'NO (' + str(len(toks)) + ' different outputs)'}.", "",
              "| variant | decode tok/s | vs mmap | hit rate | prefetch accuracy | MiB read/token | I/O stall ms/token | major faults/run | cgroup peak MiB |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -233,8 +250,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--moe", required=True)
     ap.add_argument("--model", action="append", required=True, help="NAME=DIR:BUDGET, e.g. trained=/tmp/m:32M")
-    ap.add_argument("--tokens", type=int, default=33, help="tokens to generate (decode steps + 1)")
-    ap.add_argument("--prompt", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=64, help="decode steps")
+    ap.add_argument("--work", default="/tmp")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", "-t", type=int, default=1)
     ap.add_argument("--io-threads", type=int, default=2)

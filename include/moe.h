@@ -74,6 +74,7 @@ typedef struct moe_load_options {
     const char *cache;       /* eviction policy: "lru" (default), "lfu", "activation", "fate", "none" */
     int prefetch;            /* async reads of the current layer's experts and of the next layer's,
                                 predicted by applying its router to the current hidden state */
+    int no_predict;          /* with prefetch: only the current layer's async reads, no prediction */
     int direct_io;           /* read with O_DIRECT so that the page cache cannot hide the disk */
     int io_threads;          /* reader threads for prefetch (0: 2) */
 } moe_load_options;

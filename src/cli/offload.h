@@ -11,7 +11,7 @@
 typedef struct moe_cli_offload {
     int64_t budget;
     const char *cache;
-    int prefetch, direct_io, io_threads, stats;
+    int prefetch, no_predict, direct_io, io_threads, stats;
 } moe_cli_offload;
 
 /* Entries for a command's option table (before its {0} terminator). */
@@ -20,6 +20,7 @@ typedef struct moe_cli_offload {
      "keep routed experts on disk, at most BYTES of them in memory (e.g. 512M)", 0, 0},                    \
     {"cache", 0, ARG_STR, &(o)->cache, "POLICY", "expert cache policy: lru (default), lfu, activation, fate, none", 0, 0}, \
     {"prefetch", 0, ARG_FLAG, &(o)->prefetch, NULL, "read experts ahead: this layer's, and the next layer's as predicted", 0, 0}, \
+    {"no-predict", 0, ARG_FLAG, &(o)->no_predict, NULL, "with --prefetch: read only the experts a layer chose, no prediction", 0, 0}, \
     {"direct-io", 0, ARG_FLAG, &(o)->direct_io, NULL, "read experts with O_DIRECT (bypass the page cache)", 0, 0}, \
     {"io-threads", 0, ARG_INT, &(o)->io_threads, "N", "expert reader threads with --prefetch (default 2)", 1, 64}, \
     {"stats", 0, ARG_FLAG, &(o)->stats, NULL, "print expert cache, prefetch and I/O statistics to stderr", 0, 0}

@@ -9,6 +9,7 @@
 #include "moe/expert_store_disk.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static int file_of(const moe_weights *w, const void *p, uint64_t *off) {
     for (int i = 0; i < w->n_files; i++) {
@@ -32,8 +33,8 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
     const char **paths = malloc(sizeof *paths * (size_t)m->weights->n_files);
     if (!paths) return moe_fail(MOE_ENOMEM, "out of memory");
     for (int i = 0; i < m->weights->n_files; i++) paths[i] = m->weights->files[i]->path;
-    moe_disk_store_config cfg = {c->n_layers, c->n_experts, c->top_k, o->expert_budget, pol, o->prefetch, o->direct_io,
-                                 o->io_threads};
+    moe_disk_store_config cfg = {c->n_layers, c->n_experts, c->top_k, o->expert_budget, pol, o->prefetch,
+                                 !o->no_predict, o->direct_io, o->io_threads};
     moe_store *ds = NULL;
     moe_status st = moe_store_disk_new(&cfg, paths, m->weights->n_files, &ds);
     free(paths);
@@ -54,6 +55,10 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
     }
     if (st == MOE_OK) st = moe_store_disk_finish(ds);
     if (st != MOE_OK) { moe_store_destroy(ds); return st; }
+    /* Faults on the non-expert pages must not read ahead into expert pages: that would fill the page
+     * cache (and a memory cgroup) with experts the store reads itself. */
+    for (int i = 0; i < m->weights->n_files; i++)
+        if (m->weights->files[i]->map) madvise(m->weights->files[i]->map, m->weights->files[i]->size, MADV_RANDOM);
     /* swap the stores and link each MoE layer to the next one for cross-layer prediction */
     moe_store_destroy(m->store);
     m->store = ds;
@@ -74,7 +79,7 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
 moe_status moe_model_load_opts(const char *dir, const moe_load_options *opts, moe_model **out) {
     MOE_TRY(moe_model_load(dir, out));
     if (!opts || opts->expert_budget <= 0) {
-        if (opts && (opts->prefetch || opts->direct_io || (opts->cache && strcmp(opts->cache, "lru")))) {
+        if (opts && (opts->prefetch || opts->no_predict || opts->direct_io || (opts->cache && strcmp(opts->cache, "lru")))) {
             moe_model_free(*out);
             *out = NULL;
             return moe_fail(MOE_EUSAGE, "cache, prefetch and direct I/O options need an expert memory budget");

@@ -52,6 +52,7 @@ typedef struct expert_loc {
 
 typedef struct slot {
     int key, state, pins;
+    int stage;           /* a staging slot: only predictions are read into it (see pick_victim) */
     int queue;           /* 0 none, 1 demand queue, 2 prediction queue (not yet picked by a reader) */
     int speculative;     /* read for a prediction and not used yet */
     uint64_t last_use;
@@ -186,14 +187,24 @@ static void key_stats(const disk *d, const slot *s, moe_cache_key_stats *k) {
 
 /* The slot to load into, or -1. Classes: 0 empty, 1 ordinary, 2 holds a live prediction, 3 holds an
  * expert the current layer needs. Demand loads may take any class, the current layer's prefetch up to
- * 2, predictions only 0 and 1; within a class the policy's lowest value goes first. */
+ * 2, predictions only 0 and 1; within a class the policy's lowest value goes first.
+ * Predictions are read only into staging slots, demand into the others (the cache), so that a wrong
+ * guess never evicts a cached expert; a staging slot whose expert gets used swaps roles with the
+ * cache's victim (promote). Demand falls back to staging slots only when the cache has no victim. */
+static int pick_in(disk *d, int purpose, int stage);
 static int pick_victim(disk *d, int purpose) {
+    if (purpose == FOR_PREDICT) return pick_in(d, purpose, 1);
+    int si = pick_in(d, purpose, 0);
+    return si >= 0 || purpose != FOR_DEMAND ? si : pick_in(d, purpose, 1);
+}
+
+static int pick_in(disk *d, int purpose, int stage) {
     int max_class = purpose == FOR_DEMAND ? 3 : purpose == FOR_PREFETCH ? 2 : 1;
     int best = -1, best_class = 4;
     double best_v = 0;
     for (int i = 0; i < d->n_slots; i++) {
         slot *s = &d->slots[i];
-        if (s->pins || s->state == S_LOADING) continue;
+        if (s->pins || s->state == S_LOADING || s->stage != stage) continue;
         int c = s->state == S_EMPTY ? 0 : d->demand_step[s->key] == d->step ? 3 : d->pred_mark[s->key] ? 2 : 1;
         if (c > max_class || c > best_class) continue;
         double v = 0;
@@ -219,6 +230,15 @@ static void take_slot(disk *d, int si, int key) {
     s->speculative = 0;
     s->last_use = d->now;
     d->where[key] = si;
+}
+
+/* A used staging slot joins the cache; the cache's victim becomes a staging slot (its expert stays
+ * readable there until a prediction overwrites it). */
+static void promote(disk *d, int si) {
+    int v = pick_in(d, FOR_DEMAND, 0);
+    if (v < 0) return;
+    d->slots[si].stage = 0;
+    d->slots[v].stage = 1;
 }
 
 /* ---- store operations ------------------------------------------------------------------------- */
@@ -248,6 +268,7 @@ static moe_status acquire(void *self, int layer, int expert, moe_ffn_weights *ou
         if (si >= 0 && d->slots[si].state == S_READY) {
             slot *s = &d->slots[si];
             if (!counted) d->st.hits++;
+            if (s->stage) promote(d, si);
             s->pins++;
             s->speculative = 0;
             s->last_use = d->now;
@@ -307,6 +328,7 @@ static moe_status acquire(void *self, int layer, int expert, moe_ffn_weights *ou
         s->state = S_READY;
         s->speculative = 0;
         s->last_use = d->now;
+        if (s->stage) promote(d, si);
         fill_view(d, key, s, out);
         if (t0) d->st.stall_ms += r0 - t0;
         pthread_cond_broadcast(&d->cv_done);
@@ -415,7 +437,6 @@ static void route(void *self, int layer, int pos0, int n_tok, const int *experts
                 s->state = S_EMPTY;
                 s->speculative = 0;
                 d->where[key] = -1;
-                d->st.wasted_reads++;
             }
             d->pred_mark[key] = 0;
         }
@@ -471,7 +492,7 @@ moe_status moe_store_disk_new(const moe_disk_store_config *cfg, const char *cons
     pthread_cond_init(&d->cv_work, NULL);
     s->ops = &k_disk_ops;
     s->self = d;
-    s->predict_next = cfg->prefetch;
+    s->predict_next = cfg->prefetch && cfg->predict;
     d->n_files = n_files;
     d->nk = cfg->n_layers * cfg->n_experts;
     size_t nk = (size_t)d->nk, L = (size_t)cfg->n_layers;
@@ -602,10 +623,21 @@ moe_status moe_store_disk_finish(moe_store *s) {
     d->q_pred.v = malloc(sizeof(int) * n);
     if (!d->slots || !d->q_demand.v || !d->q_pred.v) return moe_fail(MOE_ENOMEM, "out of memory");
     d->q_demand.cap = d->q_pred.cap = (int)n;
+    /* with prefetch, up to two predictions per expert a token needs in a layer (early and late guess) */
+    int n_stage = d->cfg.prefetch && d->cfg.predict ? 2 * (d->cfg.top_k > 0 ? d->cfg.top_k : 1) : 0;
+    if (n_stage > (int)n / 4) n_stage = (int)n / 4;
     for (uint64_t i = 0; i < n; i++) {
         d->slots[i].key = -1;
         d->slots[i].buf = d->slab + i * d->slot_bytes;
+        d->slots[i].stage = (int)i >= (int)n - n_stage;
     }
+    /* Expert pages that loading pulled into the page cache (readahead around the non-expert tensors) are
+     * dropped: the store reads experts itself, and would otherwise compete with them for memory. */
+    for (int k = 0; k < d->nk; k++)
+        for (int i = 0; i < d->loc[k].n_seg; i++) {
+            const seg *g = &d->loc[k].seg[i];
+            posix_fadvise(d->fds[g->file], (off_t)g->off, (off_t)g->len, POSIX_FADV_DONTNEED);
+        }
     if (d->cfg.prefetch) {
         d->threads = calloc((size_t)d->cfg.io_threads, sizeof *d->threads);
         if (!d->threads) return moe_fail(MOE_ENOMEM, "out of memory");

@@ -14,7 +14,8 @@ typedef struct moe_disk_store_config {
     int n_layers, n_experts, top_k;
     int64_t budget;                 /* bytes of slots */
     const moe_cache_policy *policy; /* NULL: lru */
-    int prefetch;                   /* async reads; sets the store's predict_next */
+    int prefetch;                   /* async reads of the experts a layer routed to */
+    int predict;                    /* with prefetch: also read predicted experts (sets predict_next) */
     int direct_io;                  /* open the files with O_DIRECT */
     int io_threads;                 /* reader threads when prefetching (<= 0: 2) */
 } moe_disk_store_config;

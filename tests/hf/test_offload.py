@@ -74,9 +74,10 @@ def main():
             variants = [(budgets[0], p, pf, False) for p in POLICIES for pf in (False, True)]
             variants += [(budgets[1], p, True, False) for p in ("lru", "activation", "fate")]
             variants += [(budgets[0], "lru", True, True), (budgets[1], "lfu", False, True)]
+            variants += [(budgets[0], "fate", "async", False)]  # --prefetch --no-predict
             for budget, pol, pf, direct in variants:
                 flags = ["--mem-budget", str(budget), "--cache", pol] + (["--prefetch"] if pf else []) + \
-                        (["--direct-io"] if direct else [])
+                        (["--no-predict"] if pf == "async" else []) + (["--direct-io"] if direct else [])
                 tag = f"budget {budget} {pol}{' prefetch' if pf else ''}{' direct' if direct else ''}"
                 for mode in ("prefill", "stepwise"):
                     out = os.path.join(args.work, f"{name}.{mode}.disk.json")
@@ -105,6 +106,7 @@ def main():
                ([d, "--cache", "lfu"], 1, "need an expert memory budget"),
                ([d, "--mem-budget", "12Q"], 1, "expected a size"),
                ([d, "--mem-budget", "1M", "--io-threads", "0"], 1, "--io-threads"),
+               ([d, "--mem-budget", "1M", "--no-predict"], 1, "--no-predict needs --prefetch"),
                ([dense, "--mem-budget", "1M"], 1, "dense model")]
         for argv, code, msg in bad:
             p = subprocess.run([args.moe, "logits"] + argv + ["--tokens", "1,2"], capture_output=True, text=True)

@@ -69,7 +69,7 @@ static void make_files(void) {
 
 static moe_store *open_store(int64_t budget, const char *policy, int prefetch, int direct) {
     const char *p[NF] = {paths[0], paths[1]};
-    moe_disk_store_config cfg = {L, E, 2, budget, moe_cache_policy_find(policy), prefetch, direct, 2};
+    moe_disk_store_config cfg = {L, E, 2, budget, moe_cache_policy_find(policy), prefetch, 1, direct, 2};
     moe_store *s;
     if (moe_store_disk_new(&cfg, p, NF, &s)) { printf("new: %s\n", moe_last_error()); return NULL; }
     for (int l = 0; l < L; l++)
@@ -211,7 +211,7 @@ static void test_policies(void) {
 
 static void test_bad(void) {
     const char *p[NF] = {paths[0], paths[1]};
-    moe_disk_store_config cfg = {L, E, 2, 1 << 30, NULL, 0, 0, 0};
+    moe_disk_store_config cfg = {L, E, 2, 1 << 30, NULL, 0, 0, 0, 0};
     moe_store *s;
     CHECK(moe_store_disk_new(&cfg, p, NF, &s) == MOE_OK, "new");
     uint64_t off[3] = {fsz[0] - 10, 0, 0};
