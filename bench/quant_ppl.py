@@ -75,7 +75,7 @@ def main():
         cmd = [a.moe, "quantize", a.model, d, "--type", qt, "-t", str(a.threads)]
         if qt == "mixed":
             q8, q4 = (r["bytes"] for r in rows if r["type"] in ("q8_0", "q4"))
-            cmd += ["--budget", str((q8 + q4) // 2), "--calib", calib, "--ctx", str(a.ctx)]
+            cmd += ["--budget", str((q8 + q4) // 2), "--calib-ids", calib, "--ctx", str(a.ctx)]
         run(cmd)
         score(qt, d)
     base = rows[0]["perplexity"]

@@ -3,7 +3,7 @@
  * tokens; each token is scored once, by the first window that predicts it, so with stride < ctx every
  * token but those of the first window sees at least ctx - stride tokens of context. Windows are fed to
  * the model in chunks of 64 positions so that logits memory stays 64 x vocab floats.
- * Text input (--text) needs the tokenizer, which is not merged yet: TODO, see below. */
+ * Text (--text) is tokenized with the model's tokenizer.json, without BOS, as tokenizers' encode(text). */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
@@ -38,12 +38,13 @@ static void progress(int done, int total, double sum, int scored, int tty) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *tokens_path = NULL, *text_path = NULL;
+    const char *tokens_path = NULL, *text_path = NULL, *tok_path = NULL;
     int ctx = 512, stride = 0, max_tokens = 0, json = 0;
     moe_cli_offload ol = {0};
     const moe_opt opts[] = {
         {"tokens-file", 0, ARG_STR, &tokens_path, "FILE", "token ids, whitespace or comma separated", 0, 0},
-        {"text", 0, ARG_STR, &text_path, "FILE", "text to tokenize with the model's tokenizer (needs the tokenizer)", 0, 0},
+        {"text", 0, ARG_STR, &text_path, "FILE", "UTF-8 text, tokenized with the model's tokenizer.json", 0, 0},
+        {"tokenizer", 0, ARG_STR, &tok_path, "PATH", "tokenizer.json for --text (default: the one in MODEL)", 0, 0},
         {"ctx", 'c', ARG_INT, &ctx, "N", "window length (default 512)", 2, 1 << 20},
         {"stride", 0, ARG_INT, &stride, "N", "window start step (default ctx/2)", 1, 1 << 20},
         {"max-tokens", 0, ARG_INT, &max_tokens, "N", "evaluate only the first N tokens", 2, 2147483647},
@@ -65,14 +66,6 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "moe eval: give exactly one of --tokens-file and --text (see moe eval --help)\n");
         return 1;
     }
-    if (text_path) {
-        /* TODO(tokenizer): when src/io/tokenizer lands, load MODEL's tokenizer.json and
-         *   moe_tokenizer_encode(tok, text, len, &ids, &n);
-         * then continue exactly as with --tokens-file. */
-        fprintf(stderr, "moe eval: --text needs the tokenizer, which this build does not have yet; "
-                        "tokenize the text elsewhere and use --tokens-file\n");
-        return 1;
-    }
     if (!stride) stride = ctx / 2 > 0 ? ctx / 2 : 1;
     if (stride > ctx) { fprintf(stderr, "moe eval: --stride %d is larger than --ctx %d\n", stride, ctx); return 1; }
     int32_t *ids = NULL;
@@ -80,15 +73,17 @@ int cmd_eval(int argc, char **argv) {
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;
-    moe_status st = moe_cli_read_token_file(tokens_path, &ids, &n);
+    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, &ids, &n)
+                              : moe_cli_read_token_file(tokens_path, &ids, &n);
+    const char *src = text_path ? text_path : tokens_path;
     if (!st && max_tokens && n > max_tokens) n = max_tokens;
-    if (!st && n < 2) st = moe_fail(MOE_EINPUT, "%s: need at least 2 tokens, found %d", tokens_path, n);
+    if (!st && n < 2) st = moe_fail(MOE_EINPUT, "%s: need at least 2 tokens, found %d", src, n);
     if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
     const moe_model_info *I = m ? moe_model_get_info(m) : NULL;
     int vocab = I ? I->vocab_size : 0;
     for (int i = 0; !st && i < n; i++)
         if (ids[i] >= vocab)
-            st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", tokens_path, ids[i], i, vocab);
+            st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", src, ids[i], i, vocab);
     if (!st && ctx > n) ctx = n;
     if (!st) st = moe_session_new(m, ctx, &s);
     if (!st && !(logits = malloc(sizeof(float) * (size_t)EVAL_CHUNK * (size_t)vocab))) st = moe_fail(MOE_ENOMEM, "out of memory");

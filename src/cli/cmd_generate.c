@@ -29,6 +29,13 @@ int cmd_generate(int argc, char **argv) {
     int32_t *tokens;
     int n = moe_parse_int_list("generate", "--tokens", tokens_s, &tokens);
     if (n < 0) return 1;
+    long long need = (long long)n + (n_new > 0 ? n_new - 1 : 0); /* the last new token is never fed back */
+    if (ctx > 0 && ctx < need) {
+        fprintf(stderr, "moe generate: --ctx %d is too small for %d prompt tokens and %d new ones (needs %lld)\n", ctx, n,
+                n_new, need);
+        free(tokens);
+        return 1;
+    }
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;

@@ -5,9 +5,18 @@
 #include "cli/offload.h"
 #include "io/atomic_file.h"
 #include "moe.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A float as JSON text. Weights holding NaN or Inf give non-finite logits; printf would write "nan",
+ * which no JSON reader accepts, so write the NaN / Infinity tokens Python's json reads and writes. */
+static void put_float(FILE *f, const char *sep, float x) {
+    if (isnan(x)) fprintf(f, "%sNaN", sep);
+    else if (isinf(x)) fprintf(f, "%s%sInfinity", sep, x < 0 ? "-" : "");
+    else fprintf(f, "%s%.9g", sep, x);
+}
 
 typedef struct route_log {
     FILE *f;
@@ -21,9 +30,9 @@ static void log_route(void *user, const moe_routing *r) {
         rl->first = 0;
         for (int j = 0; j < r->top_k; j++) fprintf(rl->f, "%s%d", j ? ", " : "", r->expert[t * r->top_k + j]);
         fprintf(rl->f, "], \"weights\": [");
-        for (int j = 0; j < r->top_k; j++) fprintf(rl->f, "%s%.9g", j ? ", " : "", r->weight[t * r->top_k + j]);
+        for (int j = 0; j < r->top_k; j++) put_float(rl->f, j ? ", " : "", r->weight[t * r->top_k + j]);
         fprintf(rl->f, "], \"scores\": [");
-        for (int e = 0; e < r->n_experts; e++) fprintf(rl->f, "%s%.9g", e ? ", " : "", r->scores[(size_t)t * r->n_experts + e]);
+        for (int e = 0; e < r->n_experts; e++) put_float(rl->f, e ? ", " : "", r->scores[(size_t)t * r->n_experts + e]);
         fprintf(rl->f, "]}");
     }
 }
@@ -32,7 +41,7 @@ static int write_logits(FILE *f, const float *logits, int n, int vocab) {
     fprintf(f, "{\"logits\": [");
     for (int t = 0; t < n; t++) {
         fprintf(f, "%s\n[", t ? "," : "");
-        for (int v = 0; v < vocab; v++) fprintf(f, "%s%.9g", v ? "," : "", logits[(size_t)t * vocab + v]);
+        for (int v = 0; v < vocab; v++) put_float(f, v ? "," : "", logits[(size_t)t * vocab + v]);
         fprintf(f, "]");
     }
     fprintf(f, "\n]}\n");
@@ -64,6 +73,11 @@ int cmd_logits(int argc, char **argv) {
     int32_t *tokens;
     int n = moe_parse_int_list("logits", "--tokens", tokens_s, &tokens);
     if (n < 0) return 1;
+    if (ctx > 0 && ctx < n) {
+        fprintf(stderr, "moe logits: --ctx %d is less than the %d tokens given\n", ctx, n);
+        free(tokens);
+        return 1;
+    }
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;

@@ -37,13 +37,15 @@ static moe_status calibrate(moe_model *m, const int32_t *ids, int n, int ctx, do
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *type = NULL, *calib_path = NULL;
+    const char *type = NULL, *calib_path = NULL, *calib_ids = NULL, *tok_path = NULL;
     int64_t budget = 0;
     int calib_tokens = 8192, ctx = 512;
     const moe_opt opts[] = {
         {"type", 0, ARG_STR, &type, "TYPE", "q8_0, q4 or mixed (required)", 0, 0},
         {"budget", 0, ARG_BYTES, &budget, "BYTES", "mixed: most bytes of tensor data in the output (required)", 0, 0},
-        {"calib", 0, ARG_STR, &calib_path, "FILE", "mixed: calibration token ids (whitespace/comma separated)", 0, 0},
+        {"calib", 0, ARG_STR, &calib_path, "FILE", "mixed: calibration text (UTF-8, tokenized with MODEL's tokenizer)", 0, 0},
+        {"calib-ids", 0, ARG_STR, &calib_ids, "FILE", "mixed: calibration token ids instead (whitespace/comma separated)", 0, 0},
+        {"tokenizer", 0, ARG_STR, &tok_path, "PATH", "tokenizer.json for --calib (default: the one in MODEL)", 0, 0},
         {"calib-tokens", 0, ARG_INT, &calib_tokens, "N", "use at most N calibration tokens (default 8192)", 1, 1 << 30},
         {"ctx", 'c', ARG_INT, &ctx, "N", "calibration window (default 512)", 2, 1 << 20},
         {0},
@@ -55,8 +57,7 @@ int cmd_quantize(int argc, char **argv) {
         "of 32 with an f16 scale and minimum, fitted by least squares (5 bits/weight). mixed: each routed\n"
         "expert q4 or q8_0 by importance (activation frequency on the calibration tokens times quantization\n"
         "error) under --budget; other matrices q8_0. Embeddings, LM head, routers and norms are kept as they\n"
-        "are. Experts are laid out one after another (one read each for --mem-budget). --calib takes token\n"
-        "ids until the tokenizer lands (text calibration: TODO).",
+        "are. Experts are laid out one after another (one read each for --mem-budget).",
         opts, 2, 2};
     const char *pos[2];
     int npos, r = moe_args_parse(&spec, argc, argv, pos, &npos);
@@ -65,7 +66,8 @@ int cmd_quantize(int argc, char **argv) {
     int mixed = !strcmp(type, "mixed"), qt = mixed ? MOE_QUANT_MIXED : moe_quant_type_from_name(type);
     if (!mixed && qt < 0) { fprintf(stderr, "moe quantize: unknown --type '%.20s' (q8_0, q4 or mixed)\n", type); return 1; }
     if (qt == MOE_QUANT_MIXED && budget <= 0) { fprintf(stderr, "moe quantize: --type mixed needs --budget BYTES\n"); return 1; }
-    if (qt != MOE_QUANT_MIXED && (budget || calib_path)) {
+    if (calib_path && calib_ids) { fprintf(stderr, "moe quantize: give --calib or --calib-ids, not both\n"); return 1; }
+    if (qt != MOE_QUANT_MIXED && (budget || calib_path || calib_ids)) {
         fprintf(stderr, "moe quantize: --budget and --calib apply to --type mixed only\n");
         return 1;
     }
@@ -77,13 +79,15 @@ int cmd_quantize(int argc, char **argv) {
     if (!st && qt == MOE_QUANT_MIXED) {
         const moe_model_info *I = moe_model_get_info(m);
         if (!I->n_experts) st = moe_fail(MOE_EUSAGE, "%s: --type mixed needs a model with routed experts", pos[0]);
-        else if (calib_path) {
+        else if (calib_path || calib_ids) {
             freq = calloc((size_t)I->n_layers * I->n_experts, sizeof *freq);
             if (!freq) st = moe_fail(MOE_ENOMEM, "out of memory");
-            if (!st) st = moe_cli_read_token_file(calib_path, &ids, &n_ids);
+            if (!st) st = calib_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], calib_path, &ids, &n_ids)
+                                     : moe_cli_read_token_file(calib_ids, &ids, &n_ids);
+            const char *src = calib_path ? calib_path : calib_ids;
             for (int i = 0; !st && i < n_ids; i++)
                 if (ids[i] >= I->vocab_size)
-                    st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", calib_path, ids[i], i, I->vocab_size);
+                    st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", src, ids[i], i, I->vocab_size);
             if (!st) st = calibrate(m, ids, n_ids < calib_tokens ? n_ids : calib_tokens, ctx, freq);
         } else {
             fprintf(stderr, "moe quantize: warning: no --calib: every expert counts as equally frequent\n");

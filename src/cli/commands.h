@@ -14,6 +14,9 @@ int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Print "moe: <last error>" to stderr and return the exit code for st. */
 int moe_cli_error(int st);

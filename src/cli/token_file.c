@@ -36,3 +36,22 @@ moe_status moe_cli_read_token_file(const char *path, int32_t **ids, int *n) {
     *n = cnt;
     return MOE_OK;
 }
+
+moe_status moe_cli_tokenize_file(const char *tok_path, const char *text_path, int32_t **ids, int *n) {
+    *ids = NULL;
+    *n = 0;
+    char *text;
+    size_t len, cnt = 0;
+    MOE_TRY(moe_read_file(text_path, 1u << 30, &text, &len));
+    moe_tokenizer *tok = NULL;
+    moe_status st = moe_tokenizer_load(tok_path, &tok);
+    if (st == MOE_OK) st = moe_tokenizer_encode(tok, text, len, ids, &cnt);
+    if (st != MOE_OK) moe_error_prefix(text_path);
+    if (st == MOE_OK && cnt > 2147483647u) st = moe_fail(MOE_EINPUT, "%s: too many tokens", text_path);
+    if (st == MOE_OK && cnt == 0) st = moe_fail(MOE_EINPUT, "%s: no tokens", text_path);
+    if (st != MOE_OK) { free(*ids); *ids = NULL; }
+    else *n = (int)cnt;
+    moe_tokenizer_free(tok);
+    free(text);
+    return st;
+}

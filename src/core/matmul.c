@@ -62,7 +62,8 @@ static moe_gemm_kernel kernel_of(const moe_gemm_kernels *k, moe_dtype dt) {
 }
 
 /* The best kernel at or below the current SIMD level (a level may leave a dtype to the one below). */
-static moe_gemm_kernel pick(moe_dtype dt) {
+moe_gemm_kernel moe_gemm_pick(moe_dtype dt) {
+    if (moe_dtype_is_quant(dt)) return moe_qgemm_pick(dt); /* quantized dtypes: core/quant.c */
     for (int s = moe_simd_level(); s >= MOE_SIMD_SCALAR; s--) {
         moe_gemm_kernel k = kernel_of(moe_gemm_kernels_for((moe_simd)s), dt);
         if (k) return k;
@@ -74,7 +75,7 @@ void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_
                    int out, int in) {
     /* quantized dtypes have their own kernels and dispatch (core/quant.c) */
     if (moe_dtype_is_quant(dt)) { moe_qmatmul_ld(y, ldy, x, ldx, n, dt, w, out, in); return; }
-    moe_gemm_kernel k = pick(dt);
+    moe_gemm_kernel k = moe_gemm_pick(dt);
     if (!k || n <= 0 || out <= 0) return;
     /* Split output columns in blocks of 16 rows of W; small products stay on one thread. */
     double work = (double)n * out * in;

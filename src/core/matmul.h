@@ -22,6 +22,10 @@ extern const moe_gemm_kernels moe_gemm_scalar;
 extern const moe_gemm_kernels moe_gemm_avx2;
 extern const moe_gemm_kernels moe_gemm_avx512;
 
+/* The best single-threaded kernel for a dtype at the current SIMD level (NULL if none), for callers
+ * that schedule many small products themselves (the MoE layer runs all experts in one region). */
+moe_gemm_kernel moe_gemm_pick(moe_dtype dt);
+
 /* Y[n][out] = X[n][in] . W^T, using all threads unless already inside a parallel region. */
 void moe_matmul(float *y, const float *x, int n, moe_dtype dt, const void *w, int out, int in);
 /* Same with explicit leading dimensions. */

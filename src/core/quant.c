@@ -242,3 +242,36 @@ void moe_qmatmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe
     }
     moe_free(q); moe_free(d); moe_free(s);
 }
+
+/* moe_gemm_kernel adapters: quantize x here, on this thread (a small stack buffer covers decode). */
+static void qgemm_adapter(moe_dtype dt, float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in,
+                          int o0, int o1) {
+    int nb = (int)moe_quant_blocks(in);
+    size_t nq = (size_t)n * nb * 32, nf = (size_t)n * nb;
+    _Alignas(64) unsigned char stack[8192];
+    size_t need = nq + 8 * nf + 8;
+    unsigned char *buf = need <= sizeof stack ? stack : moe_alloc(need);
+    if (!buf) {
+        for (int t = 0; t < n; t++) for (int o = o0; o < o1; o++) y[t * ldy + o] = NAN;
+        return;
+    }
+    int8_t *q = (int8_t *)buf;
+    float *d = (float *)(buf + (nq + 3) / 4 * 4), *s = d + nf;
+    for (int t = 0; t < n; t++)
+        moe_quantize_act_row(x + t * ldx, in, nb, q + (size_t)t * nb * 32, d + (size_t)t * nb, s + (size_t)t * nb);
+    moe_qact a = {nb, q, d, s};
+    const moe_qgemm_kernels *kt = moe_qgemm_kernels_for(moe_simd_level());
+    (dt == MOE_Q8_0 ? kt->q8_0 : kt->q4)(y, ldy, &a, n, w, moe_quant_row_bytes(dt, in), o0, o1);
+    if (buf != stack) moe_free(buf);
+}
+
+static void qgemm_q8_0(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1) {
+    qgemm_adapter(MOE_Q8_0, y, ldy, x, ldx, n, w, in, o0, o1);
+}
+static void qgemm_q4(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1) {
+    qgemm_adapter(MOE_Q4, y, ldy, x, ldx, n, w, in, o0, o1);
+}
+
+moe_gemm_kernel moe_qgemm_pick(moe_dtype dt) {
+    return dt == MOE_Q8_0 ? qgemm_q8_0 : dt == MOE_Q4 ? qgemm_q4 : NULL;
+}

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include "core/cpu.h"
 #include "core/dtype.h"
+#include "core/matmul.h"
 
 #define MOE_QBLOCK 32
 
@@ -53,6 +54,10 @@ typedef struct moe_qgemm_kernels {
 extern const moe_qgemm_kernels moe_qgemm_scalar, moe_qgemm_avx2, moe_qgemm_avx512;
 /* The kernel table a SIMD level would use (AVX-512 needs VNNI; else the AVX2 table), never NULL. */
 const moe_qgemm_kernels *moe_qgemm_kernels_for(moe_simd s);
+
+/* Kernels with the moe_gemm_kernel signature (f32 activations, quantized on each call) for callers
+ * that schedule small products themselves; moe_gemm_pick returns them for quantized dtypes. */
+moe_gemm_kernel moe_qgemm_pick(moe_dtype dt);
 
 /* Y[n][out] = X[n][in] . W^T for quantized W (the hook moe_matmul calls for these dtypes). */
 void moe_qmatmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w, int out,

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -96,8 +98,8 @@ moe_status moe_weights_open(const char *dir, moe_weights **out) {
     cJSON *root = NULL;
     moe_status s;
     if (!single || !index) s = moe_fail(MOE_ENOMEM, "out of memory");
-    else if (file_exists(single)) s = add_file(w, "model.safetensors");
-    else if (file_exists(index)) s = open_index(w, index, &root);
+    else if (file_exists(single)) { s = add_file(w, "model.safetensors"); w->source = single; single = NULL; }
+    else if (file_exists(index)) { s = open_index(w, index, &root); w->source = index; index = NULL; }
     else s = moe_fail(MOE_EINPUT, "%s: no model.safetensors or model.safetensors.index.json", dir);
     if (s == MOE_OK) s = build_table(w);
     if (s == MOE_OK && root) { /* every indexed name must be in the shard the index names */
@@ -106,7 +108,7 @@ moe_status moe_weights_open(const char *dir, moe_weights **out) {
             int k = moe_strmap_gets(&w->map, e->string);
             const char *fp = k >= 0 ? strrchr(w->files[w->file_of[k]]->path, '/') + 1 : NULL;
             if (k < 0 || strcmp(fp, e->valuestring) != 0)
-                s = moe_fail(MOE_EINPUT, "%s: tensor \"%.100s\" is not in %s as the index says", index, e->string,
+                s = moe_fail(MOE_EINPUT, "%s: tensor \"%.100s\" is not in %s as the index says", w->source, e->string,
                              e->valuestring);
         }
     }
@@ -128,6 +130,7 @@ void moe_weights_close(moe_weights *w) {
     free(w->file_of);
     free(w->used);
     moe_strmap_free(&w->map);
+    free(w->source);
     free(w->dir);
     free(w);
 }
@@ -150,7 +153,7 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
 
 moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int64_t *shape, moe_tensor *out) {
     int k = moe_strmap_gets(&w->map, name);
-    if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\"", w->dir, name);
+    if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\"", w->source, name);
     moe_tensor *t = w->list[k];
     const char *path = w->files[w->file_of[k]]->path;
     if (t->dtype != MOE_F32 && t->dtype != MOE_BF16 && t->dtype != MOE_F16 && !moe_dtype_is_quant(t->dtype))
@@ -200,4 +203,19 @@ int moe_weights_unused(const moe_weights *w, const char **first) {
     for (int i = 0; i < w->n; i++)
         if (!w->used[i]) { if (!n) *first = w->list[i]->name; n++; }
     return n;
+}
+
+size_t moe_weights_prefault(const moe_weights *w) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), total = 0;
+    volatile unsigned char sink = 0;
+    for (int i = 0; i < w->n_files; i++) {
+        const moe_st_file *f = w->files[i];
+        if (!f->map) continue;
+        madvise(f->map, f->size, MADV_WILLNEED);
+        const unsigned char *p = f->map;
+        for (size_t off = 0; off < f->size; off += page) sink ^= p[off];
+        total += f->size;
+    }
+    (void)sink;
+    return total;
 }

@@ -31,6 +31,7 @@ typedef struct moe_store {
     const moe_store_ops *ops;
     void *self;
     int predict_next;   /* the layer should guess the next MoE layer's experts (cross-layer gate) */
+    int max_pinned;     /* most experts acquired at once (0: no limit); the layer runs experts in waves */
 } moe_store;
 
 static inline moe_status moe_store_acquire(moe_store *s, int layer, int expert, moe_ffn_weights *out) {

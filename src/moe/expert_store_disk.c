@@ -614,6 +614,7 @@ moe_status moe_store_disk_finish(moe_store *s) {
                         (long long)d->cfg.budget, (unsigned long long)d->slot_bytes);
     if (n > (uint64_t)d->nk) n = (uint64_t)d->nk;
     d->n_slots = (int)n;
+    s->max_pinned = (int)n;
     d->slab_bytes = (size_t)(n * d->slot_bytes);
     void *slab = mmap(NULL, d->slab_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (slab == MAP_FAILED) { d->slab = NULL; return moe_fail(MOE_ENOMEM, "cannot map %zu bytes of expert slots", d->slab_bytes); }

@@ -1,4 +1,16 @@
-/* moe_layer.c - routing, grouping by expert, expert products and combine (see moe_layer.h). */
+/* moe_layer.c - routing, grouping by expert, expert products and combine (see moe_layer.h).
+ *
+ * All experts used by a batch run inside one OpenMP region: the work is cut into tasks of
+ * (expert, block of output rows) so both threads stay busy whether the batch is one decoded token
+ * touching k experts or a prefill spreading hundreds of tokens over all of them, and there is one
+ * fork/join per phase instead of one per matrix. The combine runs over column ranges, so each output
+ * element sums its experts in ascending expert order - the order transformers uses - whatever the
+ * thread count.
+ *
+ * Experts from a store with a bounded number of slots (experts on disk, moe_store.max_pinned) run in
+ * waves of at most that many experts, in ascending expert order; the combine accumulates wave after
+ * wave, so every output element still sums its experts in the same order and the result is identical
+ * to running them all at once. */
 #include "moe/moe_layer.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -6,7 +18,16 @@
 #include "core/ops.h"
 #include "moe/ffn.h"
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+
+#define ROW_BLOCK 32   /* output rows per task */
+
+typedef struct expert_job {
+    int e, first, cnt;       /* expert id; its assignments are [first, first+cnt) in grouped order */
+    moe_ffn_weights w;
+    moe_gemm_kernel gate_k, up_k, down_k;
+} expert_job;
 
 /* Group the n*k assignments by expert: a counting sort keeps tokens ascending within each expert. */
 static void group_by_expert(const int *expert, const float *weight, int n, int k, int E, int *offset, int *tok,
@@ -14,9 +35,8 @@ static void group_by_expert(const int *expert, const float *weight, int n, int k
     memset(offset, 0, sizeof(int) * (size_t)(E + 1));
     for (int a = 0; a < n * k; a++) offset[expert[a] + 1]++;
     for (int e = 0; e < E; e++) offset[e + 1] += offset[e];
-    int *fill = offset; /* reuse: advance then restore */
     for (int a = 0; a < n * k; a++) {
-        int e = expert[a], p = fill[e]++;
+        int p = offset[expert[a]]++;
         tok[p] = a / k;
         w[p] = weight[a];
     }
@@ -24,7 +44,52 @@ static void group_by_expert(const int *expert, const float *weight, int n, int k
     offset[0] = 0;
 }
 
-/* Guess the experts the next MoE layer will use by routing x through its router; tell the store. */
+typedef struct expert_bufs { float *X, *Y, *HG, *HU; } expert_bufs;
+
+/* One wave of experts: jobs[0..n_jobs) own the assignments [p0, p1). The first wave zeroes out. */
+static void run_experts(const moe_layer *L, const float *x, const int *tok, const float *gw, const expert_job *jobs,
+                        int n_jobs, int p0, int p1, int first_wave, float *out, int n, const expert_bufs *b) {
+    int d = L->d_model, ff = L->d_expert, n_assign = p1 - p0;
+    float *X = b->X, *Y = b->Y, *HG = b->HG, *HU = b->HU;
+    int up_blocks = (ff + ROW_BLOCK - 1) / ROW_BLOCK, down_blocks = (d + ROW_BLOCK - 1) / ROW_BLOCK;
+    int n_up_tasks = n_jobs * up_blocks * 2, n_down_tasks = n_jobs * down_blocks;
+    int small = (double)n_assign * ff * d < 32768.0;
+    #pragma omp parallel if (!small)
+    {
+        #pragma omp for schedule(static)
+        for (int p = p0; p < p1; p++) memcpy(X + (size_t)p * d, x + (size_t)tok[p] * d, (size_t)d * 4);
+        #pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < n_up_tasks; t++) {
+            const expert_job *j = &jobs[t / (up_blocks * 2)];
+            int r = t % (up_blocks * 2), is_up = r >= up_blocks, o0 = (r % up_blocks) * ROW_BLOCK;
+            int o1 = o0 + ROW_BLOCK < ff ? o0 + ROW_BLOCK : ff;
+            const float *xj = X + (size_t)j->first * d;
+            if (is_up) j->up_k(HU + (size_t)j->first * ff, ff, xj, d, j->cnt, j->w.up.data, d, o0, o1);
+            else j->gate_k(HG + (size_t)j->first * ff, ff, xj, d, j->cnt, j->w.gate.data, d, o0, o1);
+        }
+        #pragma omp for schedule(static)
+        for (int p = p0; p < p1; p++) moe_silu_mul(HG + (size_t)p * ff, HU + (size_t)p * ff, (size_t)ff);
+        #pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < n_down_tasks; t++) {
+            const expert_job *j = &jobs[t / down_blocks];
+            int o0 = (t % down_blocks) * ROW_BLOCK, o1 = o0 + ROW_BLOCK < d ? o0 + ROW_BLOCK : d;
+            j->down_k(Y + (size_t)j->first * d, d, HG + (size_t)j->first * ff, ff, j->cnt, j->w.down.data, ff, o0, o1);
+        }
+        /* combine: each thread owns a column range; assignments are in ascending expert order */
+        int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
+        if (first_wave)
+            for (int t = 0; t < n; t++) memset(out + (size_t)t * d + c0, 0, (size_t)(c1 - c0) * 4);
+        #pragma omp barrier
+        for (int p = p0; p < p1; p++) {
+            float *o = out + (size_t)tok[p] * d;
+            const float *y = Y + (size_t)p * d;
+            float wt = gw[p];
+            for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
+        }
+    }
+}
+
 /* Route x through the next MoE layer's router and tell the store what it will likely need.
  * residual == 0: x is this layer's normalised input rmsnorm(h) * g_L; the next router expects
  * rmsnorm(h') * g_N, and with h' ~ h rescaling each channel by g_N / g_L gives it.
@@ -72,23 +137,25 @@ moe_status moe_layer_after(const moe_layer *L, const float *resid, int n) {
 }
 
 moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
-                             moe_route_hook hook, void *hook_user) {
+                             moe_route_hook hook, void *hook_user, moe_arena *scratch) {
     const moe_router_params *p = &L->router.p;
     int E = p->n_experts, k = p->top_k, d = L->d_model;
-    moe_status st = MOE_OK;
     size_t nE = (size_t)n * E, nk = (size_t)n * k;
-    float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4), *gw = moe_alloc(nk * 4);
-    int *expert = moe_alloc(nk * sizeof(int)), *tok = moe_alloc(nk * sizeof(int));
-    int *offset = moe_alloc(((size_t)E + 1) * sizeof(int)), *used = moe_alloc((size_t)E * sizeof(int));
-    int *counts = moe_alloc((size_t)E * sizeof(int));
-    /* scratch for the largest FFN that runs: at most n tokens per expert */
+    moe_arena_mark mark = moe_arena_push(scratch);
+    moe_status st = MOE_OK;
+    float *logits = moe_arena_alloc(scratch, nE * 4), *scores = moe_arena_alloc(scratch, nE * 4);
+    float *weight = moe_arena_alloc(scratch, nk * 4), *gw = moe_arena_alloc(scratch, nk * 4);
+    int *expert = moe_arena_alloc(scratch, nk * sizeof(int)), *tok = moe_arena_alloc(scratch, nk * sizeof(int));
+    int *offset = moe_arena_alloc(scratch, ((size_t)E + 1) * sizeof(int)), *used = moe_arena_alloc(scratch, (size_t)E * sizeof(int));
+    int *counts = moe_arena_alloc(scratch, (size_t)E * sizeof(int));
+    expert_job *jobs = moe_arena_alloc(scratch, (size_t)E * sizeof *jobs);
     int ff = L->d_expert;
-    if (L->has_shared && moe_ffn_width(&L->shared) > ff) ff = moe_ffn_width(&L->shared);
-    float *xe = moe_alloc((size_t)n * d * 4), *ye = moe_alloc((size_t)n * d * 4);
-    float *hg = moe_alloc((size_t)n * ff * 4), *hu = moe_alloc((size_t)n * ff * 4);
-    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !counts || !xe || !ye || !hg || !hu) {
-        st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
-        goto done2;
+    expert_bufs b = {moe_arena_alloc(scratch, nk * d * 4), moe_arena_alloc(scratch, nk * d * 4),
+                     moe_arena_alloc(scratch, nk * ff * 4), moe_arena_alloc(scratch, nk * ff * 4)};
+    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !counts || !jobs || !b.X || !b.Y ||
+        !b.HG || !b.HU) {
+        moe_arena_pop(scratch, mark);
+        return moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
     }
 
     moe_router_route(&L->router, x, n, logits, scores, expert, weight);
@@ -98,45 +165,58 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     }
     group_by_expert(expert, weight, n, k, E, offset, tok, gw);
 
-    int n_used = 0;
+    int n_jobs = 0;
     for (int e = 0; e < E; e++)
-        if (offset[e + 1] > offset[e]) used[n_used++] = e;
-    for (int u = 0; u < n_used; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
-    moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_used);
-    moe_store_prefetch(L->store, L->layer, used, n_used);
-    if (L->store->predict_next && L->next && (st = predict_next(L, x, n, 0)) != MOE_OK) goto done2;
-
-    memset(out, 0, (size_t)n * d * 4);
-    for (int u = 0; u < n_used; u++) {
-        int e = used[u], b = offset[e], cnt = offset[e + 1] - b;
-        moe_ffn_weights w;
-        if ((st = moe_store_acquire(L->store, L->layer, e, &w)) != MOE_OK) goto done2;
-        for (int i = 0; i < cnt; i++) memcpy(xe + (size_t)i * d, x + (size_t)tok[b + i] * d, (size_t)d * 4);
-        moe_swiglu_forward(&w, xe, cnt, ye, hg, hu);
-        moe_store_release(L->store, L->layer, e);
-        for (int i = 0; i < cnt; i++) {
-            float *o = out + (size_t)tok[b + i] * d;
-            const float *y = ye + (size_t)i * d;
-            float wt = gw[b + i];
-            for (int j = 0; j < d; j++) o[j] += y[j] * wt;
-        }
+        if (offset[e + 1] > offset[e]) used[n_jobs++] = e;
+    for (int u = 0; u < n_jobs; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
+    moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_jobs);
+    moe_store_prefetch(L->store, L->layer, used, n_jobs);
+    if (L->store->predict_next && L->next && (st = predict_next(L, x, n, 0)) != MOE_OK) {
+        moe_arena_pop(scratch, mark);
+        return st;
     }
-
-    if (L->has_shared) {
-        moe_swiglu_forward(&L->shared, x, n, ye, hg, hu);
-        if (L->has_shared_gate) {
-            moe_matmul(logits, x, n, L->shared_gate.dtype, L->shared_gate.data, 1, d);
-            for (int t = 0; t < n; t++) {
-                float g = 1.0f / (1.0f + expf(-logits[t]));
-                float *y = ye + (size_t)t * d;
-                for (int j = 0; j < d; j++) y[j] *= g;
+    int wave = L->store->max_pinned > 0 && L->store->max_pinned < n_jobs ? L->store->max_pinned : n_jobs;
+    for (int w0 = 0; w0 < n_jobs && st == MOE_OK; w0 += wave) {
+        int w1 = w0 + wave < n_jobs ? w0 + wave : n_jobs, acquired = w0;
+        for (; acquired < w1; acquired++) {
+            expert_job *j = &jobs[acquired];
+            j->e = used[acquired];
+            j->first = offset[j->e];
+            j->cnt = offset[j->e + 1] - j->first;
+            if ((st = moe_store_acquire(L->store, L->layer, j->e, &j->w)) != MOE_OK) break;
+            j->gate_k = moe_gemm_pick(j->w.gate.dtype);
+            j->up_k = moe_gemm_pick(j->w.up.dtype);
+            j->down_k = moe_gemm_pick(j->w.down.dtype);
+            if (!j->gate_k || !j->up_k || !j->down_k) {
+                acquired++;
+                st = moe_fail(MOE_EINTERNAL, "MoE layer %d: no kernel for expert %d's dtype", L->layer, j->e);
+                break;
             }
         }
-        for (size_t i = 0; i < (size_t)n * d; i++) out[i] += ye[i];
+        if (st == MOE_OK)
+            run_experts(L, x, tok, gw, jobs + w0, w1 - w0, jobs[w0].first, jobs[w1 - 1].first + jobs[w1 - 1].cnt, w0 == 0,
+                        out, n, &b);
+        for (int i = w0; i < acquired; i++) moe_store_release(L->store, L->layer, jobs[i].e);
     }
-done2:
-    moe_free(xe); moe_free(ye); moe_free(hg); moe_free(hu);
-    moe_free(logits); moe_free(scores); moe_free(weight); moe_free(gw);
-    moe_free(expert); moe_free(tok); moe_free(offset); moe_free(used); moe_free(counts);
+
+    if (st == MOE_OK && L->has_shared) {
+        int sff = moe_ffn_width(&L->shared);
+        float *ys = moe_arena_alloc(scratch, (size_t)n * d * 4);
+        float *hg = moe_arena_alloc(scratch, (size_t)n * sff * 4), *hu = moe_arena_alloc(scratch, (size_t)n * sff * 4);
+        if (!ys || !hg || !hu) st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory", L->layer);
+        else {
+            moe_swiglu_forward(&L->shared, x, n, ys, hg, hu);
+            if (L->has_shared_gate) {
+                moe_matmul(logits, x, n, L->shared_gate.dtype, L->shared_gate.data, 1, d);
+                for (int t = 0; t < n; t++) {
+                    float g = 1.0f / (1.0f + expf(-logits[t]));
+                    float *y = ys + (size_t)t * d;
+                    for (int j = 0; j < d; j++) y[j] *= g;
+                }
+            }
+            moe_add(out, ys, (size_t)n * d);
+        }
+    }
+    moe_arena_pop(scratch, mark);
     return st;
 }

@@ -5,6 +5,7 @@
  * The routing hook sees every decision; the expert store supplies the weights. */
 #ifndef MOE_MOE_MOE_LAYER_H
 #define MOE_MOE_MOE_LAYER_H
+#include "core/arena.h"
 #include "moe/expert_store.h"
 #include "moe/router.h"
 
@@ -23,7 +24,8 @@ typedef struct moe_layer {
     float norm_eps;
 } moe_layer;
 
-/* out[n][d_model] = MoE(x). pos[n] are absolute positions (for the hook and the store).
+/* out[n][d_model] = MoE(x). pos[n] are absolute positions (for the hook and the store). Scratch comes
+ * from the arena and is released before returning.
  * When the store asks for it (predict_next), the next MoE layer's router is applied to x to guess that
  * layer's experts (the cross-layer gate of Fate and Pre-gated MoE): the residual stream changes little
  * from one layer to the next, so the guess is usually right, and its reads overlap this layer's work.
@@ -31,7 +33,7 @@ typedef struct moe_layer {
  * trained benchmark model the first guess alone finds 73% of the next layer's experts, the second
  * alone 80%, both 81%; the first has more time to hide its reads. */
 moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
-                             moe_route_hook hook, void *hook_user);
+                             moe_route_hook hook, void *hook_user, moe_arena *scratch);
 /* After the layer's output was added to the residual stream resid[n][d_model]: a second, better guess
  * of the next MoE layer's experts from the residual itself (it lacks only the next attention). */
 moe_status moe_layer_after(const moe_layer *L, const float *resid, int n);

@@ -79,6 +79,8 @@ CASES = [
                                          num_hidden_layers=3), "f32", 9),
     ("qwen3_moe_long_chunked", "qwen3_moe", C(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=8,
                                               hidden_size=32, max_position_embeddings=512), "f32", 300),
+    ("mixtral_fused_v5", "mixtral", C(num_local_experts=4, num_experts_per_tok=2), "f32", 11),
+    ("qwen3_moe_fused_v5_bf16", "qwen3_moe", C(num_experts=8, num_experts_per_tok=3, moe_intermediate_size=12), "bf16", 10),
     ("llama_gqa", "llama", C(num_key_value_heads=2), "f32", 19),
     ("llama3_rope_bias", "llama", C(attention_bias=True, rope_scaling={"rope_type": "llama3", "factor": 8.0,
                                     "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -160,6 +162,30 @@ def active_params(model, cfg, model_type):
     return total, total - inactive
 
 
+def fuse_experts_like_v5(out_dir):
+    """Rewrite a saved checkpoint in the fused expert layout transformers 5 can write:
+    mlp.experts.gate_up_proj [E][2I][H] (gate rows first) and mlp.experts.down_proj [E][H][I]
+    (Mixtral's block_sparse_moe becomes mlp)."""
+    import re
+    from safetensors.torch import load_file, save_file
+    path = os.path.join(out_dir, "model.safetensors")
+    sd = load_file(path)
+    out, experts = {}, {}
+    pat = re.compile(r"model\.layers\.(\d+)\.(mlp|block_sparse_moe)\.experts\.(\d+)\.(\w+)\.weight")
+    names = {"w1": "gate", "w3": "up", "w2": "down", "gate_proj": "gate", "up_proj": "up", "down_proj": "down"}
+    for k, v in sd.items():
+        m = pat.fullmatch(k)
+        if m:
+            experts.setdefault(int(m.group(1)), {})[(int(m.group(3)), names[m.group(4)])] = v
+        else:
+            out[k.replace("block_sparse_moe", "mlp")] = v
+    for l, ex in experts.items():
+        E = 1 + max(e for e, _ in ex)
+        out[f"model.layers.{l}.mlp.experts.gate_up_proj"] = torch.stack([torch.cat([ex[(e, "gate")], ex[(e, "up")]]) for e in range(E)])
+        out[f"model.layers.{l}.mlp.experts.down_proj"] = torch.stack([ex[(e, "down")] for e in range(E)])
+    save_file(out, path, metadata={"format": "pt"})
+
+
 def build_case(case, workdir, seed=1234):
     """Save the model to workdir/name and return (dir, tokens, ref logits [n][V], routes, info)."""
     name, model_type, overrides, dtype, seq = case
@@ -178,6 +204,8 @@ def build_case(case, workdir, seed=1234):
     if dtype != "f32":
         model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32,
                                                      attn_implementation="eager").eval()
+    if "fused" in name:
+        fuse_experts_like_v5(out_dir)
     rng = np.random.default_rng(seed + seq)
     tokens = rng.integers(0, cfg.vocab_size, size=seq).tolist()
     cap = RouteCapture(model, model_type, cfg)

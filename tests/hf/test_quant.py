@@ -1,7 +1,8 @@
 """`moe quantize` and `moe eval` against Hugging Face transformers.
 
 1. `moe eval` on the float model gives the perplexity HF computes with the same sliding windows
-   (relative difference <= 1e-5).
+   (relative difference <= 1e-5), from token ids (--tokens-file) and from text (--text, tokenized with
+   the real Qwen3 tokenizer.json against a tiny model with Qwen3's vocabulary).
 2. For q8_0, q4 and mixed copies of several tiny models: `moe info` reports the type; the logits stay
    close to HF's float logits: the median over positions of (max |error| / max |logit|) is at most
    0.05 for q8_0 and 0.5 for q4 and mixed. q4 leaves ~7% RMS noise per product, which these random
@@ -95,11 +96,11 @@ def main():
                 cmd = [args.moe, "quantize", d, q, "--type", qt]
                 if qt == "mixed":
                     budget = (sizes["q8_0"] + sizes["q4"]) // 2
-                    p = run(cmd + ["--budget", str(budget), "--calib", tok_file], check=False)
+                    p = run(cmd + ["--budget", str(budget), "--calib-ids", tok_file], check=False)
                     if p.returncode == 1 and "smallest mixed model (" in p.stderr:  # shared experts stay q8_0
                         low = int(p.stderr.split("smallest mixed model (")[1].split()[0])
                         budget = (low + sizes["q8_0"]) // 2
-                    cmd += ["--budget", str(budget), "--calib", tok_file]
+                    cmd += ["--budget", str(budget), "--calib-ids", tok_file]
                 run(cmd)
                 sizes[qt] = tensor_bytes(q)
                 info = json.loads(run([args.moe, "info", q, "--json"]).stdout)
@@ -129,6 +130,28 @@ def main():
         except Exception as e:
             failures.append(f"{name}: {e}")
             print(f"{name}: ERROR {e}", flush=True)
+    # --text: the real qwen3 tokenizer on a tiny model with its vocabulary size
+    try:
+        import shutil as _sh
+        from tokenizers import Tokenizer
+        shared = os.environ.get("MOE_SHARED_DATA", "/work/shared/data")
+        tj = os.path.join(shared, "tokenizers", "qwen3", "tokenizer.json")
+        text = open(os.path.join(shared, "tinyshakespeare.txt"), encoding="utf-8").read()[:700]
+        case = ("qwen3_moe_text", "qwen3_moe", hf_cases.C(vocab_size=151936, hidden_size=32, intermediate_size=16,
+                num_hidden_layers=1, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, head_dim=8), "f32", 3)
+        d, _, _, _, _ = hf_cases.build_case(case, args.work)
+        _sh.copy(tj, os.path.join(d, "tokenizer.json"))
+        txt = os.path.join(args.work, "text.txt")
+        open(txt, "w", encoding="utf-8").write(text)
+        ids = Tokenizer.from_file(tj).encode(text, add_special_tokens=False).ids
+        p_hf = hf_ppl(d, ids, 64, 32)
+        out = run([args.moe, "eval", d, "--text", txt, "--ctx", "64", "--stride", "32", "--json"])
+        got = json.loads(out.stdout)
+        if got["tokens"] != len(ids) or not abs(got["perplexity"] - p_hf) <= 1e-5 * p_hf:
+            failures.append(f"eval --text: {got['tokens']} tokens, perplexity {got['perplexity']} vs HF {len(ids)} tokens, {p_hf}")
+        print(f"eval --text: {len(ids)} tokens, perplexity {got['perplexity']:.3f} (HF {p_hf:.3f})", flush=True)
+    except Exception as e:
+        failures.append(f"eval --text: {e}")
     # refusals
     try:
         d = os.path.join(args.work, "qwen3_moe_e16k4")
@@ -146,13 +169,15 @@ def main():
             (["quantize", d, d + ".x", "--type", "mixed", "--budget", "1K"], 1, "below the smallest mixed model"),
             (["quantize", d, d, "--type", "q4"], 1, "must differ from the model folder"),
             (["quantize", q, d + ".x", "--type", "q4"], 1, "already quantized"),
-            (["quantize", d, d + ".x", "--type", "mixed", "--budget", "1M", "--calib", bad_tok], 2, "expected a token id"),
-            (["quantize", d, d + ".x", "--type", "mixed", "--budget", "1M", "--calib", big_tok], 2, "outside the vocabulary"),
+            (["quantize", d, d + ".x", "--type", "mixed", "--budget", "1M", "--calib-ids", bad_tok], 2, "expected a token id"),
+            (["quantize", d, d + ".x", "--type", "mixed", "--budget", "1M", "--calib-ids", big_tok], 2, "outside the vocabulary"),
             (["eval", d], 1, "exactly one of"),
             (["eval", d, "--tokens-file", bad_tok], 2, "expected a token id"),
             (["eval", d, "--tokens-file", big_tok], 2, "outside the vocabulary"),
             (["eval", d, "--tokens-file", tf, "--ctx", "8", "--stride", "9"], 1, "larger than --ctx"),
             (["eval", d, "--tokens-file", os.path.join(args.work, "missing.txt")], 2, "missing.txt"),
+            (["eval", d, "--text", tf], 2, "tokenizer"),
+            (["quantize", d, d + ".x", "--type", "mixed", "--budget", "1M", "--calib", tf, "--calib-ids", tf], 1, "not both"),
         ]
         for argv, code, msg in cases_bad:
             p = run([args.moe] + argv, check=False)
