@@ -186,7 +186,8 @@ static moe_chat_format guess_format(const moe_tokenizer *t, const char *model_ty
     if (moe_tokenizer_token_id(t, "<|im_start|>", 12) >= 0) return MOE_CHAT_CHATML;
     if (moe_tokenizer_token_id(t, "<|start|>", 9) >= 0 && moe_tokenizer_token_id(t, "<|message|>", 11) >= 0)
         return MOE_CHAT_HARMONY;
-    if (moe_tokenizer_token_id(t, "<\xef\xbd\x9cUser\xef\xbd\x9c>", 10) >= 0) return MOE_CHAT_DEEPSEEK;
+    static const char user[] = "<\xef\xbd\x9cUser\xef\xbd\x9c>";
+    if (moe_tokenizer_token_id(t, user, sizeof user - 1) >= 0) return MOE_CHAT_DEEPSEEK;
     if (!strcmp(model_type, "llama")) return MOE_CHAT_LLAMA2;
     if (!strcmp(model_type, "mistral") || !strcmp(model_type, "mixtral")) return MOE_CHAT_MISTRAL;
     return MOE_CHAT_PLAIN;
@@ -286,8 +287,10 @@ int cmd_run(int argc, char **argv) {
         template = read_chat_template(tok_path ? tok_path : pos[0]);
         moe_chat_format fmt = template ? moe_chat_detect(template) : guess_format(r.tok, I->model_type);
         if (fmt == MOE_CHAT_PLAIN && template == NULL) fmt = guess_format(r.tok, I->model_type);
-        const char *end_tokens[] = {"<|im_end|>", "<|end|>", "<|return|>", "<|endoftext|>", "</s>",
-                                    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "<|eot_id|>"};
+#define FWBAR "\xef\xbd\x9c" /* U+FF5C, DeepSeek's special-token bar */
+#define LOWBAR "\xe2\x96\x81" /* U+2581 */
+        static const char deepseek_eos[] = "<" FWBAR "end" LOWBAR "of" LOWBAR "sentence" FWBAR ">";
+        const char *end_tokens[] = {"<|im_end|>", "<|end|>", "<|return|>", "<|endoftext|>", "</s>", deepseek_eos, "<|eot_id|>"};
         for (size_t i = 0; i < sizeof end_tokens / sizeof *end_tokens; i++) add_eos_piece(&r, end_tokens[i]);
         const char *bos = TI->bos_id >= 0 ? moe_tokenizer_piece(r.tok, TI->bos_id, NULL) : NULL;
         int interactive = prompt == NULL, first = 1;

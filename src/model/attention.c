@@ -41,9 +41,7 @@ static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0
         float mx = -INFINITY;
         for (int j = lo; j <= p; j++) {
             const float *kr = kv->k + ((size_t)j * KV + g) * dk;
-            float d = 0;
-            for (int i = 0; i < dk; i++) d += qv[i] * kr[i];
-            s[j] = d * scale;
+            s[j] = moe_dot(qv, kr, dk) * scale;
             mx = s[j] > mx ? s[j] : mx;
         }
         float sum = 0;
@@ -54,7 +52,7 @@ static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0
         for (int j = lo; j <= p; j++) {
             const float *vr = kv->v + ((size_t)j * KV + g) * dv;
             float w = s[j] * inv;
-            for (int i = 0; i < dv; i++) o[i] += w * vr[i];
+            moe_axpy(o, w, vr, dv);
         }
     }
     return MOE_OK;

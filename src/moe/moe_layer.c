@@ -21,7 +21,7 @@
 #include <omp.h>
 #include <string.h>
 
-#define ROW_BLOCK 32   /* output rows per task */
+#define ROW_BLOCK 96   /* output rows per task: a multiple of the 48-row kernel tiles */
 
 typedef struct expert_job {
     int e, first, cnt;       /* expert id; its assignments are [first, first+cnt) in grouped order */

@@ -198,7 +198,11 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
         q->qtype = eligible ? (o->type == MOE_QUANT_MIXED ? MOE_Q8_0 : o->type) : -1;
     }
     for (int x = 0; x < n_exp * 3 && st == MOE_OK; x++) {
-        if (t_of[x] < 0) { st = moe_fail(MOE_EINTERNAL, "quantize: expert tensor %s not found", ex_names[x]); break; }
+        if (t_of[x] < 0) {
+            st = moe_fail(MOE_EUSAGE, "%s: no tensor \"%s\"; experts saved fused (transformers 5 gate_up_proj/down_proj) "
+                          "cannot be quantized yet", W->dir, ex_names[x]);
+            break;
+        }
         qt *q = &j.t[j.n++];
         q->src = W->list[t_of[x]];
         q->expert = x / 3;

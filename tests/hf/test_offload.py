@@ -16,7 +16,7 @@ import sys
 import hf_cases
 
 CASES = ["mixtral_e8k2", "mixtral_f16", "qwen2_moe_shared", "qwen3_moe_e16k4", "qwen3_moe_bf16", "olmoe_e8k2",
-         "deepseek_v2_group", "deepseek_v3_base", "qwen3_moe_sharded"]
+         "deepseek_v2_group", "deepseek_v3_base", "qwen3_moe_sharded", "mixtral_fused_v5", "qwen3_moe_fused_v5_bf16"]
 POLICIES = ["lru", "lfu", "activation", "fate", "none"]
 
 
@@ -40,9 +40,14 @@ def expert_sizes(d):
             if name == "__metadata__" or ".experts." not in name:
                 continue
             b = t["data_offsets"][1] - t["data_offsets"][0]
+            total += b
+            if len(t["shape"]) == 3:  # fused experts (transformers 5): [E][rows][cols]
+                for e in range(t["shape"][0]):
+                    key = name.split(".experts.")[0] + f".{e}"
+                    per[key] = per.get(key, 0) + b // t["shape"][0]
+                continue
             key = name.split(".experts.")[0] + "." + name.split(".experts.")[1].split(".")[0]
             per[key] = per.get(key, 0) + b
-            total += b
     return max(per.values()), total
 
 

@@ -161,7 +161,9 @@ def main():
         open(bad_tok, "w").write("1 2 x 3")
         big_tok = os.path.join(args.work, "big_tokens.txt")
         open(big_tok, "w").write("1 2 100000")
+        fused, _, _, _, _ = hf_cases.build_case(cases["mixtral_fused_v5"], args.work)
         cases_bad = [
+            (["quantize", fused, fused + ".x", "--type", "q4"], 1, "fused"),
             (["quantize", d, d + ".x"], 1, "--type is required"),
             (["quantize", d, d + ".x", "--type", "q3"], 1, "unknown --type"),
             (["quantize", d, d + ".x", "--type", "mixed"], 1, "needs --budget"),
