@@ -69,6 +69,45 @@ const moe_model_info *moe_model_get_info(const moe_model *m);
 /* Fault in every page of the mmapped weights now rather than during the first tokens. */
 void moe_model_prefault(moe_model *m);
 
+/* ---- experts larger than memory (docs/OFFLOAD.md) ----------------------------------------- */
+
+/* How to hold routed experts. All zero = every expert stays mapped (the default of moe_model_load).
+ * With expert_budget > 0, non-expert weights stay mapped and routed experts are read from the model's
+ * files into at most expert_budget bytes of slots, one read per expert, on demand or ahead of use. */
+typedef struct moe_load_options {
+    int64_t expert_budget;   /* bytes for routed experts; 0 keeps all experts resident */
+    const char *cache;       /* eviction policy: "lru" (default), "lfu", "activation", "fate", "none" */
+    int prefetch;            /* async reads of the current layer's experts and of the next layer's,
+                                predicted by applying its router to the current hidden state */
+    int no_predict;          /* with prefetch: only the current layer's async reads, no prediction */
+    int direct_io;           /* read with O_DIRECT so that the page cache cannot hide the disk */
+    int io_threads;          /* reader threads for prefetch (0: 2) */
+} moe_load_options;
+
+moe_status moe_model_load_opts(const char *dir, const moe_load_options *opts, moe_model **out);
+
+/* Counters of the expert store since load or the last reset. */
+typedef struct moe_offload_stats {
+    int offloaded;               /* 0: experts are resident and the counters below are zero */
+    int n_slots;                 /* experts that fit in the budget at once */
+    uint64_t slot_bytes;         /* bytes per slot (the largest expert, page-aligned) */
+    uint64_t expert_bytes;       /* all routed experts' bytes in the files */
+    uint64_t tokens;             /* tokens routed by the first MoE layer */
+    uint64_t lookups;            /* expert acquisitions */
+    uint64_t hits;               /* ... found resident */
+    uint64_t inflight;           /* ... found being read (prefetch issued, not finished) */
+    uint64_t misses;             /* ... read on demand */
+    uint64_t predicted;          /* experts predicted for a layer (cross-layer gate) */
+    uint64_t predicted_used;     /* ... that the layer then used */
+    uint64_t needed_predicted;   /* experts used by layers that had a prediction */
+    uint64_t reads, bytes_read;  /* reads issued and bytes read from disk (demand + prefetch) */
+    uint64_t wasted_reads;       /* prefetched experts evicted or cancelled before any use */
+    double stall_ms;             /* time the compute thread waited for expert reads */
+} moe_offload_stats;
+
+void moe_model_offload_stats(const moe_model *m, moe_offload_stats *out);
+void moe_model_offload_stats_reset(moe_model *m);
+
 /* ---- routing observation ------------------------------------------------------------------ */
 
 /* One MoE layer's decision for a batch of tokens. Token-choice routers give top_k assignments per

@@ -2,6 +2,7 @@
  * {"logits": [[...vocab floats...], ...]}; optionally the routing decisions of every MoE layer. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/offload.h"
 #include "io/atomic_file.h"
 #include "moe.h"
 #include <math.h>
@@ -50,12 +51,14 @@ static int write_logits(FILE *f, const float *logits, int n, int vocab) {
 int cmd_logits(int argc, char **argv) {
     const char *tokens_s = NULL, *out = NULL, *routes = NULL;
     int stepwise = 0, ctx = 0;
+    moe_cli_offload ol = {0};
     const moe_opt opts[] = {
         {"tokens", 0, ARG_STR, &tokens_s, "IDS", "comma-separated input token ids (required)", 0, 0},
         {"out", 'o', ARG_STR, &out, "FILE", "write the JSON here (atomically) instead of stdout", 0, 0},
         {"routes", 0, ARG_STR, &routes, "FILE", "also write every MoE layer's routing decisions as JSON", 0, 0},
         {"stepwise", 0, ARG_FLAG, &stepwise, NULL, "feed one token at a time through the KV cache", 0, 0},
         {"ctx", 'c', ARG_INT, &ctx, "N", "context size (default: number of tokens)", 1, 1 << 24},
+        MOE_CLI_OFFLOAD_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {"logits", "MODEL --tokens IDS [options]",
@@ -80,7 +83,7 @@ int cmd_logits(int argc, char **argv) {
     float *logits = NULL;
     route_log rl = {NULL, 1};
     moe_atomic_file af_routes = {0}, af_out = {0};
-    moe_status st = moe_model_load(pos[0], &m);
+    moe_status st = moe_cli_load_model(pos[0], &ol, &m);
     if (!st) st = moe_session_new(m, ctx > 0 ? ctx : n, &s);
     int vocab = m ? moe_model_get_info(m)->vocab_size : 0;
     if (!st && !(logits = malloc(sizeof(float) * (size_t)n * (size_t)vocab))) st = MOE_ENOMEM;
@@ -93,10 +96,12 @@ int cmd_logits(int argc, char **argv) {
         }
     }
     if (!st) {
+        double t0 = moe_cli_seconds();
         if (stepwise)
             for (int i = 0; i < n && !st; i++) st = moe_session_eval(s, tokens + i, 1, logits + (size_t)i * vocab, 0);
         else
             st = moe_session_eval(s, tokens, n, logits, 1);
+        if (!st && ol.stats) moe_cli_print_stats(stderr, m, stepwise ? "stepwise" : "prefill", (uint64_t)n, moe_cli_seconds() - t0);
     }
     if (!st && routes) {
         fprintf(rl.f, "\n]}\n");

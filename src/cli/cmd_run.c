@@ -6,6 +6,7 @@
  * Without -p and with --chat, turns are read from stdin and the KV cache carries the conversation. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/offload.h"
 #include "core/error.h"
 #include "io/json.h"
 #include "model/chat.h"
@@ -205,6 +206,7 @@ int cmd_run(int argc, char **argv) {
     const char *prompt = NULL, *prompt_file = NULL, *system = NULL, *tok_path = NULL, *stop = NULL;
     int n_new = 256, chat = 0, ctx = 0, top_k = 40, seed = -1, no_bos = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05;
+    moe_cli_offload ol = {0};
     const moe_opt opts[] = {
         {"prompt", 'p', ARG_STR, &prompt, "TEXT", "prompt text", 0, 0},
         {"file", 'f', ARG_STR, &prompt_file, "FILE", "read the prompt from a file", 0, 0},
@@ -220,6 +222,7 @@ int cmd_run(int argc, char **argv) {
         {"ctx", 'c', ARG_INT, &ctx, "N", "context size in tokens (default: model's, at most 4096)", 1, 1 << 24},
         {"tokenizer", 0, ARG_STR, &tok_path, "PATH", "tokenizer.json to use (default: the one in MODEL)", 0, 0},
         {"no-bos", 0, ARG_FLAG, &no_bos, NULL, "do not prepend the BOS token to a plain prompt", 0, 0},
+        MOE_CLI_OFFLOAD_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {"run", "MODEL -p TEXT [options]",
@@ -250,7 +253,7 @@ int cmd_run(int argc, char **argv) {
         st = moe_read_file(prompt_file, 64u << 20, &file_text, &len);
         prompt = file_text;
     }
-    if (!st) st = moe_model_load(pos[0], &m);
+    if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
     if (!st) st = moe_tokenizer_load(tok_path ? tok_path : pos[0], &r.tok);
     const moe_model_info *I = m ? moe_model_get_info(m) : NULL;
     if (!st && moe_tokenizer_vocab_size(r.tok) > I->vocab_size)
@@ -322,6 +325,7 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "moe run: prompt %d tokens in %.2f s (%.2f tok/s), generated %d tokens in %.2f s (%.2f tok/s), seed %d\n",
                 r.prompt_tokens, r.prompt_s, r.prompt_s > 0 ? r.prompt_tokens / r.prompt_s : 0, r.gen_tokens, r.gen_s,
                 r.gen_s > 0 ? r.gen_tokens / r.gen_s : 0, seed);
+    if (ol.stats && m) moe_cli_print_stats(stderr, m, "run", (uint64_t)(r.prompt_tokens + r.gen_tokens), r.prompt_s + r.gen_s);
     rc = st ? moe_cli_error(st) : 0;
     free(template);
     free(file_text);

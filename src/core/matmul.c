@@ -7,6 +7,7 @@
  * batch of products (the experts of a MoE layer), which matters when each product is only a few
  * hundred microseconds of work and a fork/join costs tens of microseconds. */
 #include "core/matmul.h"
+#include "core/quant.h"
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -71,6 +72,7 @@ static moe_gemm_kernel kernel_of(const moe_gemm_kernels *k, moe_dtype dt) {
 
 /* The best kernel at or below the current SIMD level (a level may leave a dtype to the one below). */
 moe_gemm_kernel moe_gemm_pick(moe_dtype dt) {
+    if (moe_dtype_is_quant(dt)) return moe_qgemm_pick(dt); /* quantized dtypes: core/quant.c */
     for (int s = moe_simd_level(); s >= MOE_SIMD_SCALAR; s--) {
         moe_gemm_kernel k = kernel_of(moe_gemm_kernels_for((moe_simd)s), dt);
         if (k) return k;
@@ -100,6 +102,8 @@ static int threads_for(double work) {
 
 void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,
                    int out, int in) {
+    /* quantized dtypes have their own kernels and dispatch (core/quant.c) */
+    if (moe_dtype_is_quant(dt)) { moe_qmatmul_ld(y, ldy, x, ldx, n, dt, w, out, in); return; }
     moe_gemm_kernel k = moe_gemm_pick(dt);
     if (!k || n <= 0 || out <= 0) return;
     int nth = threads_for((double)n * out * in);

@@ -3,6 +3,8 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/json.h"
+#include "io/quant_meta.h"
+#include "core/quant.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@ static moe_status add_file(moe_weights *w, const char *fname) {
     moe_status st = moe_st_open(path, &f);
     free(path);
     if (st != MOE_OK) return st;
+    if ((st = moe_quant_meta_apply(f, f->map, f->size)) != MOE_OK) { moe_st_close(f); return st; }
     moe_st_file **nf = realloc(w->files, sizeof *nf * (size_t)(w->n_files + 1));
     if (!nf) { moe_st_close(f); return moe_fail(MOE_ENOMEM, "out of memory"); }
     w->files = nf;
@@ -153,9 +156,9 @@ moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int
     if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\"", w->source, name);
     moe_tensor *t = w->list[k];
     const char *path = w->files[w->file_of[k]]->path;
-    if (t->dtype != MOE_F32 && t->dtype != MOE_BF16 && t->dtype != MOE_F16)
-        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has dtype %s; only F32, BF16 and F16 are supported", path, name,
-                        moe_dtype_name(t->dtype));
+    if (t->dtype != MOE_F32 && t->dtype != MOE_BF16 && t->dtype != MOE_F16 && !moe_dtype_is_quant(t->dtype))
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has dtype %s; only F32, BF16, F16 and moe's q8_0/q4 are supported",
+                        path, name, moe_dtype_name(t->dtype));
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
     if (!ok) {
@@ -164,7 +167,7 @@ moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int
         fmt_shape(want, sizeof want, ndim, shape);
         return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has shape %s, expected %s", path, name, got, want);
     }
-    size_t esz = moe_dtype_size(t->dtype);
+    size_t esz = moe_dtype_is_quant(t->dtype) ? 1 : moe_dtype_size(t->dtype);
     if ((uintptr_t)t->data % esz != 0) { /* a hostile or odd header length: copy to aligned memory once */
         void *copy = moe_alloc(t->nbytes);
         void **no = realloc(w->owned, sizeof *no * (size_t)(w->n_owned + 1));
@@ -183,6 +186,9 @@ moe_status moe_weights_get_f32(moe_weights *w, const char *name, int ndim, const
     moe_tensor t;
     *out = NULL;
     MOE_TRY(moe_weights_get(w, name, ndim, shape, &t));
+    if (moe_dtype_is_quant(t.dtype))
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" is quantized (%s) but must be F32, BF16 or F16",
+                        moe_weights_file_of(w, name), name, moe_dtype_name(t.dtype));
     size_t n = (size_t)moe_tensor_numel(&t);
     float *buf = moe_alloc(n * sizeof(float));
     if (!buf) return moe_fail(MOE_ENOMEM, "%s: out of memory", name);

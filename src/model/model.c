@@ -271,6 +271,9 @@ moe_status moe_model_bind(moe_model *m) {
     m->blocks = calloc((size_t)c->n_layers, sizeof *m->blocks);
     if (!m->store || !m->blocks) return moe_fail(MOE_ENOMEM, "out of memory");
     MOE_TRY(get_mat(m, &m->embed, c->vocab, d, "model.embed_tokens.weight"));
+    if (moe_dtype_size(m->embed.dtype) == 0) /* rows are read directly: quantized tables are not supported */
+        return moe_fail(MOE_EINPUT, "%s: model.embed_tokens.weight is %s; it must be F32, BF16 or F16",
+                        moe_weights_file_of(m->weights, "model.embed_tokens.weight"), moe_dtype_name(m->embed.dtype));
     MOE_TRY(get_vec(m, &m->final_norm, d, "model.norm.weight"));
     if (c->tie_embeddings && !has(m, "lm_head.weight")) m->lm_head = m->embed;
     else MOE_TRY(get_mat(m, &m->lm_head, c->vocab, d, "lm_head.weight"));

@@ -100,6 +100,8 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
             moe_swiglu_forward(&b->dense, h, n, y, hg, hu);
         }
         moe_add(x, y, (size_t)n * d);
+        /* experts on disk: guess the next MoE layer's experts from the residual stream */
+        if (b->ffn_kind == MOE_FFN_MOE && (st = moe_layer_after(&b->moe, x, n)) != MOE_OK) goto done;
     }
     if (logits && first_row < n) {
         int rows = n - first_row;

@@ -5,8 +5,14 @@
  * touching k experts or a prefill spreading hundreds of tokens over all of them, and there is one
  * fork/join per phase instead of one per matrix. The combine runs over column ranges, so each output
  * element sums its experts in ascending expert order - the order transformers uses - whatever the
- * thread count. */
+ * thread count.
+ *
+ * Experts from a store with a bounded number of slots (experts on disk, moe_store.max_pinned) run in
+ * waves of at most that many experts, in ascending expert order; the combine accumulates wave after
+ * wave, so every output element still sums its experts in the same order and the result is identical
+ * to running them all at once. */
 #include "moe/moe_layer.h"
+#include "core/alloc.h"
 #include "core/error.h"
 #include "core/matmul.h"
 #include "core/ops.h"
@@ -38,19 +44,20 @@ static void group_by_expert(const int *expert, const float *weight, int n, int k
     offset[0] = 0;
 }
 
-static moe_status run_experts(const moe_layer *L, const float *x, int n_assign, const int *tok, const float *gw,
-                              expert_job *jobs, int n_jobs, float *out, int n, moe_arena *scratch) {
-    int d = L->d_model, ff = L->d_expert;
-    float *X = moe_arena_alloc(scratch, (size_t)n_assign * d * 4), *Y = moe_arena_alloc(scratch, (size_t)n_assign * d * 4);
-    float *HG = moe_arena_alloc(scratch, (size_t)n_assign * ff * 4), *HU = moe_arena_alloc(scratch, (size_t)n_assign * ff * 4);
-    if (!X || !Y || !HG || !HU) return moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
+typedef struct expert_bufs { float *X, *Y, *HG, *HU; } expert_bufs;
+
+/* One wave of experts: jobs[0..n_jobs) own the assignments [p0, p1). The first wave zeroes out. */
+static void run_experts(const moe_layer *L, const float *x, const int *tok, const float *gw, const expert_job *jobs,
+                        int n_jobs, int p0, int p1, int first_wave, float *out, int n, const expert_bufs *b) {
+    int d = L->d_model, ff = L->d_expert, n_assign = p1 - p0;
+    float *X = b->X, *Y = b->Y, *HG = b->HG, *HU = b->HU;
     int up_blocks = (ff + ROW_BLOCK - 1) / ROW_BLOCK, down_blocks = (d + ROW_BLOCK - 1) / ROW_BLOCK;
     int n_up_tasks = n_jobs * up_blocks * 2, n_down_tasks = n_jobs * down_blocks;
     int small = (double)n_assign * ff * d < 32768.0;
     #pragma omp parallel if (!small)
     {
         #pragma omp for schedule(static)
-        for (int p = 0; p < n_assign; p++) memcpy(X + (size_t)p * d, x + (size_t)tok[p] * d, (size_t)d * 4);
+        for (int p = p0; p < p1; p++) memcpy(X + (size_t)p * d, x + (size_t)tok[p] * d, (size_t)d * 4);
         #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < n_up_tasks; t++) {
             const expert_job *j = &jobs[t / (up_blocks * 2)];
@@ -61,7 +68,7 @@ static moe_status run_experts(const moe_layer *L, const float *x, int n_assign, 
             else j->gate_k(HG + (size_t)j->first * ff, ff, xj, d, j->cnt, j->w.gate.data, d, o0, o1);
         }
         #pragma omp for schedule(static)
-        for (int p = 0; p < n_assign; p++) moe_silu_mul(HG + (size_t)p * ff, HU + (size_t)p * ff, (size_t)ff);
+        for (int p = p0; p < p1; p++) moe_silu_mul(HG + (size_t)p * ff, HU + (size_t)p * ff, (size_t)ff);
         #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < n_down_tasks; t++) {
             const expert_job *j = &jobs[t / down_blocks];
@@ -71,16 +78,62 @@ static moe_status run_experts(const moe_layer *L, const float *x, int n_assign, 
         /* combine: each thread owns a column range; assignments are in ascending expert order */
         int id = omp_get_thread_num(), nt = omp_get_num_threads();
         int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
-        for (int t = 0; t < n; t++) memset(out + (size_t)t * d + c0, 0, (size_t)(c1 - c0) * 4);
+        if (first_wave)
+            for (int t = 0; t < n; t++) memset(out + (size_t)t * d + c0, 0, (size_t)(c1 - c0) * 4);
         #pragma omp barrier
-        for (int p = 0; p < n_assign; p++) {
+        for (int p = p0; p < p1; p++) {
             float *o = out + (size_t)tok[p] * d;
             const float *y = Y + (size_t)p * d;
             float wt = gw[p];
             for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
         }
     }
-    return MOE_OK;
+}
+
+/* Route x through the next MoE layer's router and tell the store what it will likely need.
+ * residual == 0: x is this layer's normalised input rmsnorm(h) * g_L; the next router expects
+ * rmsnorm(h') * g_N, and with h' ~ h rescaling each channel by g_N / g_L gives it.
+ * residual != 0: x is the residual stream after this layer; normalise it with g_N. */
+static moe_status predict_next(const moe_layer *L, const float *x, int n, int residual) {
+    const moe_layer *N = L->next;
+    int E = N->router.p.n_experts, k = N->router.p.top_k, d = L->d_model;
+    size_t nE = (size_t)n * E, nk = (size_t)n * k;
+    float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4);
+    int *expert = moe_alloc(nk * sizeof(int)), *pick = moe_alloc((size_t)E * sizeof(int));
+    unsigned char *seen = moe_calloc((size_t)E, 1);
+    float *xs = L->norm && N->norm ? moe_alloc((size_t)n * d * 4) : NULL;
+    moe_status st = MOE_OK;
+    if (!logits || !scores || !weight || !expert || !pick || !seen || (L->norm && N->norm && !xs)) {
+        st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for a prediction", N->layer);
+    } else {
+        if (xs && residual) {
+            moe_rmsnorm(xs, x, N->norm, n, d, L->norm_eps);
+            x = xs;
+        } else if (xs) {
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < d; j++) {
+                    float g = L->norm[j];
+                    xs[(size_t)t * d + j] = g != 0.0f ? x[(size_t)t * d + j] * (N->norm[j] / g) : 0.0f;
+                }
+            x = xs;
+        }
+        moe_router_route(&N->router, x, n, logits, scores, expert, weight);
+        int np = 0; /* distinct experts, most preferred first (token order, then rank) */
+        for (int j = 0; j < k; j++)
+            for (int t = 0; t < n; t++) {
+                int e = expert[(size_t)t * k + j];
+                if (!seen[e]) { seen[e] = 1; pick[np++] = e; }
+            }
+        moe_store_predict(N->store, N->layer, pick, np);
+    }
+    moe_free(logits); moe_free(scores); moe_free(weight); moe_free(expert); moe_free(pick); moe_free(seen);
+    moe_free(xs);
+    return st;
+}
+
+moe_status moe_layer_after(const moe_layer *L, const float *resid, int n) {
+    if (!L->store->predict_next || !L->next || !L->norm || !L->next->norm) return MOE_OK;
+    return predict_next(L, resid, n, 1);
 }
 
 moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
@@ -94,8 +147,13 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     float *weight = moe_arena_alloc(scratch, nk * 4), *gw = moe_arena_alloc(scratch, nk * 4);
     int *expert = moe_arena_alloc(scratch, nk * sizeof(int)), *tok = moe_arena_alloc(scratch, nk * sizeof(int));
     int *offset = moe_arena_alloc(scratch, ((size_t)E + 1) * sizeof(int)), *used = moe_arena_alloc(scratch, (size_t)E * sizeof(int));
+    int *counts = moe_arena_alloc(scratch, (size_t)E * sizeof(int));
     expert_job *jobs = moe_arena_alloc(scratch, (size_t)E * sizeof *jobs);
-    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !jobs) {
+    int ff = L->d_expert;
+    expert_bufs b = {moe_arena_alloc(scratch, nk * d * 4), moe_arena_alloc(scratch, nk * d * 4),
+                     moe_arena_alloc(scratch, nk * ff * 4), moe_arena_alloc(scratch, nk * ff * 4)};
+    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !counts || !jobs || !b.X || !b.Y ||
+        !b.HG || !b.HU) {
         moe_arena_pop(scratch, mark);
         return moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
     }
@@ -110,25 +168,36 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     int n_jobs = 0;
     for (int e = 0; e < E; e++)
         if (offset[e + 1] > offset[e]) used[n_jobs++] = e;
+    for (int u = 0; u < n_jobs; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
+    moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_jobs);
     moe_store_prefetch(L->store, L->layer, used, n_jobs);
-    int acquired = 0;
-    for (; acquired < n_jobs; acquired++) {
-        expert_job *j = &jobs[acquired];
-        j->e = used[acquired];
-        j->first = offset[j->e];
-        j->cnt = offset[j->e + 1] - j->first;
-        if ((st = moe_store_acquire(L->store, L->layer, j->e, &j->w)) != MOE_OK) break;
-        j->gate_k = moe_gemm_pick(j->w.gate.dtype);
-        j->up_k = moe_gemm_pick(j->w.up.dtype);
-        j->down_k = moe_gemm_pick(j->w.down.dtype);
-        if (!j->gate_k || !j->up_k || !j->down_k) {
-            acquired++;
-            st = moe_fail(MOE_EINTERNAL, "MoE layer %d: no kernel for expert %d's dtype", L->layer, j->e);
-            break;
-        }
+    if (L->store->predict_next && L->next && (st = predict_next(L, x, n, 0)) != MOE_OK) {
+        moe_arena_pop(scratch, mark);
+        return st;
     }
-    if (st == MOE_OK) st = run_experts(L, x, (int)nk, tok, gw, jobs, n_jobs, out, n, scratch);
-    for (int i = 0; i < acquired; i++) moe_store_release(L->store, L->layer, jobs[i].e);
+    int wave = L->store->max_pinned > 0 && L->store->max_pinned < n_jobs ? L->store->max_pinned : n_jobs;
+    for (int w0 = 0; w0 < n_jobs && st == MOE_OK; w0 += wave) {
+        int w1 = w0 + wave < n_jobs ? w0 + wave : n_jobs, acquired = w0;
+        for (; acquired < w1; acquired++) {
+            expert_job *j = &jobs[acquired];
+            j->e = used[acquired];
+            j->first = offset[j->e];
+            j->cnt = offset[j->e + 1] - j->first;
+            if ((st = moe_store_acquire(L->store, L->layer, j->e, &j->w)) != MOE_OK) break;
+            j->gate_k = moe_gemm_pick(j->w.gate.dtype);
+            j->up_k = moe_gemm_pick(j->w.up.dtype);
+            j->down_k = moe_gemm_pick(j->w.down.dtype);
+            if (!j->gate_k || !j->up_k || !j->down_k) {
+                acquired++;
+                st = moe_fail(MOE_EINTERNAL, "MoE layer %d: no kernel for expert %d's dtype", L->layer, j->e);
+                break;
+            }
+        }
+        if (st == MOE_OK)
+            run_experts(L, x, tok, gw, jobs + w0, w1 - w0, jobs[w0].first, jobs[w1 - 1].first + jobs[w1 - 1].cnt, w0 == 0,
+                        out, n, &b);
+        for (int i = w0; i < acquired; i++) moe_store_release(L->store, L->layer, jobs[i].e);
+    }
 
     if (st == MOE_OK && L->has_shared) {
         int sff = moe_ffn_width(&L->shared);
