@@ -21,7 +21,18 @@
 #include <omp.h>
 #include <string.h>
 
-#define ROW_BLOCK 96   /* output rows per task: a multiple of the 48-row kernel tiles */
+#define ROW_BLOCK 96   /* least output rows per task: a multiple of the 48-row kernel tiles */
+
+/* Rows per task for matrices of `rows` rows in `n_mats` products over `avg_tokens` tokens each.
+ * Decode (few tokens) uses small tasks for balance; with many tokens every kernel call packs its x
+ * block again, so tasks grow until there are just enough of them (4 per thread) to balance. */
+static int rows_per_task(int rows, int n_mats, double avg_tokens) {
+    if (avg_tokens < 8) return ROW_BLOCK;
+    int want = 4 * omp_get_max_threads(), parts = (want + n_mats - 1) / n_mats;
+    int r = (rows + parts - 1) / parts;
+    r = (r + 47) / 48 * 48;
+    return r < ROW_BLOCK ? ROW_BLOCK : r;
+}
 
 typedef struct expert_job {
     int e, first, cnt;       /* expert id; its assignments are [first, first+cnt) in grouped order */
@@ -51,7 +62,9 @@ static void run_experts(const moe_layer *L, const float *x, const int *tok, cons
                         int n_jobs, int p0, int p1, int first_wave, float *out, int n, const expert_bufs *b) {
     int d = L->d_model, ff = L->d_expert, n_assign = p1 - p0;
     float *X = b->X, *Y = b->Y, *HG = b->HG, *HU = b->HU;
-    int up_blocks = (ff + ROW_BLOCK - 1) / ROW_BLOCK, down_blocks = (d + ROW_BLOCK - 1) / ROW_BLOCK;
+    double avg = n_jobs ? (double)n_assign / n_jobs : 0;
+    int rb_up = rows_per_task(ff, 2 * n_jobs, avg), rb_down = rows_per_task(d, n_jobs, avg);
+    int up_blocks = (ff + rb_up - 1) / rb_up, down_blocks = (d + rb_down - 1) / rb_down;
     int n_up_tasks = n_jobs * up_blocks * 2, n_down_tasks = n_jobs * down_blocks;
     int small = (double)n_assign * ff * d < 32768.0;
     #pragma omp parallel if (!small)
@@ -61,8 +74,8 @@ static void run_experts(const moe_layer *L, const float *x, const int *tok, cons
         #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < n_up_tasks; t++) {
             const expert_job *j = &jobs[t / (up_blocks * 2)];
-            int r = t % (up_blocks * 2), is_up = r >= up_blocks, o0 = (r % up_blocks) * ROW_BLOCK;
-            int o1 = o0 + ROW_BLOCK < ff ? o0 + ROW_BLOCK : ff;
+            int r = t % (up_blocks * 2), is_up = r >= up_blocks, o0 = (r % up_blocks) * rb_up;
+            int o1 = o0 + rb_up < ff ? o0 + rb_up : ff;
             const float *xj = X + (size_t)j->first * d;
             if (is_up) j->up_k(HU + (size_t)j->first * ff, ff, xj, d, j->cnt, j->w.up.data, d, o0, o1);
             else j->gate_k(HG + (size_t)j->first * ff, ff, xj, d, j->cnt, j->w.gate.data, d, o0, o1);
@@ -72,7 +85,7 @@ static void run_experts(const moe_layer *L, const float *x, const int *tok, cons
         #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < n_down_tasks; t++) {
             const expert_job *j = &jobs[t / down_blocks];
-            int o0 = (t % down_blocks) * ROW_BLOCK, o1 = o0 + ROW_BLOCK < d ? o0 + ROW_BLOCK : d;
+            int o0 = (t % down_blocks) * rb_down, o1 = o0 + rb_down < d ? o0 + rb_down : d;
             j->down_k(Y + (size_t)j->first * d, d, HG + (size_t)j->first * ff, ff, j->cnt, j->w.down.data, ff, o0, o1);
         }
         /* combine: each thread owns a column range; assignments are in ascending expert order */
