@@ -58,8 +58,8 @@ def torch_run(model_dir, threads, n_prompt, n_gen, seed=1):
     return n_prompt / t_prefill, n_gen / t_decode
 
 
-def moe_run(moe, model_dir, threads, n_prompt, n_gen):
-    out = sh([moe, "bench", model_dir, "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen), "--json"])
+def moe_run(moe, model_dir, threads, n_prompt, n_gen, extra):
+    out = sh([moe, "bench", model_dir, "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen), "--json"] + extra)
     return json.loads(out)
 
 
@@ -83,13 +83,15 @@ def main():
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "PERFORMANCE.md"))
+    ap.add_argument("--moe-args", default="--no-mmap",
+                    help="extra flags for moe bench (default --no-mmap: weights in memory, as PyTorch loads them)")
     a = ap.parse_args()
     bench_dir = os.environ.get("MOE_BENCH_DIR", os.path.expanduser("~/.cache/moe-bench"))
     rows = []
     for preset in a.models.split(","):
         d = ensure_model(preset, bench_dir)
         for t in map(int, a.threads.split(",")):
-            m = moe_run(a.moe, d, t, a.prompt, a.gen)
+            m = moe_run(a.moe, d, t, a.prompt, a.gen, a.moe_args.split())
             tp, tg = torch_run(d, t, a.prompt, a.gen)
             row = dict(model=preset, threads=t, simd=m["simd"], moe_prefill=m["prefill_tok_s"], torch_prefill=tp,
                        moe_decode=m["decode_tok_s"], torch_decode=tg, roofline=m["roofline_tok_s"],
@@ -107,6 +109,7 @@ def main():
         "",
         f"Prefill: {a.prompt} tokens in one call. Decode: {a.gen} greedy tokens after the prompt, one at a time with the",
         "KV cache. Roofline = measured read bandwidth / bytes of weights read per decoded token (`moe info`).",
+        f"moe runs with `{a.moe_args}`; PyTorch loads the weights into memory with `from_pretrained`.",
         "",
         "| model | threads | SIMD | prefill moe tok/s | prefill torch tok/s | prefill ratio | decode moe tok/s | decode torch tok/s | decode ratio | read GB/s | MB/token | roofline tok/s | decode / roofline |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

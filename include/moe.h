@@ -82,6 +82,8 @@ typedef struct moe_load_options {
     int no_predict;          /* with prefetch: only the current layer's async reads, no prediction */
     int direct_io;           /* read with O_DIRECT so that the page cache cannot hide the disk */
     int io_threads;          /* reader threads for prefetch (0: 2) */
+    int no_mmap;             /* read the weights into huge-page memory instead of mapping the files:
+                                slower to load, faster to decode (not with expert_budget) */
 } moe_load_options;
 
 moe_status moe_model_load_opts(const char *dir, const moe_load_options *opts, moe_model **out);
@@ -137,6 +139,15 @@ void moe_session_reset(moe_session *s);
 int moe_session_pos(const moe_session *s);
 int moe_session_max_ctx(const moe_session *s);
 void moe_session_set_route_hook(moe_session *s, moe_route_hook hook, void *user);
+
+/* Wall time spent in each part of the forward pass since the session was created (or the timing
+ * reset): attention includes the norms before it, moe the routers and experts. */
+typedef struct moe_timing {
+    double attention_s, moe_s, dense_ffn_s, head_s;
+    long tokens;
+} moe_timing;
+void moe_session_get_timing(const moe_session *s, moe_timing *out);
+void moe_session_reset_timing(moe_session *s);
 
 /* Append n tokens (causal prefill). If logits is non-NULL it receives vocab_size floats per
  * position when all_positions is non-zero, or only the last position's otherwise. */

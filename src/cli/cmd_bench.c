@@ -2,6 +2,7 @@
  * measured read bandwidth and the decode roofline (bandwidth / bytes of weights read per token). */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/offload.h"
 #include "core/membw.h"
 #include "moe.h"
 #include <stdio.h>
@@ -16,12 +17,14 @@ static double now(void) {
 
 int cmd_bench(int argc, char **argv) {
     int n_prompt = 512, n_gen = 32, json = 0, seed = 1, skip_bw = 0;
+    moe_cli_offload off = {0};
     const moe_opt opts[] = {
         {"prompt", 'p', ARG_INT, &n_prompt, "N", "prompt tokens for the prefill measurement (default 512)", 0, 1 << 20},
         {"n-predict", 'n', ARG_INT, &n_gen, "N", "decoded tokens for the decode measurement (default 32)", 0, 1 << 20},
         {"seed", 's', ARG_INT, &seed, "S", "seed of the random tokens (default 1)", 0, 1 << 30},
         {"no-bandwidth", 0, ARG_FLAG, &skip_bw, NULL, "skip the memory bandwidth measurement", 0, 0},
         {"json", 0, ARG_FLAG, &json, NULL, "print one JSON object", 0, 0},
+        MOE_CLI_OFFLOAD_OPTS(&off),
         {0},
     };
     const moe_cmd_spec spec = {"bench", "MODEL [options]",
@@ -34,7 +37,7 @@ int cmd_bench(int argc, char **argv) {
     if (r) return r == MOE_ARGS_HELP ? 0 : 1;
     moe_model *m = NULL;
     moe_session *s = NULL;
-    moe_status st = moe_model_load(pos[0], &m);
+    moe_status st = moe_cli_load_model(pos[0], &off, &m);
     if (st) return moe_cli_error(st);
     const moe_model_info *I = moe_model_get_info(m);
     int ctx = n_prompt + n_gen + 1;
@@ -58,11 +61,14 @@ int cmd_bench(int argc, char **argv) {
         t_prefill = now() - t0;
         moe_session_reset(s);
     }
+    moe_timing tm = {0};
     if (!st && n_gen > 0) {
         st = moe_session_eval(s, tok, 1, logits, 0);
+        moe_session_reset_timing(s);
         double t0 = now();
         for (int i = 0; i < n_gen && !st; i++) st = moe_session_eval(s, tok + 1 + i, 1, logits, 0);
         t_decode = now() - t0;
+        moe_session_get_timing(s, &tm);
     }
     if (st) {
         int rc = moe_cli_error(st);
@@ -82,8 +88,12 @@ int cmd_bench(int argc, char **argv) {
         printf("model           %s (%s, %s)\n", pos[0], I->model_type, I->weight_dtype);
         printf("threads         %d (SIMD %s)\n", moe_get_threads(), moe_simd_name());
         if (n_prompt) printf("prefill         %d tokens: %.2f tok/s\n", n_prompt, pp);
-        if (n_gen) printf("decode          %d tokens: %.2f tok/s (%.2f GB/s of weights)\n", n_gen, tg,
-                          tg * (double)I->bytes_per_token / 1e9);
+        if (n_gen) {
+            printf("decode          %d tokens: %.2f tok/s (%.2f GB/s of weights)\n", n_gen, tg,
+                   tg * (double)I->bytes_per_token / 1e9);
+            printf("  per token     attention %.2f ms, MoE %.2f ms, dense FFN %.2f ms, head %.2f ms\n",
+                   1e3 * tm.attention_s / n_gen, 1e3 * tm.moe_s / n_gen, 1e3 * tm.dense_ffn_s / n_gen, 1e3 * tm.head_s / n_gen);
+        }
         if (bw > 0) {
             printf("read bandwidth  %.2f GB/s measured\n", bw / 1e9);
             printf("roofline        %.2f tok/s (%.1f MB read per token)", roof, (double)I->bytes_per_token / 1e6);

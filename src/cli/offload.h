@@ -1,5 +1,5 @@
 /* offload.h - the command-line face of the expert store: the options every model-running command
- * shares (--mem-budget, --cache, --prefetch, --direct-io, --io-threads, --stats) and the one function
+ * shares (--mem-budget, --cache, --prefetch, --direct-io, --io-threads, --stats, --no-mmap) and the one function
  * that reports the store's counters, so that logits, generate, eval and run print the same thing. */
 #ifndef MOE_CLI_OFFLOAD_H
 #define MOE_CLI_OFFLOAD_H
@@ -11,7 +11,7 @@
 typedef struct moe_cli_offload {
     int64_t budget;
     const char *cache;
-    int prefetch, no_predict, direct_io, io_threads, stats;
+    int prefetch, no_predict, direct_io, io_threads, stats, no_mmap;
 } moe_cli_offload;
 
 /* Entries for a command's option table (before its {0} terminator). */
@@ -23,7 +23,8 @@ typedef struct moe_cli_offload {
     {"no-predict", 0, ARG_FLAG, &(o)->no_predict, NULL, "with --prefetch: read only the experts a layer chose, no prediction", 0, 0}, \
     {"direct-io", 0, ARG_FLAG, &(o)->direct_io, NULL, "read experts with O_DIRECT (bypass the page cache)", 0, 0}, \
     {"io-threads", 0, ARG_INT, &(o)->io_threads, "N", "expert reader threads with --prefetch (default 2)", 1, 64}, \
-    {"stats", 0, ARG_FLAG, &(o)->stats, NULL, "print expert cache, prefetch and I/O statistics to stderr", 0, 0}
+    {"stats", 0, ARG_FLAG, &(o)->stats, NULL, "print expert cache, prefetch and I/O statistics to stderr", 0, 0}, \
+    {"no-mmap", 0, ARG_FLAG, &(o)->no_mmap, NULL, "read the weights into (huge-page) memory instead of mapping them: slower load, faster decode", 0, 0}
 
 /* Load MODEL with the options given (a plain load when there is no --mem-budget). */
 moe_status moe_cli_load_model(const char *dir, const moe_cli_offload *o, moe_model **out);

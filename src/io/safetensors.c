@@ -162,7 +162,27 @@ done:
     return st;
 }
 
-moe_status moe_st_open(const char *path, moe_st_file **out) {
+/* The whole file in anonymous memory with huge pages; NULL (and errno) on failure. */
+static void *read_into_memory(int fd, size_t size) {
+    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    madvise(map, size, MADV_HUGEPAGE);
+    for (size_t got = 0; got < size;) {
+        size_t want = size - got > ((size_t)1 << 26) ? (size_t)1 << 26 : size - got;
+        ssize_t r = pread(fd, (char *)map + got, want, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            munmap(map, size);
+            errno = r == 0 ? EIO : errno; /* the file shrank under us */
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    mprotect(map, size, PROT_READ);
+    return map;
+}
+
+moe_status moe_st_open_ex(const char *path, int in_memory, moe_st_file **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
@@ -170,9 +190,10 @@ moe_status moe_st_open(const char *path, moe_st_file **out) {
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return moe_fail(MOE_EINPUT, "%s: not a regular file", path); }
     size_t size = (size_t)sb.st_size;
     if (size < 8) { close(fd); return moe_fail(MOE_EINPUT, "%s: %zu bytes is too short for a safetensors file", path, size); }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = in_memory ? read_into_memory(fd, size) : mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return moe_fail(MOE_EIO, "%s: mmap failed: %s", path, strerror(errno));
+    if (!map || map == MAP_FAILED)
+        return moe_fail(MOE_EIO, "%s: %s failed: %s", path, in_memory ? "reading into memory" : "mmap", strerror(errno));
     moe_st_file *f = malloc(sizeof *f);
     if (!f) { munmap(map, size); return moe_fail(MOE_ENOMEM, "%s: out of memory", path); }
     moe_status st = moe_st_parse(path, map, size, f);
@@ -182,6 +203,8 @@ moe_status moe_st_open(const char *path, moe_st_file **out) {
     *out = f;
     return MOE_OK;
 }
+
+moe_status moe_st_open(const char *path, moe_st_file **out) { return moe_st_open_ex(path, 0, out); }
 
 void moe_st_close(moe_st_file *f) {
     if (!f) return;

@@ -30,7 +30,7 @@ static moe_status add_file(moe_weights *w, const char *fname) {
     char *path = join(w->dir, fname);
     if (!path) return moe_fail(MOE_ENOMEM, "out of memory");
     moe_st_file *f;
-    moe_status st = moe_st_open(path, &f);
+    moe_status st = moe_st_open_ex(path, w->in_memory, &f);
     free(path);
     if (st != MOE_OK) return st;
     if ((st = moe_quant_meta_apply(f, f->map, f->size)) != MOE_OK) { moe_st_close(f); return st; }
@@ -87,13 +87,16 @@ static moe_status build_table(moe_weights *w) {
     return MOE_OK;
 }
 
-moe_status moe_weights_open(const char *dir, moe_weights **out) {
+moe_status moe_weights_open(const char *dir, moe_weights **out) { return moe_weights_open_ex(dir, 0, out); }
+
+moe_status moe_weights_open_ex(const char *dir, int in_memory, moe_weights **out) {
     *out = NULL;
     struct stat st;
     if (stat(dir, &st) != 0) return moe_fail(MOE_EINPUT, "%s: no such model folder", dir);
     if (!S_ISDIR(st.st_mode)) return moe_fail(MOE_EINPUT, "%s: not a folder", dir);
     moe_weights *w = calloc(1, sizeof *w);
     if (!w || !(w->dir = moe_strdup(dir))) { free(w); return moe_fail(MOE_ENOMEM, "out of memory"); }
+    w->in_memory = in_memory;
     char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
     cJSON *root = NULL;
     moe_status s;

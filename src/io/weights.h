@@ -19,9 +19,12 @@ typedef struct moe_weights {
     moe_strmap map;          /* name -> index */
     void **owned;            /* aligned copies of misaligned tensors */
     int n_owned, cap_owned;
+    int in_memory;           /* files were read into memory rather than mapped */
 } moe_weights;
 
 moe_status moe_weights_open(const char *dir, moe_weights **out);
+/* in_memory: read the files into huge-page memory instead of mapping them (moe_st_open_ex). */
+moe_status moe_weights_open_ex(const char *dir, int in_memory, moe_weights **out);
 void moe_weights_close(moe_weights *w);
 
 int moe_weights_has(const moe_weights *w, const char *name);

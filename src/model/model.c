@@ -309,7 +309,8 @@ static void warn_unused(const moe_model *m, const char *dir) {
     if (n) fprintf(stderr, "moe: warning: %s: %d tensors not used by %s, e.g. \"%s\"\n", dir, n, m->cfg.model_type, first);
 }
 
-moe_status moe_model_load(const char *dir, moe_model **out) {
+/* Load with the weights mapped (in_memory == 0) or read into memory. */
+moe_status moe_model_load_mem(const char *dir, int in_memory, moe_model **out) {
     *out = NULL;
     moe_clear_error();
     struct stat sb;
@@ -318,13 +319,15 @@ moe_status moe_model_load(const char *dir, moe_model **out) {
     moe_model *m = calloc(1, sizeof *m);
     if (!m) return moe_fail(MOE_ENOMEM, "out of memory");
     moe_status st = moe_config_load(dir, &m->cfg);
-    if (st == MOE_OK) st = moe_weights_open(dir, &m->weights);
+    if (st == MOE_OK) st = moe_weights_open_ex(dir, in_memory, &m->weights);
     if (st == MOE_OK) st = moe_model_bind(m);
     if (st == MOE_OK) warn_unused(m, dir);
     if (st != MOE_OK) { moe_model_free(m); return st; }
     *out = m;
     return MOE_OK;
 }
+
+moe_status moe_model_load(const char *dir, moe_model **out) { return moe_model_load_mem(dir, 0, out); }
 
 void moe_model_free(moe_model *m) {
     if (!m) return;

@@ -39,6 +39,9 @@ struct moe_model {
     int n_owned, cap_owned;
 };
 
+/* moe_model_load with the weight files read into memory (in_memory != 0) instead of mapped. */
+moe_status moe_model_load_mem(const char *dir, int in_memory, moe_model **out);
+
 /* Load weights for a parsed config from an open weights table (used by moe_model_load). */
 moe_status moe_model_bind(moe_model *m);
 #endif

@@ -77,7 +77,9 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
 }
 
 moe_status moe_model_load_opts(const char *dir, const moe_load_options *opts, moe_model **out) {
-    MOE_TRY(moe_model_load(dir, out));
+    if (opts && opts->no_mmap && opts->expert_budget > 0)
+        return moe_fail(MOE_EUSAGE, "reading the weights into memory (--no-mmap) and an expert budget exclude each other");
+    MOE_TRY(moe_model_load_mem(dir, opts && opts->no_mmap, out));
     if (!opts || opts->expert_budget <= 0) {
         if (opts && (opts->prefetch || opts->no_predict || opts->direct_io || (opts->cache && strcmp(opts->cache, "lru")))) {
             moe_model_free(*out);

@@ -10,6 +10,7 @@
 #include "moe/ffn.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHUNK 256
 
@@ -20,7 +21,17 @@ struct moe_session {
     moe_route_hook hook;
     void *hook_user;
     moe_arena scratch;
+    moe_timing timing;
 };
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void moe_session_get_timing(const moe_session *s, moe_timing *out) { *out = s->timing; }
+void moe_session_reset_timing(moe_session *s) { memset(&s->timing, 0, sizeof s->timing); }
 
 moe_status moe_session_new(moe_model *m, int max_ctx, moe_session **out) {
     *out = NULL;
@@ -87,6 +98,8 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
     int *pos = moe_arena_alloc(a, sizeof(int) * (size_t)n);
     if (!x || !h || !y || !hg || !hu || !pos) { st = moe_fail(MOE_ENOMEM, "out of memory for %d tokens", n); goto done; }
     for (int t = 0; t < n; t++) pos[t] = s->pos + t;
+    moe_timing *T = &s->timing;
+    double t0 = now_s(), t1;
     embed_rows(&m->embed, tokens, n, x);
     for (int l = 0; l < c->n_layers; l++) {
         const moe_block *b = &m->blocks[l];
@@ -94,12 +107,18 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
         if ((st = moe_attention_forward(m, l, h, n, s->pos, &s->kv[l], y, a)) != MOE_OK) goto done;
         moe_add(x, y, (size_t)n * d);
         moe_rmsnorm(h, x, b->ffn_norm, n, d, c->rms_eps);
+        t1 = now_s();
+        T->attention_s += t1 - t0;
+        t0 = t1;
         if (b->ffn_kind == MOE_FFN_MOE) {
             if ((st = moe_layer_forward(&b->moe, h, n, pos, y, s->hook, s->hook_user, a)) != MOE_OK) goto done;
         } else {
             moe_swiglu_forward(&b->dense, h, n, y, hg, hu);
         }
         moe_add(x, y, (size_t)n * d);
+        t1 = now_s();
+        *(b->ffn_kind == MOE_FFN_MOE ? &T->moe_s : &T->dense_ffn_s) += t1 - t0;
+        t0 = t1;
         /* experts on disk: guess the next MoE layer's experts from the residual stream */
         if (b->ffn_kind == MOE_FFN_MOE && (st = moe_layer_after(&b->moe, x, n)) != MOE_OK) goto done;
     }
@@ -107,7 +126,9 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
         int rows = n - first_row;
         moe_rmsnorm(h, x + (size_t)first_row * d, m->final_norm, rows, d, c->rms_eps);
         moe_matmul(logits, h, rows, m->lm_head.dtype, m->lm_head.data, c->vocab, d);
+        T->head_s += now_s() - t0;
     }
+    T->tokens += n;
 done:
     return st;
 }

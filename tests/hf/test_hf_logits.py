@@ -93,6 +93,11 @@ def main():
             err = rel_err(ours, ref)
             if not err <= TOL:
                 failures.append(f"{name}: logits relative error {err:.2e} > {TOL}")
+            if "bf16" in name or "e8k2" in name:  # weights read into memory give the same bits as mapped
+                nm = os.path.join(args.work, f"{name}.nommap.json")
+                run([args.moe, "logits", d, "--tokens", toks, "--out", nm, "--no-mmap"])
+                if open(nm).read() != open(out).read():
+                    failures.append(f"{name}: --no-mmap logits differ from the mapped run")
             run([args.moe, "logits", d, "--tokens", toks, "--out", step, "--stepwise"])
             stepwise = np.array(json.load(open(step))["logits"], dtype=np.float64)
             serr = rel_err(stepwise, ours)

@@ -75,7 +75,7 @@ int main(void) {
     moe_offload_stats st;
     for (int prefetch = 0; prefetch <= 1; prefetch++) {
         uint64_t base = vm_rss(), peak;
-        moe_load_options o = {budget, "lru", prefetch, 0, 0, 2};
+        moe_load_options o = {.expert_budget = budget, .cache = "lru", .prefetch = prefetch, .io_threads = 2};
         if (run(dir, &o, n, a, &peak, &st)) return 1;
         uint64_t non_expert = (uint64_t)sb.st_size - st.expert_bytes;
         uint64_t limit = (uint64_t)budget + non_expert + kv + OVERHEAD;
