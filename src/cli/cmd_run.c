@@ -86,7 +86,7 @@ static moe_status feed_text(run_state *r, const char *text, int32_t bos) {
         int32_t *b = malloc(sizeof(int32_t) * (n + 1));
         if (!b) { free(ids); return moe_fail(MOE_ENOMEM, "out of memory"); }
         b[0] = bos;
-        memcpy(b + 1, ids, sizeof(int32_t) * n);
+        if (n) memcpy(b + 1, ids, sizeof(int32_t) * n);
         free(ids);
         ids = b;
         n++;
@@ -130,7 +130,7 @@ static moe_status generate(run_state *r, FILE *out) {
             if (!p) { st = moe_fail(MOE_ENOMEM, "out of memory"); break; }
             pending = p;
         }
-        memcpy(pending + np, text, len);
+        if (len) memcpy(pending + np, text, len);
         np += len;
         pending[np] = 0;
         for (int i = 0; i < r->n_stops && !stop_hit; i++) {
@@ -151,8 +151,8 @@ static moe_status generate(run_state *r, FILE *out) {
     if (st == MOE_OK && !stop_hit) {
         const char *text;
         size_t len;
-        fwrite(pending, 1, np, out);
-        if (moe_detokenizer_flush(dt, &text, &len) == MOE_OK) fwrite(text, 1, len, out);
+        if (np) fwrite(pending, 1, np, out);
+        if (moe_detokenizer_flush(dt, &text, &len) == MOE_OK && len) fwrite(text, 1, len, out);
     }
     fflush(out);
     r->gen_tokens += produced;
