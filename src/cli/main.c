@@ -9,6 +9,7 @@ static const moe_command k_commands[] = {
     {"info", cmd_info, "print a model's architecture, sizes and per-token cost"},
     {"logits", cmd_logits, "run a causal prefill and write every position's logits as JSON"},
     {"generate", cmd_generate, "continue a token sequence greedily and print the token ids"},
+    {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
 };
 
 int moe_cli_error(int st) {

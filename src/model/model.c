@@ -124,8 +124,12 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     L->store = m->store;
     L->router.ops = moe_router_find(c->router);
     if (!L->router.ops) return moe_fail(MOE_EINTERNAL, "no router named %s", c->router);
-    L->router.p = (moe_router_params){c->n_experts, c->top_k, c->hidden, c->norm_topk_prob, c->routed_scaling,
-                                      c->n_group, c->topk_group, c->group_limited};
+    L->router.p = (moe_router_params){.n_experts = c->n_experts, .top_k = c->top_k, .d_model = c->hidden,
+                                      .norm_topk_prob = c->norm_topk_prob, .routed_scaling = c->routed_scaling,
+                                      .n_group = c->n_group, .topk_group = c->topk_group,
+                                      .group_limited = c->group_limited, .capacity_factor = c->capacity_factor,
+                                      .top_p = c->top_p, .slots = c->slots, .rank = c->router_rank,
+                                      .seed = c->router_seed};
     MOE_TRY(get_mat(m, &L->router.gate, c->n_experts, c->hidden, "model.layers.%d.%s.gate.weight", l, c->moe_block));
     if (c->has_score_bias) {
         float *bias;

@@ -1,0 +1,257 @@
+/* checkpoint.c - writing and reading training checkpoints (see checkpoint.h). */
+#include "train/checkpoint.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/json.h"
+#include "io/safetensors_write.h"
+#include "io/weights.h"
+#include "moe/router.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define STATE_MAGIC "MOETRST1"
+#define STATE_VERSION 1u
+
+moe_status moe_ckpt_mkdir(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return moe_fail(MOE_EIO, "%s: exists and is not a folder", dir);
+        return MOE_OK;
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return moe_fail(MOE_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    return MOE_OK;
+}
+
+static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+
+static int is_standard_router(const moe_tconfig *c) {
+    return !strcmp(c->router, "softmax_topk") || !strcmp(c->router, "deepseek_v3");
+}
+
+static void add_num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject(o, k, v); }
+
+cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    int mix = !strcmp(c->layout, "mixtral"), dots = !strcmp(c->layout, "dots1");
+    const char *arch = mix ? "MixtralForCausalLM" : dots ? "Dots1ForCausalLM" : "Qwen3MoeForCausalLM";
+    cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
+    cJSON_AddStringToObject(o, "model_type", c->layout);
+    add_num(o, "vocab_size", c->vocab);
+    add_num(o, "hidden_size", c->d_model);
+    add_num(o, "num_hidden_layers", c->n_layers);
+    add_num(o, "num_attention_heads", c->n_heads);
+    add_num(o, "num_key_value_heads", c->n_kv_heads);
+    add_num(o, "head_dim", c->head_dim);
+    add_num(o, "max_position_embeddings", c->seq_len > 4096 ? c->seq_len : 4096);
+    add_num(o, "rms_norm_eps", c->rms_eps);
+    add_num(o, "rope_theta", c->rope_theta);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", 0);
+    cJSON_AddStringToObject(o, "torch_dtype", "float32");
+    cJSON_AddNumberToObject(o, "initializer_range", c->init_std);
+    int E = c->n_experts > 0 ? c->n_experts : 1;
+    if (mix) {
+        add_num(o, "intermediate_size", c->d_expert);
+        add_num(o, "num_local_experts", E);
+        add_num(o, "num_experts_per_tok", c->top_k);
+        cJSON_AddNullToObject(o, "sliding_window");
+        add_num(o, "router_aux_loss_coef", c->balance_loss);
+    } else if (dots) {
+        add_num(o, "intermediate_size", c->d_ff);
+        add_num(o, "moe_intermediate_size", c->d_expert);
+        add_num(o, "n_routed_experts", E);
+        add_num(o, "n_shared_experts", c->n_shared);
+        add_num(o, "num_experts_per_tok", c->top_k);
+        add_num(o, "first_k_dense_replace", c->n_dense_layers);
+        cJSON_AddBoolToObject(o, "norm_topk_prob", c->norm_topk);
+        add_num(o, "n_group", 1);
+        add_num(o, "topk_group", 1);
+        add_num(o, "routed_scaling_factor", c->routed_scaling);
+        cJSON_AddBoolToObject(o, "attention_bias", 0);
+        cJSON_AddNullToObject(o, "sliding_window");
+        add_num(o, "max_window_layers", c->n_layers);
+    } else {
+        add_num(o, "intermediate_size", c->d_ff);
+        add_num(o, "moe_intermediate_size", c->d_expert);
+        add_num(o, "num_experts", E);
+        add_num(o, "num_experts_per_tok", c->n_experts > 0 ? c->top_k : 1);
+        cJSON_AddBoolToObject(o, "norm_topk_prob", c->norm_topk);
+        add_num(o, "decoder_sparse_step", 1);
+        cJSON *only = cJSON_AddArrayToObject(o, "mlp_only_layers");
+        for (int l = 0; l < c->n_layers; l++)
+            if (!moe_tconfig_is_moe_layer(c, l)) cJSON_AddItemToArray(only, cJSON_CreateNumber(l));
+        cJSON_AddBoolToObject(o, "attention_bias", 0);
+        cJSON_AddBoolToObject(o, "use_sliding_window", 0);
+        add_num(o, "router_aux_loss_coef", c->balance_loss);
+    }
+    /* what transformers cannot express: a moe-specific router, shared experts beside qwen3_moe/mixtral */
+    if (c->n_experts > 0 && c->n_dense_layers < c->n_layers) {
+        if (!is_standard_router(c) || (c->routed_scaling != 1.0 && !dots)) {
+            cJSON_AddStringToObject(o, "moe_router", c->router);
+            cJSON *rp = cJSON_AddObjectToObject(o, "moe_router_params");
+            add_num(rp, "capacity_factor", c->capacity_factor);
+            add_num(rp, "top_p", c->top_p);
+            add_num(rp, "slots", c->slots);
+            add_num(rp, "rank", c->aoe_rank);
+            add_num(rp, "seed", (double)(c->seed & ((1ULL << 53) - 1)));
+            add_num(rp, "routed_scaling", c->routed_scaling);
+        }
+        if (c->n_shared > 0 && !dots) add_num(o, "moe_shared_expert_intermediate_size", c->n_shared * c->d_expert);
+    }
+    return o;
+}
+
+static moe_status write_json(const char *path, const cJSON *o) {
+    char *s = cJSON_Print(o);
+    if (!s) return moe_fail(MOE_ENOMEM, "out of memory");
+    moe_atomic_file af;
+    moe_status st = moe_atomic_open(&af, path);
+    if (!st) {
+        fputs(s, af.f);
+        fputc('\n', af.f);
+        st = moe_atomic_commit(&af);
+    }
+    free(s);
+    return st;
+}
+
+moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
+    char path[1024];
+    MOE_TRY(moe_ckpt_mkdir(dir));
+    cJSON *cfg = moe_ckpt_config_json(&p->cfg);
+    if (!cfg) return moe_fail(MOE_ENOMEM, "out of memory");
+    path_in(path, sizeof path, dir, "config.json");
+    moe_status st = write_json(path, cfg);
+    cJSON_Delete(cfg);
+    if (st) return st;
+    moe_st_out *t = calloc((size_t)p->n, sizeof *t);
+    if (!t) return moe_fail(MOE_ENOMEM, "out of memory");
+    for (int i = 0; i < p->n; i++) {
+        t[i].name = p->t[i].name;
+        t[i].dtype = MOE_F32;
+        t[i].ndim = p->t[i].ndim;
+        t[i].shape[0] = p->t[i].shape[0];
+        t[i].shape[1] = p->t[i].shape[1];
+        t[i].data = p->val + p->t[i].offset;
+    }
+    static const char *const meta[][2] = {{"format", "pt"}};
+    path_in(path, sizeof path, dir, "model.safetensors");
+    st = moe_st_write(path, t, p->n, meta, 1);
+    free(t);
+    return st;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+typedef struct state_header {
+    char magic[8];
+    uint32_t version, n_tensors;
+    int64_t step;
+    uint64_t data_rng, model_rng, total, checksum;
+} state_header;
+
+static uint64_t state_checksum(const moe_tparams *p, const state_header *h) {
+    uint64_t c = 0xcbf29ce484222325ULL;
+    c = fnv1a(c, &h->step, sizeof h->step);
+    c = fnv1a(c, &h->data_rng, sizeof h->data_rng);
+    c = fnv1a(c, &h->model_rng, sizeof h->model_rng);
+    c = fnv1a(c, p->val, p->total * 4);
+    c = fnv1a(c, p->m, p->total * 4);
+    return fnv1a(c, p->v, p->total * 4);
+}
+
+moe_status moe_ckpt_save_state(const moe_tparams *p, const moe_train_state *s, const char *dir) {
+    char path[1024];
+    MOE_TRY(moe_ckpt_mkdir(dir));
+    cJSON *tc = moe_tconfig_to_json(&p->cfg);
+    if (!tc) return moe_fail(MOE_ENOMEM, "out of memory");
+    path_in(path, sizeof path, dir, "train.json");
+    moe_status st = write_json(path, tc);
+    cJSON_Delete(tc);
+    if (st) return st;
+    state_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, STATE_MAGIC, 8);
+    h.version = STATE_VERSION;
+    h.n_tensors = (uint32_t)p->n;
+    h.step = s->step;
+    h.data_rng = s->data_rng;
+    h.model_rng = s->model_rng;
+    h.total = p->total;
+    h.checksum = state_checksum(p, &h);
+    path_in(path, sizeof path, dir, "train_state.bin");
+    moe_atomic_file af;
+    MOE_TRY(moe_atomic_open(&af, path));
+    fwrite(&h, sizeof h, 1, af.f);
+    fwrite(p->val, 4, p->total, af.f);
+    fwrite(p->m, 4, p->total, af.f);
+    fwrite(p->v, 4, p->total, af.f);
+    return moe_atomic_commit(&af);
+}
+
+moe_status moe_ckpt_read_train_config(const char *dir, moe_tconfig *c) {
+    char path[1024];
+    path_in(path, sizeof path, dir, "train.json");
+    return moe_tconfig_load_file(c, path);
+}
+
+moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *dir) {
+    char path[1024];
+    path_in(path, sizeof path, dir, "train_state.bin");
+    FILE *f = fopen(path, "rb");
+    if (!f) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    state_header h;
+    moe_status st = MOE_OK;
+    if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, STATE_MAGIC, 8) != 0) {
+        st = moe_fail(MOE_EINPUT, "%s: not a moe training state file", path);
+    } else if (h.version != STATE_VERSION) {
+        st = moe_fail(MOE_EINPUT, "%s: version %u is not supported (expected %u)", path, h.version, STATE_VERSION);
+    } else if (h.total != p->total || h.n_tensors != (uint32_t)p->n) {
+        st = moe_fail(MOE_EINPUT, "%s: holds %llu values in %u tensors but the configured model has %zu in %d", path,
+                      (unsigned long long)h.total, h.n_tensors, p->total, p->n);
+    } else if (fread(p->val, 4, p->total, f) != p->total || fread(p->m, 4, p->total, f) != p->total ||
+               fread(p->v, 4, p->total, f) != p->total || fgetc(f) != EOF) {
+        st = moe_fail(MOE_EINPUT, "%s: truncated or too long", path);
+    } else if (state_checksum(p, &h) != h.checksum) {
+        st = moe_fail(MOE_EINPUT, "%s: checksum mismatch (the file is corrupt)", path);
+    } else {
+        s->step = h.step;
+        s->data_rng = h.data_rng;
+        s->model_rng = h.model_rng;
+    }
+    fclose(f);
+    return st;
+}
+
+moe_status moe_ckpt_load_weights(moe_tparams *p, const char *dir) {
+    moe_weights *w;
+    MOE_TRY(moe_weights_open(dir, &w));
+    moe_status st = MOE_OK;
+    for (int i = 0; i < p->n && !st; i++) {
+        const moe_tparam *t = &p->t[i];
+        if (!t->trainable && !moe_weights_has(w, t->name)) continue;   /* buffers start at zero */
+        float *v;
+        st = moe_weights_get_f32(w, t->name, t->ndim, t->shape, &v);
+        if (st) break;
+        memcpy(p->val + t->offset, v, t->numel * 4);
+        moe_free(v);
+    }
+    if (!st) {
+        const char *first;
+        int unused = moe_weights_unused(w, &first);
+        if (unused)
+            st = moe_fail(MOE_EINPUT, "%s: %d tensors do not belong to the configured model, e.g. \"%s\"", dir, unused, first);
+    }
+    moe_weights_close(w);
+    return st;
+}
