@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-moe_status moe_data_load(const char *path, double val_fraction, int seq_len, moe_data *d) {
+moe_status moe_data_load(const char *path, double val_fraction, int seq_len, int vocab, moe_data *d) {
     memset(d, 0, sizeof *d);
+    if (vocab < 256) return moe_fail(MOE_EUSAGE, "vocab %d is too small for byte-level tokens (256)", vocab);
     char *buf;
     size_t len;
     MOE_TRY(moe_read_file(path, (size_t)1 << 31, &buf, &len));

@@ -14,7 +14,7 @@ typedef struct moe_data {
 } moe_data;
 
 /* Read a text file as bytes; both splits must hold at least one window of seq_len + 1 tokens. */
-moe_status moe_data_load(const char *path, double val_fraction, int seq_len, moe_data *d);
+moe_status moe_data_load(const char *path, double val_fraction, int seq_len, int vocab, moe_data *d);
 void moe_data_free(moe_data *d);
 /* B windows of T tokens: x = tokens, y = the next tokens. */
 void moe_data_batch(const moe_data *d, uint64_t *rng, int B, int T, int32_t *x, int32_t *y);

@@ -198,7 +198,6 @@ moe_status moe_tconfig_finish(moe_tconfig *c) {
     if (c->head_dim % 2) return moe_fail(MOE_EUSAGE, "head-dim %d must be even (RoPE rotates pairs)", c->head_dim);
     if (c->n_heads % c->n_kv_heads)
         return moe_fail(MOE_EUSAGE, "heads %d is not a multiple of kv-heads %d", c->n_heads, c->n_kv_heads);
-    if (c->vocab < 256) return moe_fail(MOE_EUSAGE, "vocab %d is too small for byte-level tokens (256)", c->vocab);
     if (c->n_dense_layers > c->n_layers)
         return moe_fail(MOE_EUSAGE, "dense-layers %d exceeds layers %d", c->n_dense_layers, c->n_layers);
     if (c->min_lr > c->lr) return moe_fail(MOE_EUSAGE, "min-lr %g exceeds lr %g", c->min_lr, c->lr);

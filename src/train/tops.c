@@ -181,10 +181,10 @@ void moe_swiglu_act_bwd(float *dg, float *du, const float *da, const float *g, c
     /* silu(g) = g s, s = sigmoid(g);  silu'(g) = s (1 + g (1 - s)) */
     #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-g[i])), x = g[i];
-        float gi = da[i];
+        float x = g[i], ui = u[i], gi = da[i];   /* read first: dg, du may alias g, u */
+        float s = 1.0f / (1.0f + expf(-x));
         du[i] = gi * x * s;
-        dg[i] = gi * u[i] * s * (1.0f + x * (1.0f - s));
+        dg[i] = gi * ui * s * (1.0f + x * (1.0f - s));
     }
 }
 
@@ -195,10 +195,11 @@ double moe_xent_fwd(float *probs, float *losses, const float *logits, const int3
         float *p = probs + (size_t)t * V;
         float mx = l[0];
         for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        float lt_logit = l[targets[t]] - mx;   /* before p (which may alias l) is written */
         double s = 0;
         for (int i = 0; i < V; i++) s += (p[i] = expf(l[i] - mx));
         float inv = (float)(1.0 / s);
-        double lt = log(s) - (double)(l[targets[t]] - mx);
+        double lt = log(s) - (double)lt_logit;
         for (int i = 0; i < V; i++) p[i] *= inv;
         losses[t] = (float)lt;
     }

@@ -38,7 +38,7 @@ void moe_attn_fwd_ref(float *o, float *att, const float *q, const float *k, cons
 void moe_attn_bwd_ref(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                       const float *v, const float *att, int B, int T, int H, int KV, int hd, float scale);
 
-/* a[n] = silu(g) * u ;  dg, du from da */
+/* a[n] = silu(g) * u ;  dg, du from da (dg and du may alias g and u) */
 void moe_swiglu_act_fwd(float *a, const float *g, const float *u, size_t n);
 void moe_swiglu_act_bwd(float *dg, float *du, const float *da, const float *g, const float *u, size_t n);
 

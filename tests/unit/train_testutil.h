@@ -23,7 +23,7 @@ static inline void fill(float *x, size_t n, float a) { for (size_t i = 0; i < n;
 /* A tiny config: 2 layers (the first dense), 4 experts top-2, one shared expert. */
 static inline void tiny_config(moe_tconfig *c, const char *router) {
     moe_tconfig_defaults(c);
-    c->vocab = 256; c->d_model = 16; c->n_layers = 2; c->n_heads = 2; c->n_kv_heads = 1; c->seq_len = 8;
+    c->vocab = 32; c->d_model = 16; c->n_layers = 2; c->n_heads = 2; c->n_kv_heads = 1; c->seq_len = 8;
     c->d_ff = 24; c->n_dense_layers = 1; c->n_experts = 4; c->top_k = 2; c->d_expert = 8; c->n_shared = 1;
     c->batch = 2; c->init_std = 0.3; c->seed = 7;
     snprintf(c->router, sizeof c->router, "%s", router);
