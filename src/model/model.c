@@ -108,7 +108,9 @@ static moe_status bind_mla(moe_model *m, int l, moe_attn_weights *a) {
 static moe_status bind_ffn(moe_model *m, moe_ffn_weights *f, int ff, const char *gate, const char *up,
                            const char *down, const char *prefix) {
     int d = m->cfg.hidden;
-    MOE_TRY(get_mat(m, &f->gate, ff, d, "%s.%s.weight", prefix, gate));
+    /* Autonomy-of-Experts: the gate projection is the second factor, [ff][rank] */
+    int gate_cols = m->cfg.router_rank > 0 && !strcmp(m->cfg.router, "aoe") && strstr(prefix, ".experts.") ? m->cfg.router_rank : d;
+    MOE_TRY(get_mat(m, &f->gate, ff, gate_cols, "%s.%s.weight", prefix, gate));
     MOE_TRY(get_mat(m, &f->up, ff, d, "%s.%s.weight", prefix, up));
     MOE_TRY(get_mat(m, &f->down, d, ff, "%s.%s.weight", prefix, down));
     return MOE_OK;
@@ -130,7 +132,8 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
                                       .group_limited = c->group_limited, .capacity_factor = c->capacity_factor,
                                       .top_p = c->top_p, .slots = c->slots, .rank = c->router_rank,
                                       .seed = c->router_seed};
-    MOE_TRY(get_mat(m, &L->router.gate, c->n_experts, c->hidden, "model.layers.%d.%s.gate.weight", l, c->moe_block));
+    int nl = moe_router_n_logits(&L->router);   /* n_experts, or experts * slots (soft), experts * rank (aoe), 0 */
+    if (nl > 0) MOE_TRY(get_mat(m, &L->router.gate, nl, c->hidden, "model.layers.%d.%s.gate.weight", l, c->moe_block));
     if (c->has_score_bias) {
         float *bias;
         MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, c->moe_block));

@@ -111,6 +111,9 @@ void moe_topk(const float *v, int n, int k, int *idx);
 /* Helpers for router files. */
 void moe_softmax_row(const float *x, float *y, int n);                    /* y = softmax(x), torch's order */
 void moe_softmax_row_bwd(const float *y, const float *dy, float *dx, int n); /* dx = y * (dy - <dy, y>) */
+/* Gradient of top-k weights w_j = scale * p_j (/ sum of the chosen p if norm) with respect to p:
+ * dp[ex[j]] += ..., for the k chosen experts of one token. */
+void moe_topk_weights_bwd(const float *p, const int *ex, const float *dw, int k, int norm, double scale, float *dp);
 /* Sort the first a->n assignments into ascending token order, stable (a counting sort). */
 void moe_assign_sort_by_token(moe_assign *a);
 /* 64-bit mix (splitmix64 finaliser) used by hash routing and THOR's inference draw. */

@@ -7,10 +7,14 @@
 #include <math.h>
 #include <string.h>
 
-extern const moe_router_ops moe_router_softmax_topk, moe_router_deepseek_v2, moe_router_deepseek_v3;
+extern const moe_router_ops moe_router_softmax_topk, moe_router_deepseek_v2, moe_router_deepseek_v3,
+    moe_router_switch, moe_router_expert_choice, moe_router_base, moe_router_soft, moe_router_hash, moe_router_thor,
+    moe_router_top_p, moe_router_sparsemax, moe_router_aoe;
 
 static const moe_router_ops *const k_routers[] = {
-    &moe_router_softmax_topk, &moe_router_deepseek_v2, &moe_router_deepseek_v3,
+    &moe_router_softmax_topk, &moe_router_deepseek_v2, &moe_router_deepseek_v3, &moe_router_switch,
+    &moe_router_expert_choice, &moe_router_base, &moe_router_soft, &moe_router_hash, &moe_router_thor,
+    &moe_router_top_p, &moe_router_sparsemax, &moe_router_aoe,
 };
 
 const moe_router_ops *moe_router_find(const char *name) {
@@ -104,6 +108,17 @@ void moe_softmax_row_bwd(const float *y, const float *dy, float *dx, int n) {
     double dot = 0;
     for (int i = 0; i < n; i++) dot += (double)dy[i] * y[i];
     for (int i = 0; i < n; i++) dx[i] = y[i] * (dy[i] - (float)dot);
+}
+
+void moe_topk_weights_bwd(const float *p, const int *ex, const float *dw, int k, int norm, double scale, float *dp) {
+    if (norm) {
+        double S = 0, dot = 0;
+        for (int j = 0; j < k; j++) S += p[ex[j]];
+        for (int j = 0; j < k; j++) dot += (double)dw[j] * p[ex[j]] / S;
+        for (int j = 0; j < k; j++) dp[ex[j]] += (float)(scale / S * (dw[j] - dot));
+    } else {
+        for (int j = 0; j < k; j++) dp[ex[j]] += (float)(scale * dw[j]);
+    }
 }
 
 void moe_assign_sort_by_token(moe_assign *a) {

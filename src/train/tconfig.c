@@ -246,7 +246,7 @@ void moe_tconfig_router_params(const moe_tconfig *c, moe_router_params *p) {
     p->top_p = c->top_p;
     p->slots = c->slots;
     p->rank = c->aoe_rank;
-    p->seed = (uint64_t)c->seed;
+    p->seed = (uint64_t)c->seed & ((1ULL << 53) - 1);   /* what config.json can hold exactly */
 }
 
 int moe_tconfig_n_logits(const moe_tconfig *c) {

@@ -70,5 +70,19 @@ int main(void) {
     tiny_config(&c, "softmax_topk");
     c.seq_len = 64; c.d_model = 48; c.n_heads = 3; c.n_kv_heads = 3; c.n_experts = 6; c.top_k = 3; c.d_expert = 20;
     run("qwen3_moe_wider", &c);
+    static const char *zoo[] = {"switch", "expert_choice", "base", "soft", "hash", "thor", "top_p", "sparsemax", "aoe"};
+    for (size_t i = 0; i < sizeof zoo / sizeof *zoo; i++) {
+        char label[64];
+        tiny_config(&c, zoo[i]);
+        c.seq_len = 16; c.capacity_factor = 1.0; c.slots = 2; c.aoe_rank = 4; c.top_p = 0.7;
+        if (!strcmp(zoo[i], "switch")) c.top_k = 1;
+        snprintf(label, sizeof label, "zoo_%s", zoo[i]);
+        run(label, &c);
+        tiny_config(&c, zoo[i]);
+        c.seq_len = 16; c.capacity_factor = 1.0; c.slots = 2; c.aoe_rank = 4; c.top_p = 0.7;
+        c.qk_norm = 0; c.n_dense_layers = 0; c.n_shared = 0;
+        snprintf(label, sizeof label, "zoo_%s_mixtral", zoo[i]);
+        run(label, &c);
+    }
     return g_fail;
 }

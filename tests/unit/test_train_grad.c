@@ -369,6 +369,14 @@ int main(int argc, char **argv) {
     if (!only || !strcmp(only, "routers")) {
         test_router("softmax_topk", 6, 2, 10, 5, 0, 0);
         test_router("deepseek_v3", 6, 2, 10, 5, 0, 0);
+        test_router("switch", 4, 1, 12, 12, 0, 0);
+        test_router("switch", 4, 2, 12, 12, 0, 0);
+        test_router("expert_choice", 4, 2, 12, 12, 0, 0);
+        test_router("base", 4, 1, 12, 12, 0, 0);
+        test_router("soft", 3, 1, 12, 6, 2, 0);
+        test_router("top_p", 6, 1, 10, 10, 0, 0);
+        test_router("sparsemax", 6, 1, 10, 10, 0, 0);
+        test_router("aoe", 4, 2, 10, 10, 0, 3);
     }
     if (!only || !strcmp(only, "model")) {
         moe_tconfig c;
@@ -381,6 +389,13 @@ int main(int argc, char **argv) {
         tiny_config(&c, "deepseek_v3");
         c.seq_balance_loss = 0.1; c.routed_scaling = 2.0;
         test_model("deepseek_v3", &c);
+        static const char *zoo[] = {"switch", "expert_choice", "base", "soft", "hash", "thor", "top_p", "sparsemax", "aoe"};
+        for (size_t i = 0; i < sizeof zoo / sizeof *zoo; i++) {
+            tiny_config(&c, zoo[i]);
+            c.balance_loss = 0.05; c.z_loss = 0.01; c.capacity_factor = 1.0; c.slots = 2; c.aoe_rank = 4;
+            if (!strcmp(zoo[i], "switch")) c.top_k = 1;
+            test_model(zoo[i], &c);
+        }
     }
     if (!g_fail) printf("all gradient checks passed\n");
     return g_fail;
