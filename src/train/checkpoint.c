@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define STATE_MAGIC "MOETRST1"
 #define STATE_VERSION 1u
@@ -27,6 +29,24 @@ moe_status moe_ckpt_mkdir(const char *dir) {
 }
 
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+
+void moe_ckpt_clean_temporaries(const char *dir) {
+    static const char *const files[] = {"config.json", "model.safetensors", "train.json", "train_state.bin"};
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+            size_t n = strlen(files[i]);
+            /* exactly NAME.tmp.XXXXXX, as moe_atomic_open makes them */
+            if (!strncmp(e->d_name, files[i], n) && !strncmp(e->d_name + n, ".tmp.", 5) && strlen(e->d_name + n + 5) == 6) {
+                char path[1024];
+                path_in(path, sizeof path, dir, e->d_name);
+                unlink(path);
+            }
+        }
+    closedir(d);
+}
 
 static int is_standard_router(const moe_tconfig *c) {
     return !strcmp(c->router, "softmax_topk") || !strcmp(c->router, "deepseek_v3");

@@ -31,6 +31,9 @@ moe_status moe_ckpt_read_train_config(const char *dir, moe_tconfig *c);
 moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *dir);
 /* Set values from a model folder's safetensors by tensor name and shape (buffers may be absent). */
 moe_status moe_ckpt_load_weights(moe_tparams *p, const char *dir);
+/* Remove temporary files that a killed write left in dir (NAME.tmp.XXXXXX of the files above); call
+ * only while no other process writes there. */
+void moe_ckpt_clean_temporaries(const char *dir);
 /* mkdir -p for one level. */
 moe_status moe_ckpt_mkdir(const char *dir);
 #endif

@@ -90,9 +90,15 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
     if (!x || !y) { st = moe_fail(MOE_ENOMEM, "out of memory"); goto done; }
     uint64_t data_rng = moe_hash64((uint64_t)c->seed ^ 0x64617461ULL);
     int64_t start = 0;
+    if (o->out) moe_ckpt_clean_temporaries(o->out);
     if (o->resume) {
         moe_train_state s;
         if ((st = moe_ckpt_load_state(m->p, &s, o->out)) != MOE_OK) goto done;
+        if (s.step >= c->steps) {
+            st = moe_fail(MOE_EUSAGE, "%s: the checkpoint is at step %lld already; give more --steps than that", o->out,
+                          (long long)s.step);
+            goto done;
+        }
         start = s.step;
         data_rng = s.data_rng;
         m->rng = s.model_rng;

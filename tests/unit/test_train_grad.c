@@ -3,7 +3,7 @@
  * Errors are measured per tensor as ||analytic - numeric|| / max(||analytic||, ||numeric||, 0.01) over
  * the checked coordinates and must stay below 1e-3 (the floor keeps tensors whose gradient is nearly
  * zero from being judged on float32 rounding alone). Numeric derivatives use Richardson extrapolation of
- * two central differences (h and h/2), which cancels the h^2 term so that h can be large enough for
+ * two central differences (2h and h), which cancels the h^2 term so that h can be large enough for
  * float32 rounding to be negligible. Where a step changes a discrete routing decision (a router's
  * choice has no derivative) or where the two differences disagree by more than 1% (strong curvature), the step is halved (up
  * to three times); coordinates
@@ -49,8 +49,8 @@ static double fd_check(const char *label, float *x, const float *grad, size_t n,
         double d1 = 0, d2 = 0;
         for (double hh = h; (flip || curved) && hh > h / 10; hh /= 2) {
             flip = 0;
-            d1 = central(&x[i], hh, f, ctx, sig, base, &flip);
-            d2 = central(&x[i], hh / 2, f, ctx, sig, base, &flip);
+            d1 = central(&x[i], 2 * hh, f, ctx, sig, base, &flip);
+            d2 = central(&x[i], hh, f, ctx, sig, base, &flip);
             curved = fabs(d1 - d2) > 0.01 * fmax(fmax(fabs(d1), fabs(d2)), 1e-3);
         }
         if (flip) { skipped++; continue; }
@@ -334,7 +334,9 @@ static uint64_t model_sig(void *p) {
     return h;   /* a sum: the order of a token's experts is not a decision */
 }
 
-static void test_model(const char *label, moe_tconfig *cfg) {
+/* moe_only: check the MoE block's tensors and the embedding (which every upstream gradient reaches);
+ * the rest of the model is the same for every router and checked by the first configurations. */
+static void test_model(const char *label, moe_tconfig *cfg, int moe_only) {
     if (moe_tconfig_finish(cfg)) { CHECK(0, "%s: config: %s", label, moe_last_error()); return; }
     model_ctx c;
     if (moe_tmodel_new(cfg, cfg->batch, &c.m)) { CHECK(0, "%s: %s", label, moe_last_error()); return; }
@@ -354,9 +356,10 @@ static void test_model(const char *label, moe_tconfig *cfg) {
     for (int i = 0; i < p->n; i++) {
         const moe_tparam *t = &p->t[i];
         if (!t->trainable) continue;
+        if (moe_only && !strstr(t->name, "layers.1.mlp") && !strstr(t->name, "embed")) continue;
         char name[200];
         snprintf(name, sizeof name, "%s %s", label, t->name);
-        fd_check(name, p->val + t->offset, p->grad + t->offset, t->numel, model_loss, &c, model_sig, 3e-2, 12);
+        fd_check(name, p->val + t->offset, p->grad + t->offset, t->numel, model_loss, &c, model_sig, 3e-2, 10);
     }
     moe_tmodel_free(c.m);
 }
@@ -382,19 +385,19 @@ int main(int argc, char **argv) {
         moe_tconfig c;
         tiny_config(&c, "softmax_topk");
         c.balance_loss = 0.1; c.z_loss = 0.01;
-        test_model("topk", &c);
+        test_model("topk", &c, 0);
         tiny_config(&c, "softmax_topk");
         c.qk_norm = 0; c.n_dense_layers = 0; c.n_shared = 0; c.norm_topk = 0;
-        test_model("mixtral", &c);
+        test_model("mixtral", &c, 0);
         tiny_config(&c, "deepseek_v3");
         c.seq_balance_loss = 0.1; c.routed_scaling = 2.0;
-        test_model("deepseek_v3", &c);
+        test_model("deepseek_v3", &c, 0);
         static const char *zoo[] = {"switch", "expert_choice", "base", "soft", "hash", "thor", "top_p", "sparsemax", "aoe"};
         for (size_t i = 0; i < sizeof zoo / sizeof *zoo; i++) {
             tiny_config(&c, zoo[i]);
             c.balance_loss = 0.05; c.z_loss = 0.01; c.capacity_factor = 1.0; c.slots = 2; c.aoe_rank = 4;
             if (!strcmp(zoo[i], "switch")) c.top_k = 1;
-            test_model(zoo[i], &c);
+            test_model(zoo[i], &c, 1);
         }
     }
     if (!g_fail) printf("all gradient checks passed\n");
