@@ -1,8 +1,8 @@
 /* cmd_train.c - `moe train --data FILE [--out DIR] [options]`: train a decoder-only MoE language model
  * on byte-level text, write Hugging Face-style checkpoints, optionally print a sample from the result.
  * Every model and optimiser option comes from the table in src/train/tconfig.c, so flags, --config
- * files and train.json use the same names. Precedence: defaults < --preset < --config < flags; with
- * --resume the checkpoint's train.json replaces the first three. */
+ * files and train.json use the same names. Precedence: defaults < --preset < the train.json of --init
+ * < --config < flags; with --resume the checkpoint's train.json replaces all but the flags. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Sample n bytes from the saved checkpoint with the inference engine (so the demo also proves that
  * the checkpoint loads), temperature sampling from a seeded stream. */
@@ -112,6 +113,12 @@ int cmd_train(int argc, char **argv) {
         st = moe_ckpt_read_train_config(out, &c);
     } else {
         if (preset) st = moe_tconfig_preset(&c, preset);
+        /* --init DIR: the shape of the model it starts from, when DIR says (moe upcycle writes train.json) */
+        if (!st && init) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/train.json", init);
+            if (access(path, F_OK) == 0) st = moe_tconfig_load_file(&c, path);
+        }
         if (!st && config) st = moe_tconfig_load_file(&c, config);
     }
     for (int i = 0; i < nf && !st; i++)

@@ -13,6 +13,7 @@ int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_upcycle(int argc, char **argv);
 
 /* Print "moe: <last error>" to stderr and return the exit code for st. */
 int moe_cli_error(int st);

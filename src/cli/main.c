@@ -10,6 +10,7 @@ static const moe_command k_commands[] = {
     {"logits", cmd_logits, "run a causal prefill and write every position's logits as JSON"},
     {"generate", cmd_generate, "continue a token sequence greedily and print the token ids"},
     {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
+    {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
 };
 
 int moe_cli_error(int st) {

@@ -57,8 +57,9 @@ static void add_num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject
 cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    int mix = !strcmp(c->layout, "mixtral"), dots = !strcmp(c->layout, "dots1");
-    const char *arch = mix ? "MixtralForCausalLM" : dots ? "Dots1ForCausalLM" : "Qwen3MoeForCausalLM";
+    int mix = !strcmp(c->layout, "mixtral"), dots = !strcmp(c->layout, "dots1"), llama = !strcmp(c->layout, "llama");
+    const char *arch = mix ? "MixtralForCausalLM" : dots ? "Dots1ForCausalLM" : llama ? "LlamaForCausalLM"
+                                                                                    : "Qwen3MoeForCausalLM";
     cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
     cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
     cJSON_AddStringToObject(o, "model_type", c->layout);
@@ -76,6 +77,12 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     cJSON_AddStringToObject(o, "torch_dtype", "float32");
     cJSON_AddNumberToObject(o, "initializer_range", c->init_std);
     int E = c->n_experts > 0 ? c->n_experts : 1;
+    if (llama) {
+        add_num(o, "intermediate_size", c->d_ff);
+        cJSON_AddBoolToObject(o, "attention_bias", 0);
+        cJSON_AddBoolToObject(o, "mlp_bias", 0);
+        return o;
+    }
     if (mix) {
         add_num(o, "intermediate_size", c->d_expert);
         add_num(o, "num_local_experts", E);

@@ -39,7 +39,7 @@ const moe_tfield moe_tconfig_fields[] = {
     F("balance-loss", 'd', balance_loss, 0, 100, "Switch load-balancing loss coefficient"),
     F("z-loss", 'd', z_loss, 0, 100, "router z-loss coefficient"),
     F("seq-balance-loss", 'd', seq_balance_loss, 0, 100, "DeepSeek sequence-wise balance loss coefficient"),
-    F("layout", 's', layout, 0, 0, "checkpoint layout: auto, qwen3_moe, mixtral, dots1"),
+    F("layout", 's', layout, 0, 0, "checkpoint layout: auto, qwen3_moe, mixtral, dots1, llama (dense)"),
     F("batch", 'i', batch, 1, 1 << 16, "sequences per step"),
     F("steps", 'i', steps, 1, 1 << 30, "optimizer steps"),
     F("warmup", 'i', warmup, 0, 1 << 30, "linear warmup steps"),
@@ -213,7 +213,7 @@ moe_status moe_tconfig_finish(moe_tconfig *c) {
     int dense_only = c->n_experts == 0 || c->n_dense_layers == c->n_layers;
     if (!strcmp(c->layout, "auto")) {
         const char *l;
-        if (dense_only) l = "qwen3_moe";
+        if (dense_only) l = c->qk_norm ? "qwen3_moe" : "llama";
         else if (!strcmp(c->router, "deepseek_v3")) l = "dots1";
         else if (!c->qk_norm && c->n_dense_layers == 0 && c->n_shared == 0) l = "mixtral";
         else l = "qwen3_moe";
@@ -227,8 +227,11 @@ moe_status moe_tconfig_finish(moe_tconfig *c) {
         if (c->qk_norm || c->n_dense_layers || c->n_shared || c->n_experts == 0)
             return moe_fail(MOE_EUSAGE, "layout mixtral has no q/k norms, dense layers or shared experts "
                                         "(use --qk-norm 0 --dense-layers 0 --shared 0, or --layout qwen3_moe)");
+    } else if (!strcmp(c->layout, "llama")) {
+        if (c->qk_norm || !dense_only)
+            return moe_fail(MOE_EUSAGE, "layout llama is for dense models without q/k norms (--experts 0 --qk-norm 0)");
     } else {
-        return moe_fail(MOE_EUSAGE, "unknown layout \"%s\" (auto, qwen3_moe, mixtral, dots1)", c->layout);
+        return moe_fail(MOE_EUSAGE, "unknown layout \"%s\" (auto, qwen3_moe, mixtral, dots1, llama)", c->layout);
     }
     return MOE_OK;
 }

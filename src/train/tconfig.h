@@ -24,7 +24,7 @@ typedef struct moe_tconfig {
     double capacity_factor, top_p, routed_scaling, bias_rate;
     int slots, aoe_rank;
     double balance_loss, z_loss, seq_balance_loss;
-    char layout[32];      /* "auto", "qwen3_moe", "mixtral", "dots1" */
+    char layout[32];      /* "auto", "qwen3_moe", "mixtral", "dots1", "llama" (dense) */
     /* optimisation */
     int batch, steps, warmup, eval_every, eval_batches, save_every;
     double lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip, val_fraction;

@@ -21,6 +21,7 @@ CASES = [
     ("mixtral", ["--router", "softmax_topk", "--qk-norm", "0"]),
     ("dots1", ["--router", "deepseek_v3", "--shared", "1", "--dense-layers", "1", "--routed-scaling", "2.0"]),
     ("dense", ["--experts", "0"]),
+    ("dense_llama", ["--experts", "0", "--qk-norm", "0"]),
 ]
 
 TINY = ["--d-model", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--seq-len", "32", "--d-ff", "64",
