@@ -25,7 +25,7 @@ void moe_adamw_step(moe_tparams *p, const moe_tconfig *c, int64_t step, double l
         float *w = p->val + t->offset, *g = p->grad + t->offset, *m = p->m + t->offset, *v = p->v + t->offset;
         float decay = t->decay ? wd : 0.0f;
         long n = (long)t->numel;
-        #pragma omp parallel for schedule(static) if (n > 65536)
+        #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (long j = 0; j < n; j++) {
             float gj = g[j] * gs;
             m[j] = b1 * m[j] + (1.0f - b1) * gj;

@@ -11,24 +11,29 @@
 #define NR 16
 #define KC 256
 
-void moe_tgemm_ref(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb, int M, int N, int K,
-                   int accumulate) {
+void moe_tgemm_ex_ref(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb, int M,
+                      int N, int K, int accumulate) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = 0;
-            for (int p = 0; p < K; p++) s += (double)A[(size_t)i * lda + p] * B[(size_t)p * ldb + j];
+            for (int p = 0; p < K; p++) s += (double)A[(size_t)i * rsa + (size_t)p * csa] * B[(size_t)p * ldb + j];
             C[(size_t)i * ldc + j] = (float)(accumulate ? C[(size_t)i * ldc + j] + s : s);
         }
 }
 
-static void tile_scalar(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb, int mr, int nr,
-                        int K, int accumulate) {
+void moe_tgemm_ref(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb, int M, int N, int K,
+                   int accumulate) {
+    moe_tgemm_ex_ref(C, ldc, A, lda, 1, B, ldb, M, N, K, accumulate);
+}
+
+static void tile_scalar(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb,
+                        int mr, int nr, int K, int accumulate) {
     float acc[MR][NR];
     memset(acc, 0, sizeof acc);
     for (int p = 0; p < K; p++) {
         const float *b = B + (size_t)p * ldb;
         for (int r = 0; r < mr; r++) {
-            float a = A[(size_t)r * lda + p];
+            float a = A[(size_t)r * rsa + (size_t)p * csa];
             for (int j = 0; j < nr; j++) acc[r][j] += a * b[j];
         }
     }
@@ -39,10 +44,15 @@ static void tile_scalar(float *C, size_t ldc, const float *A, size_t lda, const 
         }
 }
 
-typedef void (*tile_fn)(float *, size_t, const float *, size_t, const float *, size_t, int, int, int, int);
+typedef void (*tile_fn)(float *, size_t, const float *, size_t, size_t, const float *, size_t, int, int, int, int);
 
 void moe_tgemm(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb, int M, int N, int K,
                int accumulate) {
+    moe_tgemm_ex(C, ldc, A, lda, 1, B, ldb, M, N, K, accumulate);
+}
+
+void moe_tgemm_ex(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb, int M,
+                  int N, int K, int accumulate) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!accumulate)
@@ -61,8 +71,8 @@ void moe_tgemm(float *C, size_t ldc, const float *A, size_t lda, const float *B,
         for (int t = 0; t < tiles; t++) {
             int i = (t % mt) * MR, j = (t / mt) * NR;
             int mr = M - i < MR ? M - i : MR, nr = N - j < NR ? N - j : NR;
-            tile(C + (size_t)i * ldc + j, ldc, A + (size_t)i * lda + k0, lda, B + (size_t)k0 * ldb + j, ldb, mr, nr,
-                 kc, acc);
+            tile(C + (size_t)i * ldc + j, ldc, A + (size_t)i * rsa + (size_t)k0 * csa, rsa, csa, B + (size_t)k0 * ldb + j,
+                 ldb, mr, nr, kc, acc);
         }
     }
 }
@@ -85,8 +95,5 @@ void moe_linear_fwd(float *y, const float *x, const float *W, int n, int in, int
 void moe_linear_bwd(float *dx, int dx_accumulate, float *dW, const float *dy, const float *x, const float *W, int n,
                     int in, int out, float *scratch) {
     if (dx) moe_tgemm(dx, (size_t)in, dy, (size_t)out, W, (size_t)in, n, in, out, dx_accumulate);
-    if (dW) {
-        moe_transpose(scratch, dy, n, out);   /* dy^T [out][n] */
-        moe_tgemm(dW, (size_t)in, scratch, (size_t)n, x, (size_t)in, out, in, n, 1);
-    }
+    if (dW) moe_tgemm_ex(dW, (size_t)in, dy, 1, (size_t)out, x, (size_t)in, out, in, n, 1);   /* dy^T in place */
 }

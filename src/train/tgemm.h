@@ -3,7 +3,7 @@
  * operand is stored the other way round:
  *   forward   y[n][out]  = x[n][in] . W^T      (W^T packed once per call: out*in copies, n*out*in FMAs)
  *   input     dx[n][in] += dy[n][out] . W      (W used as stored)
- *   weight    dW[out][in] += dy^T . x          (dy^T packed: n*out copies)
+ *   weight    dW[out][in] += dy^T . x          (dy^T read in place through strides)
  * One kernel then serves all three. Results never depend on the thread count: every element of C is
  * summed by one thread in a fixed order (k blocks ascending, k ascending inside a block), which is
  * what makes --resume bit-identical on any -t. The plain-loop version is the test oracle. */
@@ -20,9 +20,15 @@ void moe_tgemm_ref(float *C, size_t ldc, const float *A, size_t lda, const float
 /* out[c][r] = in[r][c] for an in[rows][cols] matrix. */
 void moe_transpose(float *out, const float *in, int rows, int cols);
 
+/* The same with A addressed by strides: A(i, p) = A[i * rsa + p * csa]. (lda, 1) is a row-major A,
+ * (1, lda) its transpose, used in place. */
+void moe_tgemm_ex(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb, int M,
+                  int N, int K, int accumulate);
+void moe_tgemm_ex_ref(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb, int M,
+                      int N, int K, int accumulate);
 /* The AVX2 kernel for one tile of at most 6 rows and 16 columns over K (tgemm_avx2.c). */
-void moe_tgemm_tile_avx2(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb, int mr, int nr,
-                         int K, int accumulate);
+void moe_tgemm_tile_avx2(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb,
+                         int mr, int nr, int K, int accumulate);
 
 /* Linear layers, W stored [out][in] as nn.Linear. scratch needs max(in*out, n*out) floats. */
 void moe_linear_fwd(float *y, const float *x, const float *W, int n, int in, int out, float *scratch);

@@ -2,6 +2,8 @@
 #include "train/tops.h"
 #include "core/alloc.h"
 #include "train/tgemm.h"
+#include "train/tvec.h"
+#include "core/cpu.h"
 #include <omp.h>
 #include <math.h>
 #include <string.h>
@@ -25,10 +27,12 @@ void moe_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int 
         const float *xr = x + (size_t)r * n;
         float *yr = y + (size_t)r * n;
         double ss = 0;
+        #pragma omp simd reduction(+ : ss)
         for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
         float var = (float)(ss / n);
         float inv = 1.0f / sqrtf(var + (float)eps);
         rstd[r] = inv;
+        #pragma omp simd
         for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
     }
 }
@@ -42,17 +46,22 @@ void moe_rmsnorm_bwd(float *dx, int accumulate, float *dw, const float *dy, cons
         float *o = dx + (size_t)r * n;
         float inv = rstd[r];
         double dot = 0;
-        for (int i = 0; i < n; i++) dot += (double)w[i] * g[i] * xr[i];
+        #pragma omp simd reduction(+ : dot)
+        for (int i = 0; i < n; i++) dot += (double)(w[i] * g[i]) * xr[i];
         float c = (float)(dot * inv * inv * inv / n);
-        for (int i = 0; i < n; i++) {
-            float v = inv * w[i] * g[i] - xr[i] * c;
-            o[i] = accumulate ? o[i] + v : v;
+        if (accumulate) {
+            #pragma omp simd
+            for (int i = 0; i < n; i++) o[i] += inv * w[i] * g[i] - xr[i] * c;
+        } else {
+            #pragma omp simd
+            for (int i = 0; i < n; i++) o[i] = inv * w[i] * g[i] - xr[i] * c;
         }
     }
     /* dw: columns are independent; within a column, rows in order */
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * n, *g = dy + (size_t)r * n;
         float inv = rstd[r];
+        #pragma omp simd
         for (int i = 0; i < n; i++) dw[i] += g[i] * xr[i] * inv;
     }
 }
@@ -172,19 +181,41 @@ void moe_attn_bwd_ref(float *dq, float *dk, float *dv, const float *dout, const 
         }
 }
 
-void moe_swiglu_act_fwd(float *a, const float *g, const float *u, size_t n) {
-    #pragma omp parallel for schedule(static) if (n > 65536)
+void moe_swiglu_act_fwd_ref(float *a, const float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) a[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-void moe_swiglu_act_bwd(float *dg, float *du, const float *da, const float *g, const float *u, size_t n) {
-    /* silu(g) = g s, s = sigmoid(g);  silu'(g) = s (1 + g (1 - s)) */
+/* Blocks of 4096 spread over threads; each block by the AVX2 kernel when there is one. */
+#define VBLOCK 4096
+void moe_swiglu_act_fwd(float *a, const float *g, const float *u, size_t n) {
+    int avx2 = moe_simd_level() >= MOE_SIMD_AVX2;
+    long nb = (long)((n + VBLOCK - 1) / VBLOCK);
     #pragma omp parallel for schedule(static) if (n > 65536)
+    for (long b = 0; b < nb; b++) {
+        size_t i0 = (size_t)b * VBLOCK, m = n - i0 < VBLOCK ? n - i0 : VBLOCK;
+        if (avx2) moe_swiglu_act_fwd_avx2(a + i0, g + i0, u + i0, m);
+        else moe_swiglu_act_fwd_ref(a + i0, g + i0, u + i0, m);
+    }
+}
+
+void moe_swiglu_act_bwd_ref(float *dg, float *du, const float *da, const float *g, const float *u, size_t n) {
+    /* silu(g) = g s, s = sigmoid(g);  silu'(g) = s (1 + g (1 - s)) */
     for (size_t i = 0; i < n; i++) {
         float x = g[i], ui = u[i], gi = da[i];   /* read first: dg, du may alias g, u */
         float s = 1.0f / (1.0f + expf(-x));
         du[i] = gi * x * s;
         dg[i] = gi * ui * s * (1.0f + x * (1.0f - s));
+    }
+}
+
+void moe_swiglu_act_bwd(float *dg, float *du, const float *da, const float *g, const float *u, size_t n) {
+    int avx2 = moe_simd_level() >= MOE_SIMD_AVX2;
+    long nb = (long)((n + VBLOCK - 1) / VBLOCK);
+    #pragma omp parallel for schedule(static) if (n > 65536)
+    for (long b = 0; b < nb; b++) {
+        size_t i0 = (size_t)b * VBLOCK, m = n - i0 < VBLOCK ? n - i0 : VBLOCK;
+        if (avx2) moe_swiglu_act_bwd_avx2(dg + i0, du + i0, da + i0, g + i0, u + i0, m);
+        else moe_swiglu_act_bwd_ref(dg + i0, du + i0, da + i0, g + i0, u + i0, m);
     }
 }
 
@@ -218,13 +249,15 @@ void moe_xent_bwd(float *dlogits, const float *probs, const int32_t *targets, in
     }
 }
 
-/* The same attention through the products of tgemm.h, one (sequence, head) at a time: S = Q K^T as a
- * full T x T product (the masked half is wasted, but a product runs at many times the speed of the
- * scalar dot products above), masked softmax in place, O = P V. Keys and values are transposed once
+/* The same attention through the products of tgemm.h, one (sequence, head) at a time: S = Q K^T,
+ * masked softmax in place, O = P V. Rows go in blocks of AB so that each block multiplies only the
+ * keys it can see (the causal mask skips about 3/8 of a full T x T product at T = 128); inside a
+ * block the few masked entries are computed and zeroed. Keys and values are transposed once
  * for the whole batch. Falls back to the loops above if scratch memory is short. */
+#define AB 32
 void moe_attn_fwd(float *o, float *att, const float *q, const float *k, const float *v, int B, int T, int H, int KV,
                   int hd, float scale) {
-    int group = H / KV;
+    int group = H / KV, avx2 = moe_simd_level() >= MOE_SIMD_AVX2;
     size_t kvd = (size_t)KV * hd, qd = (size_t)H * hd;
     float *kT = moe_alloc((size_t)B * KV * hd * T * sizeof(float));
     if (!kT) { moe_attn_fwd_ref(o, att, q, k, v, B, T, H, KV, hd, scale); return; }
@@ -241,21 +274,31 @@ void moe_attn_fwd(float *o, float *att, const float *q, const float *k, const fl
             int g = h / group;
             float *P = att + ((size_t)b * H + h) * T * T;
             const float *qb = q + (size_t)b * T * qd + (size_t)h * hd;
-            moe_tgemm(P, (size_t)T, qb, qd, kT + ((size_t)b * KV + g) * hd * T, (size_t)T, T, T, hd, 0);
+            const float *kTb = kT + ((size_t)b * KV + g) * hd * T;
+            /* causal: a block of query rows [r0, r1) needs key columns [0, r1) only */
+            for (int r0 = 0; r0 < T; r0 += AB) {
+                int r1 = r0 + AB < T ? r0 + AB : T;
+                moe_tgemm(P + (size_t)r0 * T, (size_t)T, qb + (size_t)r0 * qd, qd, kTb, (size_t)T, r1 - r0, r1, hd, 0);
+            }
             for (int t = 0; t < T; t++) {
                 float *p = P + (size_t)t * T, mx = -INFINITY;
                 for (int j = 0; j <= t; j++) {
                     p[j] *= scale;
                     mx = p[j] > mx ? p[j] : mx;
                 }
+                if (avx2) moe_vexp_shift_avx2(p, p, mx, (size_t)t + 1);
+                else for (int j = 0; j <= t; j++) p[j] = expf(p[j] - mx);
                 float sum = 0;
-                for (int j = 0; j <= t; j++) sum += (p[j] = expf(p[j] - mx));
+                for (int j = 0; j <= t; j++) sum += p[j];
                 float inv = 1.0f / sum;
                 for (int j = 0; j <= t; j++) p[j] *= inv;
                 for (int j = t + 1; j < T; j++) p[j] = 0;
             }
-            moe_tgemm(o + (size_t)b * T * qd + (size_t)h * hd, qd, P, (size_t)T, v + (size_t)b * T * kvd + (size_t)g * hd,
-                      kvd, T, hd, T, 0);
+            for (int r0 = 0; r0 < T; r0 += AB) {   /* P[t][j] = 0 for j > t */
+                int r1 = r0 + AB < T ? r0 + AB : T;
+                moe_tgemm(o + ((size_t)b * T + r0) * qd + (size_t)h * hd, qd, P + (size_t)r0 * T, (size_t)T,
+                          v + (size_t)b * T * kvd + (size_t)g * hd, kvd, r1 - r0, hd, r1, 0);
+            }
         }
     moe_free(kT);
 }
@@ -265,7 +308,7 @@ void moe_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
     int group = H / KV, nth = omp_get_max_threads();
     size_t kvd = (size_t)KV * hd, qd = (size_t)H * hd, TT = (size_t)T * T;
     float *vT = moe_alloc((size_t)B * KV * hd * T * sizeof(float));
-    float *work = moe_alloc((size_t)nth * 2 * TT * sizeof(float));
+    float *work = moe_alloc((size_t)nth * TT * sizeof(float));
     if (!vT || !work) {
         moe_free(vT); moe_free(work);
         moe_attn_bwd_ref(dq, dk, dv, dout, q, k, v, att, B, T, H, KV, hd, scale);
@@ -281,18 +324,25 @@ void moe_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int g = 0; g < KV; g++) {
-            float *dP = work + (size_t)omp_get_thread_num() * 2 * TT, *tr = dP + TT;
+            float *dP = work + (size_t)omp_get_thread_num() * TT;
             float *dkb = dk + (size_t)b * T * kvd + (size_t)g * hd, *dvb = dv + (size_t)b * T * kvd + (size_t)g * hd;
             const float *kb = k + (size_t)b * T * kvd + (size_t)g * hd;
             for (int hh = 0; hh < group; hh++) {
                 int h = g * group + hh;
                 const float *P = att + ((size_t)b * H + h) * TT;
                 const float *go = dout + (size_t)b * T * qd + (size_t)h * hd, *qb = q + (size_t)b * T * qd + (size_t)h * hd;
-                /* dV += P^T dO */
-                moe_transpose(tr, P, T, T);
-                moe_tgemm(dvb, kvd, tr, (size_t)T, go, qd, T, hd, T, hh > 0);
+                /* dV += P^T dO: key rows [j0, j1) see query rows [j0, T) */
+                for (int j0 = 0; j0 < T; j0 += AB) {
+                    int j1 = j0 + AB < T ? j0 + AB : T;
+                    moe_tgemm_ex(dvb + (size_t)j0 * kvd, kvd, P + (size_t)j0 * T + j0, 1, (size_t)T, go + (size_t)j0 * qd,
+                                 qd, j1 - j0, hd, T - j0, hh > 0);
+                }
                 /* dP = dO V^T ;  dS = P (dP - rowsum(P dP)) scale */
-                moe_tgemm(dP, (size_t)T, go, qd, vT + ((size_t)b * KV + g) * hd * T, (size_t)T, T, T, hd, 0);
+                for (int r0 = 0; r0 < T; r0 += AB) {
+                    int r1 = r0 + AB < T ? r0 + AB : T;
+                    moe_tgemm(dP + (size_t)r0 * T, (size_t)T, go + (size_t)r0 * qd, qd, vT + ((size_t)b * KV + g) * hd * T,
+                              (size_t)T, r1 - r0, r1, hd, 0);
+                }
                 for (int t = 0; t < T; t++) {
                     const float *p = P + (size_t)t * T;
                     float *ds = dP + (size_t)t * T;
@@ -301,10 +351,14 @@ void moe_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
                     for (int j = 0; j <= t; j++) ds[j] = p[j] * (ds[j] - (float)dot) * scale;
                     for (int j = t + 1; j < T; j++) ds[j] = 0;
                 }
-                /* dQ = dS K ;  dK += dS^T Q */
-                moe_tgemm(dq + (size_t)b * T * qd + (size_t)h * hd, qd, dP, (size_t)T, kb, kvd, T, hd, T, 0);
-                moe_transpose(tr, dP, T, T);
-                moe_tgemm(dkb, kvd, tr, (size_t)T, qb, qd, T, hd, T, hh > 0);
+                /* dQ = dS K ;  dK += dS^T Q (dS[t][j] = 0 for j > t) */
+                for (int r0 = 0; r0 < T; r0 += AB) {
+                    int r1 = r0 + AB < T ? r0 + AB : T;
+                    moe_tgemm(dq + ((size_t)b * T + r0) * qd + (size_t)h * hd, qd, dP + (size_t)r0 * T, (size_t)T, kb, kvd,
+                              r1 - r0, hd, r1, 0);
+                    moe_tgemm_ex(dkb + (size_t)r0 * kvd, kvd, dP + (size_t)r0 * T + r0, 1, (size_t)T, qb + (size_t)r0 * qd,
+                                 qd, r1 - r0, hd, T - r0, hh > 0);
+                }
             }
         }
     moe_free(vT);

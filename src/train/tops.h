@@ -38,9 +38,12 @@ void moe_attn_fwd_ref(float *o, float *att, const float *q, const float *k, cons
 void moe_attn_bwd_ref(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                       const float *v, const float *att, int B, int T, int H, int KV, int hd, float scale);
 
-/* a[n] = silu(g) * u ;  dg, du from da (dg and du may alias g and u) */
+/* a[n] = silu(g) * u ;  dg, du from da (dg and du may alias g and u). AVX2 where available; the _ref
+ * versions (libm expf) are the oracles. */
 void moe_swiglu_act_fwd(float *a, const float *g, const float *u, size_t n);
 void moe_swiglu_act_bwd(float *dg, float *du, const float *da, const float *g, const float *u, size_t n);
+void moe_swiglu_act_fwd_ref(float *a, const float *g, const float *u, size_t n);
+void moe_swiglu_act_bwd_ref(float *dg, float *du, const float *da, const float *g, const float *u, size_t n);
 
 /* Cross-entropy over rows of logits [N][V] against targets; probs may alias logits. Returns the mean
  * loss; losses[N] receives each row's. */

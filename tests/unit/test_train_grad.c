@@ -101,6 +101,39 @@ static void test_gemm(void) {
             }
     }
     moe_simd_force(moe_simd_detect());
+    /* the weight-gradient form: A read transposed through strides */
+    {
+        int M = 37, N = 29, K = 300;
+        float *At = malloc(sizeof(float) * K * M), *B = malloc(sizeof(float) * K * N);
+        float *C = malloc(sizeof(float) * M * N), *R = malloc(sizeof(float) * M * N);
+        fill(At, (size_t)K * M, 1); fill(B, (size_t)K * N, 1); fill(C, (size_t)M * N, 1);
+        memcpy(R, C, sizeof(float) * M * N);
+        moe_tgemm_ex(C, N, At, 1, M, B, N, M, N, K, 1);
+        moe_tgemm_ex_ref(R, N, At, 1, M, B, N, M, N, K, 1);
+        double err = 0;
+        for (int i = 0; i < M * N; i++) err = fmax(err, fabs((double)C[i] - R[i]));
+        CHECK(err < 1e-4 * sqrt((double)K), "transposed-A gemm: max error %g", err);
+        free(At); free(B); free(C); free(R);
+    }
+    /* the vectorised SwiGLU against libm */
+    {
+        size_t n = 1000;
+        float *g = malloc(4 * n), *u = malloc(4 * n), *da = malloc(4 * n), *a1 = malloc(4 * n), *a2 = malloc(4 * n);
+        float *g1 = malloc(4 * n), *u1 = malloc(4 * n), *g2 = malloc(4 * n), *u2 = malloc(4 * n);
+        fill(g, n, 30); fill(u, n, 2); fill(da, n, 1);
+        moe_swiglu_act_fwd_ref(a1, g, u, n);
+        moe_swiglu_act_fwd(a2, g, u, n);
+        moe_swiglu_act_bwd_ref(g1, u1, da, g, u, n);
+        moe_swiglu_act_bwd(g2, u2, da, g, u, n);
+        double e = 0;
+        for (size_t i = 0; i < n; i++) {
+            e = fmax(e, fabs((double)a1[i] - a2[i]) / (fabs(a1[i]) + 1e-3));
+            e = fmax(e, fabs((double)g1[i] - g2[i]) / (fabs(g1[i]) + 1e-3));
+            e = fmax(e, fabs((double)u1[i] - u2[i]) / (fabs(u1[i]) + 1e-3));
+        }
+        CHECK(e < 1e-5, "vectorised SwiGLU differs from libm by %g (relative)", e);
+        free(g); free(u); free(da); free(a1); free(a2); free(g1); free(u1); free(g2); free(u2);
+    }
 }
 
 /* ---- single ops ------------------------------------------------------------------------------- */
@@ -169,6 +202,28 @@ static void test_ops(void) {
         for (size_t i = 0; i < nk; i++) eg = fmax(eg, fmax(fabs((double)e2[i] - d2[i]), fabs((double)e3[i] - d3[i])));
         CHECK(eo < 1e-5 && eg < 1e-5, "product attention differs from the loops: forward %g, backward %g", eo, eg);
         free(o2); free(a2); free(e1); free(e2); free(e3);
+    }
+    {   /* several causal row blocks, a ragged last one: products against the loops */
+        int B = 2, T = 70, H = 4, KV = 2, hd = 8;
+        size_t nq2 = (size_t)B * T * H * hd, nk2 = (size_t)B * T * KV * hd, na = (size_t)B * H * T * T;
+        float *q = malloc(4 * nq2), *k = malloc(4 * nk2), *v = malloc(4 * nk2), *go = malloc(4 * nq2);
+        float *o1 = malloc(4 * nq2), *o2 = malloc(4 * nq2), *a1 = malloc(4 * na), *a2 = malloc(4 * na);
+        float *q1 = malloc(4 * nq2), *q2 = malloc(4 * nq2), *k1 = malloc(4 * nk2), *k2 = malloc(4 * nk2);
+        float *v1 = malloc(4 * nk2), *v2 = malloc(4 * nk2);
+        fill(q, nq2, 1); fill(k, nk2, 1); fill(v, nk2, 1); fill(go, nq2, 1);
+        moe_attn_fwd_ref(o1, a1, q, k, v, B, T, H, KV, hd, 0.35f);
+        moe_attn_fwd(o2, a2, q, k, v, B, T, H, KV, hd, 0.35f);
+        moe_attn_bwd_ref(q1, k1, v1, go, q, k, v, a1, B, T, H, KV, hd, 0.35f);
+        moe_attn_bwd(q2, k2, v2, go, q, k, v, a2, B, T, H, KV, hd, 0.35f);
+        double eo = 0, ea = 0, eg = 0;
+        for (size_t i = 0; i < nq2; i++) eo = fmax(eo, fabs((double)o1[i] - o2[i]));
+        for (size_t i = 0; i < na; i++) ea = fmax(ea, fabs((double)a1[i] - a2[i]));
+        for (size_t i = 0; i < nq2; i++) eg = fmax(eg, fabs((double)q1[i] - q2[i]));
+        for (size_t i = 0; i < nk2; i++) eg = fmax(eg, fmax(fabs((double)k1[i] - k2[i]), fabs((double)v1[i] - v2[i])));
+        CHECK(eo < 1e-5 && ea < 1e-5 && eg < 1e-4, "blocked attention (T=70) differs from the loops: output %g, "
+              "probabilities %g, gradients %g", eo, ea, eg);
+        free(q); free(k); free(v); free(go); free(o1); free(o2); free(a1); free(a2);
+        free(q1); free(q2); free(k1); free(k2); free(v1); free(v2);
     }
     /* swiglu */
     c.kind = 3; c.n = 40;
