@@ -26,21 +26,22 @@ void moe_tgemm_ref(float *C, size_t ldc, const float *A, size_t lda, const float
     moe_tgemm_ex_ref(C, ldc, A, lda, 1, B, ldb, M, N, K, accumulate);
 }
 
+/* Sums in double: the fallback is also the precise path the gradient checks run on. */
 static void tile_scalar(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb,
                         int mr, int nr, int K, int accumulate) {
-    float acc[MR][NR];
+    double acc[MR][NR];
     memset(acc, 0, sizeof acc);
     for (int p = 0; p < K; p++) {
         const float *b = B + (size_t)p * ldb;
         for (int r = 0; r < mr; r++) {
-            float a = A[(size_t)r * rsa + (size_t)p * csa];
+            double a = A[(size_t)r * rsa + (size_t)p * csa];
             for (int j = 0; j < nr; j++) acc[r][j] += a * b[j];
         }
     }
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++) {
             float *c = C + (size_t)r * ldc + j;
-            *c = accumulate ? *c + acc[r][j] : acc[r][j];
+            *c = (float)(accumulate ? *c + acc[r][j] : acc[r][j]);
         }
 }
 

@@ -29,7 +29,7 @@ typedef struct moe_tmodel {
     moe_tact *act;               /* [n_layers] */
     float *xf, *hf, *rf;         /* final stream [N][d], its norm, rstd */
     float *probs;                /* [N][V] */
-    float *losses;               /* [N] */
+    double *losses;              /* [N] per-token cross-entropy */
     float *cs, *sn;              /* rope tables [T][hd/2] */
     /* backward scratch */
     float *dx, *dh, *dq, *dk, *dv, *dtmp, *scratch;

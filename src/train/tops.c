@@ -219,7 +219,7 @@ void moe_swiglu_act_bwd(float *dg, float *du, const float *da, const float *g, c
     }
 }
 
-double moe_xent_fwd(float *probs, float *losses, const float *logits, const int32_t *targets, int N, int V) {
+double moe_xent_fwd(float *probs, double *losses, const float *logits, const int32_t *targets, int N, int V) {
     #pragma omp parallel for schedule(static) if ((size_t)N * V > 65536)
     for (int t = 0; t < N; t++) {
         const float *l = logits + (size_t)t * V;
@@ -232,7 +232,7 @@ double moe_xent_fwd(float *probs, float *losses, const float *logits, const int3
         float inv = (float)(1.0 / s);
         double lt = log(s) - (double)lt_logit;
         for (int i = 0; i < V; i++) p[i] *= inv;
-        losses[t] = (float)lt;
+        losses[t] = lt;   /* in double: float would round the loss to 2e-7 */
     }
     double total = 0; /* summed in order: the same on any thread count */
     for (int t = 0; t < N; t++) total += losses[t];

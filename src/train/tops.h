@@ -47,7 +47,7 @@ void moe_swiglu_act_bwd_ref(float *dg, float *du, const float *da, const float *
 
 /* Cross-entropy over rows of logits [N][V] against targets; probs may alias logits. Returns the mean
  * loss; losses[N] receives each row's. */
-double moe_xent_fwd(float *probs, float *losses, const float *logits, const int32_t *targets, int N, int V);
+double moe_xent_fwd(float *probs, double *losses, const float *logits, const int32_t *targets, int N, int V);
 /* dlogits[N][V] = (probs - onehot) * scale (scale = 1/N for the mean); may alias probs. */
 void moe_xent_bwd(float *dlogits, const float *probs, const int32_t *targets, int N, int V, float scale);
 #endif
