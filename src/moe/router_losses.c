@@ -98,6 +98,7 @@ void moe_route_stats_of(const moe_assign *a, int *load, moe_route_stats *s) {
     var /= E;
     s->load_cv = mean > 0 ? sqrt(var) / mean : 0;
     s->dropped = a->dispatch ? 0 : 1.0 - (double)covered / n;
+    s->per_token = (double)a->n / n;
     double H = 0;
     for (int t = 0; t < n; t++) {
         const float *p = a->probs + (size_t)t * E;

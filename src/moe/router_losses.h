@@ -21,6 +21,7 @@ typedef struct moe_route_stats {
     double load_cv;      /* coefficient of variation of assignments per expert (std / mean) */
     double dropped;      /* fraction of tokens that no routed expert processed */
     double entropy;      /* mean over tokens of the entropy (nats) of the normalised router probabilities */
+    double per_token;    /* expert applications per token: assignments / tokens (Soft MoE: slots / tokens) */
 } moe_route_stats;
 
 /* load [E] receives the assignments per expert. */

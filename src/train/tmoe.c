@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "train/tgemm.h"
 #include "train/tops.h"
+#include <omp.h>
 #include <string.h>
 
 static moe_status need(float **p, size_t *cap, size_t n) {
@@ -64,8 +65,28 @@ void moe_tmoe_free(moe_tmoe *m) {
     moe_free(m->offset); moe_free(m->row_of); moe_free(m->tok_of); moe_free(m->load);
     moe_free(m->xg); moe_free(m->g); moe_free(m->u); moe_free(m->y); moe_free(m->dy); moe_free(m->dx);
     moe_free(m->zg); moe_free(m->dzg); moe_free(m->sg); moe_free(m->su); moe_free(m->sa); moe_free(m->sy);
-    moe_free(m->scratch);
+    moe_free(m->scratch); moe_free(m->escratch); moe_free(m->a);
     memset(m, 0, sizeof *m);
+}
+
+/* Experts run concurrently, one per thread at a time (dynamic schedule: their row counts differ), each
+ * with its own scratch; the products inside then run on that one thread. One parallel region per
+ * phase instead of a few per expert: on a busy machine every region costs a wake-up. Each expert
+ * writes only its own rows and its own gradients, so the results do not depend on the schedule. */
+static size_t escratch_per_thread(const moe_tmoe *m) {
+    size_t rows = (size_t)m->N;
+    if (m->soft && (size_t)(m->N / m->T) * m->S > rows) rows = (size_t)(m->N / m->T) * m->S;
+    size_t wt = (size_t)m->de * (size_t)(m->d > m->rank ? m->d : m->rank);
+    return wt + rows * (size_t)m->de + 32;
+}
+
+static moe_status need_escratch(moe_tmoe *m) {
+    size_t n = escratch_per_thread(m) * (size_t)omp_get_max_threads();
+    return need(&m->escratch, &m->escratch_n, n);
+}
+
+static int parallel_experts(const moe_tmoe *m) {
+    return omp_get_max_threads() > 1 && !omp_in_parallel() && (double)m->cap_rows * m->d * m->de > 200000;
 }
 
 /* Scratch layout: region A holds transposed weights and dy^T of a product (linear_bwd), B and C
@@ -89,7 +110,8 @@ static moe_status need_rows(moe_tmoe *m, size_t rows) {
     if (rows <= m->cap_rows && m->xg) return MOE_OK;
     size_t r = rows > 0 ? rows : 1;
     moe_free(m->xg); moe_free(m->g); moe_free(m->u); moe_free(m->y); moe_free(m->dy); moe_free(m->dx);
-    moe_free(m->zg); moe_free(m->dzg);
+    moe_free(m->zg); moe_free(m->dzg); moe_free(m->a);
+    m->a = moe_alloc(r * m->de * 4);
     m->xg = moe_alloc(r * m->d * 4);
     m->g = moe_alloc(r * m->de * 4);
     m->u = moe_alloc(r * m->de * 4);
@@ -99,11 +121,12 @@ static moe_status need_rows(moe_tmoe *m, size_t rows) {
     m->zg = m->aoe ? moe_alloc(r * m->rank * 4) : NULL;
     m->dzg = m->aoe ? moe_alloc(r * m->rank * 4) : NULL;
     m->cap_rows = r;
-    if (!m->xg || !m->g || !m->u || !m->y || !m->dy || !m->dx || (m->aoe && (!m->zg || !m->dzg))) {
+    if (!m->a || !m->xg || !m->g || !m->u || !m->y || !m->dy || !m->dx || (m->aoe && (!m->zg || !m->dzg))) {
         m->cap_rows = 0;
         return moe_fail(MOE_ENOMEM, "MoE layer: out of memory for %zu expert rows", r);
     }
     size_t es = (size_t)(m->soft ? m->nl : 0), big = (size_t)(m->d > m->T ? m->d : m->T);
+    MOE_TRY(need_escratch(m));
     return need(&m->scratch, &m->scratch_n, region_a(m) + 2 * region_b(m) + 4 * es * big + 16);
 }
 
@@ -115,15 +138,18 @@ static float *gw1_of(const moe_tmoe *m, moe_tlayer *G, int e) {
     return G->ew1 + (size_t)e * m->de * (m->aoe ? m->rank : m->d);
 }
 
-/* y rows = SwiGLU_e(x rows) for every expert; g and u kept. */
+/* y rows = SwiGLU_e(x rows) for every expert; g, u and the activation a kept. */
 static void experts_fwd(moe_tmoe *m, const moe_tlayer *P) {
     int d = m->d, de = m->de;
-    float *tmp = m->scratch, *act = scratch_b(m);
+    size_t per = escratch_per_thread(m);
+    #pragma omp parallel for schedule(dynamic, 1) if (parallel_experts(m))
     for (int e = 0; e < m->E; e++) {
         int r0 = m->offset[e], n = m->offset[e + 1] - r0;
         if (n == 0) continue;
+        float *tmp = m->escratch + per * (size_t)omp_get_thread_num();
         const float *x = m->xg + (size_t)r0 * d;
         float *g = m->g + (size_t)r0 * de, *u = m->u + (size_t)r0 * de, *y = m->y + (size_t)r0 * d;
+        float *act = m->a + (size_t)r0 * de;
         if (m->aoe) moe_linear_fwd(g, m->zg + (size_t)r0 * m->rank, w1_of(m, P, e), n, m->rank, de, tmp);
         else moe_linear_fwd(g, x, w1_of(m, P, e), n, d, de, tmp);
         moe_linear_fwd(u, x, P->ew3 + (size_t)e * de * d, n, d, de, tmp);
@@ -135,13 +161,14 @@ static void experts_fwd(moe_tmoe *m, const moe_tlayer *P) {
 /* dx rows from dy rows; parameter gradients. Overwrites g and u with their gradients. */
 static void experts_bwd(moe_tmoe *m, const moe_tlayer *P, moe_tlayer *G, float *dz /* aoe [rows][rank] or NULL */) {
     int d = m->d, de = m->de;
-    float *tmp = m->scratch, *act = scratch_b(m), *da = scratch_c(m);
+    size_t per = escratch_per_thread(m), wt = (size_t)de * (size_t)(d > m->rank ? d : m->rank) + 16;
+    #pragma omp parallel for schedule(dynamic, 1) if (parallel_experts(m))
     for (int e = 0; e < m->E; e++) {
         int r0 = m->offset[e], n = m->offset[e + 1] - r0;
         if (n == 0) continue;
-        const float *x = m->xg + (size_t)r0 * d, *dy = m->dy + (size_t)r0 * d;
+        float *tmp = m->escratch + per * (size_t)omp_get_thread_num(), *da = tmp + wt;
+        const float *x = m->xg + (size_t)r0 * d, *dy = m->dy + (size_t)r0 * d, *act = m->a + (size_t)r0 * de;
         float *g = m->g + (size_t)r0 * de, *u = m->u + (size_t)r0 * de, *dx = m->dx + (size_t)r0 * d;
-        moe_swiglu_act_fwd(act, g, u, (size_t)n * de);
         /* y = a W2^T:  da = dy W2 ; dW2 += dy^T a */
         moe_linear_bwd(da, 0, G->ew2 + (size_t)e * d * de, dy, act, P->ew2 + (size_t)e * d * de, n, de, d, tmp);
         moe_swiglu_act_bwd(g, u, da, g, u, (size_t)n * de);   /* in place: g, u <- dg, du */
@@ -293,6 +320,7 @@ moe_status moe_tmoe_fwd(moe_tmoe *m, const moe_tconfig *c, const moe_tlayer *P, 
         if (m->nl == E) m->aux += moe_loss_z(m->logits, N, m->nl, c->z_loss, m->d_aux_logits);
     }
     moe_route_stats_of(&m->as, m->load, &m->stats);
+    if (m->soft) m->stats.per_token = (double)m->nl / m->T;   /* every slot is one expert application */
     return MOE_OK;
 }
 

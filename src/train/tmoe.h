@@ -26,11 +26,13 @@ typedef struct moe_tmoe {
     int *row_of;                              /* [cap] grouped row of each assignment */
     int *tok_of;                              /* [rows] token of each grouped row (sparse) */
     size_t cap_rows;
-    float *xg, *g, *u, *y, *dy, *dx;          /* grouped rows: [rows][d], [rows][de] x2, [rows][d] x3 */
+    float *xg, *g, *u, *a, *y, *dy, *dx;      /* grouped rows: [rows][d], [rows][de] x3, [rows][d] x3 */
     float *zg, *dzg;                          /* aoe: [rows][rank] gate factor outputs and their gradient */
     float *sg, *su, *sa, *sy;                 /* shared experts: [N][ds] x3, [N][d] */
     float *scratch;                           /* transposes and temporaries */
     size_t scratch_n;
+    float *escratch;                          /* per-thread scratch of the expert loop */
+    size_t escratch_n;
     double aux;                               /* the balancing losses of the last forward */
     int *load;                                /* [E] */
     moe_route_stats stats;

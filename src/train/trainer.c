@@ -50,9 +50,10 @@ static void layer_stats(const moe_tmodel *m, moe_route_stats *s) {
         s->load_cv += mo->stats.load_cv;
         s->dropped += mo->stats.dropped;
         s->entropy += mo->stats.entropy;
+        s->per_token += mo->stats.per_token;
         n++;
     }
-    if (n) { s->load_cv /= n; s->dropped /= n; s->entropy /= n; }
+    if (n) { s->load_cv /= n; s->dropped /= n; s->entropy /= n; s->per_token /= n; }
 }
 
 static uint64_t count_active(const moe_tparams *p) {
@@ -117,7 +118,7 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
                 res->n_params / 1e6, res->n_active / 1e6, c->batch, c->seq_len, moe_get_threads());
     g_stop = 0;
     void (*old)(int) = signal(SIGINT, on_sigint);
-    double t_train = 0, val = NAN, loss_tail = 0, tail_cv = 0, tail_drop = 0, tail_ent = 0;
+    double t_train = 0, val = NAN, loss_tail = 0, tail_cv = 0, tail_drop = 0, tail_ent = 0, tail_pt = 0;
     int n_tail = 0;
     int64_t tail_n = (c->steps - start) / 10 > 0 ? (c->steps - start) / 10 : 1, tail_from = c->steps - tail_n;
     int64_t step = start;
@@ -140,7 +141,8 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
         moe_route_stats rs;
         layer_stats(m, &rs);
         if (step > tail_from) {
-            loss_tail += loss; tail_cv += rs.load_cv; tail_drop += rs.dropped; tail_ent += rs.entropy; n_tail++;
+            loss_tail += loss; tail_cv += rs.load_cv; tail_drop += rs.dropped; tail_ent += rs.entropy;
+            tail_pt += rs.per_token; n_tail++;
         }
         int evaled = 0;
         if ((c->eval_every && step % c->eval_every == 0) || step == c->steps) {
@@ -153,8 +155,8 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
         fmt_time(eta, sizeof eta, (double)(c->steps - step) * t_train / (double)(step - start));
         if (o->json) {
             printf("{\"step\": %lld, \"loss\": %.6f, \"aux\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"load_cv\": %.4f, "
-                   "\"dropped\": %.4f, \"entropy\": %.4f, \"tok_per_s\": %.1f",
-                   (long long)step, loss, m->aux, lr, norm, rs.load_cv, rs.dropped, rs.entropy, tps);
+                   "\"dropped\": %.4f, \"entropy\": %.4f, \"experts_per_token\": %.3f, \"tok_per_s\": %.1f",
+                   (long long)step, loss, m->aux, lr, norm, rs.load_cv, rs.dropped, rs.entropy, rs.per_token, tps);
             if (evaled) printf(", \"val_loss\": %.6f", val);
             printf("}\n");
             fflush(stdout);
@@ -186,6 +188,7 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
         res->stats.load_cv = tail_cv / n_tail;
         res->stats.dropped = tail_drop / n_tail;
         res->stats.entropy = tail_ent / n_tail;
+        res->stats.per_token = tail_pt / n_tail;
     }
 done:
     free(x);

@@ -19,7 +19,8 @@ expect() {   # expect CODE PATTERN -- command...
   [ "$(wc -l < "$work/err.txt")" -le 2 ] || fail "'$*': more than one message line: $(cat "$work/err.txt")"
 }
 
-"$moe" train --help | grep -q -- "--router" || fail "--help does not list --router"
+"$moe" train --help > "$work/help.txt" || fail "--help exited non-zero"
+grep -q -- "--router" "$work/help.txt" || fail "--help does not list --router"
 expect 1 "data is required" -- "$moe" train "${tiny[@]}"
 expect 1 "unknown option" -- "$moe" train --data "$data" --bogus 3
 expect 1 "not a trainable router" -- "$moe" train --data "$data" --router nonsense "${tiny[@]}"
