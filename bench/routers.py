@@ -15,7 +15,7 @@ not comparable; it is marked.
 
 Throughput: moe train and bench/train_torch.py alternate for a few rounds of short runs of the
 softmax_topk model; the best tokens/s of each is kept (the machine may be shared; the best run is
-the least disturbed one), and their ratio is reported.
+the least disturbed one), and their ratio is reported. Both run with OMP_WAIT_POLICY=passive.
 
 Usage: python3 bench/routers.py [--steps 300] [--threads 2] [--moe build/moe] [--python VENV_PYTHON]
        [--data FILE] [--no-write]"""
@@ -32,6 +32,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Both trainers use OpenMP; passive waiting keeps idle threads from spinning on a shared machine
+# (moe train sets it for itself anyway; PyTorch gets the same environment).
+ENV = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
 ROOT = os.path.dirname(HERE)
 
 BASE = ["--d-model", "128", "--layers", "4", "--heads", "4", "--seq-len", "128", "--batch", "16",
@@ -66,7 +69,7 @@ DENSE = [
 
 def run_moe(moe, data, args, steps, threads, out):
     cmd = [moe, "train", "--data", data, "--out", out, "--json", "--quiet", "-t", str(threads), "--steps", str(steps)]
-    r = subprocess.run(cmd + BASE + args, capture_output=True, text=True)
+    r = subprocess.run(cmd + BASE + args, capture_output=True, text=True, env=ENV)
     if r.returncode != 0:
         sys.exit(f"routers.py: {' '.join(cmd + args)} failed: {r.stderr.strip()}")
     lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
@@ -114,7 +117,7 @@ def main():
         r = run_moe(a.moe, a.data, ROWS[0][1], a.tput_steps, a.threads, os.path.join(work, "tput"))
         best_moe = max(best_moe, r["tok_s"])
         t = subprocess.run([a.python, os.path.join(HERE, "train_torch.py"), "--config", cfg, "--data", a.data,
-                            "--steps", str(a.tput_steps), "--threads", str(a.threads)], capture_output=True, text=True)
+                            "--steps", str(a.tput_steps), "--threads", str(a.threads)], capture_output=True, text=True, env=ENV)
         if t.returncode != 0:
             sys.exit(f"routers.py: train_torch.py failed: {t.stderr.strip()}")
         tj = json.loads(t.stdout.strip().splitlines()[-1])
@@ -122,7 +125,7 @@ def main():
         torch_version = tj["torch"]
     # the PyTorch model's loss after the same number of steps (a check that the peer trains alike)
     t = subprocess.run([a.python, os.path.join(HERE, "train_torch.py"), "--config", cfg, "--data", a.data,
-                        "--steps", str(a.steps), "--threads", str(a.threads)], capture_output=True, text=True)
+                        "--steps", str(a.steps), "--threads", str(a.threads)], capture_output=True, text=True, env=ENV)
     if t.returncode == 0:
         torch_loss = json.loads(t.stdout.strip().splitlines()[-1])["train_loss"]
     elapsed = time.time() - t_start
