@@ -94,7 +94,7 @@ void moe_linear_fwd(float *y, const float *x, const float *W, int n, int in, int
 }
 
 void moe_linear_bwd(float *dx, int dx_accumulate, float *dW, const float *dy, const float *x, const float *W, int n,
-                    int in, int out, float *scratch) {
+                    int in, int out) {
     if (dx) moe_tgemm(dx, (size_t)in, dy, (size_t)out, W, (size_t)in, n, in, out, dx_accumulate);
     if (dW) moe_tgemm_ex(dW, (size_t)in, dy, 1, (size_t)out, x, (size_t)in, out, in, n, 1);   /* dy^T in place */
 }

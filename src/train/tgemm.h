@@ -30,9 +30,9 @@ void moe_tgemm_ex_ref(float *C, size_t ldc, const float *A, size_t rsa, size_t c
 void moe_tgemm_tile_avx2(float *C, size_t ldc, const float *A, size_t rsa, size_t csa, const float *B, size_t ldb,
                          int mr, int nr, int K, int accumulate);
 
-/* Linear layers, W stored [out][in] as nn.Linear. scratch needs max(in*out, n*out) floats. */
+/* Linear layers, W stored [out][in] as nn.Linear. scratch holds W^T: in * out floats. */
 void moe_linear_fwd(float *y, const float *x, const float *W, int n, int in, int out, float *scratch);
-/* dx (+)= dy . W (dx may be NULL); dW += dy^T . x (dW may be NULL). */
+/* dx (+)= dy . W (dx may be NULL); dW += dy^T . x (dW may be NULL), dy^T read in place. */
 void moe_linear_bwd(float *dx, int dx_accumulate, float *dW, const float *dy, const float *x, const float *W, int n,
-                    int in, int out, float *scratch);
+                    int in, int out);
 #endif

@@ -47,9 +47,8 @@ moe_status moe_tmodel_new(const moe_tconfig *cfg, int B, moe_tmodel **out) {
     ALLOC(m->dx, (size_t)N * d); ALLOC(m->dh, (size_t)N * d);
     ALLOC(m->dq, N * qd); ALLOC(m->dk, N * kvd); ALLOC(m->dv, N * kvd);
     ALLOC(m->dtmp, 4 * N * wide);
-    /* linear scratch: a transposed weight or dy^T */
-    m->scratch_n = (size_t)N * wide;
-    if (V * d > m->scratch_n) m->scratch_n = V * d;
+    /* linear scratch: a transposed weight */
+    m->scratch_n = V * d;
     if (ff * d > m->scratch_n) m->scratch_n = ff * d;
     if (qd * d > m->scratch_n) m->scratch_n = qd * d;
     ALLOC(m->scratch, m->scratch_n);
@@ -160,7 +159,7 @@ void moe_tmodel_backward(moe_tmodel *m) {
     float *t1 = m->dtmp, *t2 = t1 + (size_t)N * wide, *t3 = t2 + (size_t)N * wide, *t4 = t3 + (size_t)N * wide;
     /* head: probs -> dlogits in place */
     moe_xent_bwd(m->probs, m->probs, m->targets, N, V, 1.0f / N);
-    moe_linear_bwd(m->dh, 0, G->lm_head, m->probs, m->hf, P->lm_head, N, d, V, m->scratch);
+    moe_linear_bwd(m->dh, 0, G->lm_head, m->probs, m->hf, P->lm_head, N, d, V);
     moe_rmsnorm_bwd(m->dx, 0, G->final_norm, m->dh, m->xf, P->final_norm, m->rf, N, d);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         moe_tact *a = &m->act[l];
@@ -172,15 +171,15 @@ void moe_tmodel_backward(moe_tmodel *m) {
         } else {
             float *act = t1, *da = t2;
             moe_swiglu_act_fwd(act, a->g, a->u, (size_t)N * ff);
-            moe_linear_bwd(da, 0, Gl->w2, m->dx, act, Pl->w2, N, ff, d, m->scratch);
+            moe_linear_bwd(da, 0, Gl->w2, m->dx, act, Pl->w2, N, ff, d);
             moe_swiglu_act_bwd(a->g, a->u, da, a->g, a->u, (size_t)N * ff);   /* g, u <- dg, du */
-            moe_linear_bwd(m->dh, 0, Gl->w1, a->g, a->h2, Pl->w1, N, d, ff, m->scratch);
-            moe_linear_bwd(m->dh, 1, Gl->w3, a->u, a->h2, Pl->w3, N, d, ff, m->scratch);
+            moe_linear_bwd(m->dh, 0, Gl->w1, a->g, a->h2, Pl->w1, N, d, ff);
+            moe_linear_bwd(m->dh, 1, Gl->w3, a->u, a->h2, Pl->w3, N, d, ff);
         }
         moe_rmsnorm_bwd(m->dx, 1, Gl->ffn_norm, m->dh, a->xm, Pl->ffn_norm, a->r2, N, d);
         /* xm = x + attn(rmsnorm(x)) */
         float *dout = t1;
-        moe_linear_bwd(dout, 0, Gl->wo, m->dx, a->o, Pl->wo, N, qd, d, m->scratch);
+        moe_linear_bwd(dout, 0, Gl->wo, m->dx, a->o, Pl->wo, N, qd, d);
         moe_attn_bwd(m->dq, m->dk, m->dv, dout, a->q, a->k, a->v, a->att, B, T, H, KV, hd, scale);
         moe_rope_bwd(m->dq, m->cs, m->sn, N, T, H, hd);
         moe_rope_bwd(m->dk, m->cs, m->sn, N, T, KV, hd);
@@ -191,9 +190,9 @@ void moe_tmodel_backward(moe_tmodel *m) {
             moe_rmsnorm_bwd(dqr, 0, Gl->q_norm, m->dq, a->qr, Pl->q_norm, a->qrs, N * H, hd);
             moe_rmsnorm_bwd(dkr, 0, Gl->k_norm, m->dk, a->kr, Pl->k_norm, a->krs, N * KV, hd);
         }
-        moe_linear_bwd(m->dh, 0, Gl->wq, dqr, a->h1, Pl->wq, N, d, qd, m->scratch);
-        moe_linear_bwd(m->dh, 1, Gl->wk, dkr, a->h1, Pl->wk, N, d, kvd, m->scratch);
-        moe_linear_bwd(m->dh, 1, Gl->wv, m->dv, a->h1, Pl->wv, N, d, kvd, m->scratch);
+        moe_linear_bwd(m->dh, 0, Gl->wq, dqr, a->h1, Pl->wq, N, d, qd);
+        moe_linear_bwd(m->dh, 1, Gl->wk, dkr, a->h1, Pl->wk, N, d, kvd);
+        moe_linear_bwd(m->dh, 1, Gl->wv, m->dv, a->h1, Pl->wv, N, d, kvd);
         moe_rmsnorm_bwd(m->dx, 1, Gl->attn_norm, m->dh, a->x, Pl->attn_norm, a->r1, N, d);
     }
     moe_embed_bwd(G->embed, m->dx, m->tokens, N, d);

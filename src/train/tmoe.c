@@ -89,21 +89,14 @@ static int parallel_experts(const moe_tmoe *m) {
     return omp_get_max_threads() > 1 && !omp_in_parallel() && (double)m->cap_rows * m->d * m->de > 200000;
 }
 
-/* Scratch layout: region A holds transposed weights and dy^T of a product (linear_bwd), B and C
- * activation blocks of an expert [rows][de]; Soft MoE's per-sequence matrices follow. */
-static size_t region_a(const moe_tmoe *m) {
-    size_t big = (size_t)m->N > m->cap_rows ? (size_t)m->N : m->cap_rows;
-    size_t wide = (size_t)(m->d > m->de ? m->d : m->de);
-    if ((size_t)m->ds > wide) wide = (size_t)m->ds;
-    if ((size_t)m->nl > wide) wide = (size_t)m->nl;
+/* Scratch: first a transposed weight or a gate's W^T (moe_linear_fwd), then Soft MoE's per-sequence
+ * matrices. The experts have their own per-thread scratch (escratch). */
+static size_t region_w(const moe_tmoe *m) {
     size_t w = (size_t)m->d * (size_t)(m->de > m->ds ? m->de : m->ds);
     if ((size_t)m->d * m->nl > w) w = (size_t)m->d * m->nl;
-    return (w > big * wide ? w : big * wide) + 16;
+    return w + 16;
 }
-static size_t region_b(const moe_tmoe *m) { return m->cap_rows * (size_t)m->de + 16; }
-static float *scratch_b(moe_tmoe *m) { return m->scratch + region_a(m); }
-static float *scratch_c(moe_tmoe *m) { return scratch_b(m) + region_b(m); }
-static float *scratch_soft(moe_tmoe *m) { return scratch_c(m) + region_b(m); }
+static float *scratch_soft(moe_tmoe *m) { return m->scratch + region_w(m); }
 
 /* Buffers for `rows` grouped rows. */
 static moe_status need_rows(moe_tmoe *m, size_t rows) {
@@ -127,7 +120,7 @@ static moe_status need_rows(moe_tmoe *m, size_t rows) {
     }
     size_t es = (size_t)(m->soft ? m->nl : 0), big = (size_t)(m->d > m->T ? m->d : m->T);
     MOE_TRY(need_escratch(m));
-    return need(&m->scratch, &m->scratch_n, region_a(m) + 2 * region_b(m) + 4 * es * big + 16);
+    return need(&m->scratch, &m->scratch_n, region_w(m) + 4 * es * big + 16);
 }
 
 /* Expert e's three matrices. */
@@ -161,24 +154,24 @@ static void experts_fwd(moe_tmoe *m, const moe_tlayer *P) {
 /* dx rows from dy rows; parameter gradients. Overwrites g and u with their gradients. */
 static void experts_bwd(moe_tmoe *m, const moe_tlayer *P, moe_tlayer *G, float *dz /* aoe [rows][rank] or NULL */) {
     int d = m->d, de = m->de;
-    size_t per = escratch_per_thread(m), wt = (size_t)de * (size_t)(d > m->rank ? d : m->rank) + 16;
+    size_t per = escratch_per_thread(m);
     #pragma omp parallel for schedule(dynamic, 1) if (parallel_experts(m))
     for (int e = 0; e < m->E; e++) {
         int r0 = m->offset[e], n = m->offset[e + 1] - r0;
         if (n == 0) continue;
-        float *tmp = m->escratch + per * (size_t)omp_get_thread_num(), *da = tmp + wt;
+        float *da = m->escratch + per * (size_t)omp_get_thread_num();   /* [n][de] */
         const float *x = m->xg + (size_t)r0 * d, *dy = m->dy + (size_t)r0 * d, *act = m->a + (size_t)r0 * de;
         float *g = m->g + (size_t)r0 * de, *u = m->u + (size_t)r0 * de, *dx = m->dx + (size_t)r0 * d;
         /* y = a W2^T:  da = dy W2 ; dW2 += dy^T a */
-        moe_linear_bwd(da, 0, G->ew2 + (size_t)e * d * de, dy, act, P->ew2 + (size_t)e * d * de, n, de, d, tmp);
+        moe_linear_bwd(da, 0, G->ew2 + (size_t)e * d * de, dy, act, P->ew2 + (size_t)e * d * de, n, de, d);
         moe_swiglu_act_bwd(g, u, da, g, u, (size_t)n * de);   /* in place: g, u <- dg, du */
         if (m->aoe) {
             const float *z = m->zg + (size_t)r0 * m->rank;
-            moe_linear_bwd(dz + (size_t)r0 * m->rank, 0, gw1_of(m, G, e), g, z, w1_of(m, P, e), n, m->rank, de, tmp);
-            moe_linear_bwd(dx, 0, G->ew3 + (size_t)e * de * d, u, x, P->ew3 + (size_t)e * de * d, n, d, de, tmp);
+            moe_linear_bwd(dz + (size_t)r0 * m->rank, 0, gw1_of(m, G, e), g, z, w1_of(m, P, e), n, m->rank, de);
+            moe_linear_bwd(dx, 0, G->ew3 + (size_t)e * de * d, u, x, P->ew3 + (size_t)e * de * d, n, d, de);
         } else {
-            moe_linear_bwd(dx, 0, gw1_of(m, G, e), g, x, w1_of(m, P, e), n, d, de, tmp);
-            moe_linear_bwd(dx, 1, G->ew3 + (size_t)e * de * d, u, x, P->ew3 + (size_t)e * de * d, n, d, de, tmp);
+            moe_linear_bwd(dx, 0, gw1_of(m, G, e), g, x, w1_of(m, P, e), n, d, de);
+            moe_linear_bwd(dx, 1, G->ew3 + (size_t)e * de * d, u, x, P->ew3 + (size_t)e * de * d, n, d, de);
         }
     }
 }
@@ -195,12 +188,12 @@ static void shared_fwd(moe_tmoe *m, const moe_tlayer *P, const float *h, float *
 
 static void shared_bwd(moe_tmoe *m, const moe_tlayer *P, moe_tlayer *G, const float *h, const float *dout, float *dh) {
     int N = m->N, d = m->d, ds = m->ds;
-    float *tmp = m->scratch, *act = m->sa, *da = m->sy;
+    float *act = m->sa, *da = m->sy;
     moe_swiglu_act_fwd(act, m->sg, m->su, (size_t)N * ds);
-    moe_linear_bwd(da, 0, G->sw2, dout, act, P->sw2, N, ds, d, tmp);
+    moe_linear_bwd(da, 0, G->sw2, dout, act, P->sw2, N, ds, d);
     moe_swiglu_act_bwd(m->sg, m->su, da, m->sg, m->su, (size_t)N * ds);
-    moe_linear_bwd(dh, 1, G->sw1, m->sg, h, P->sw1, N, d, ds, tmp);
-    moe_linear_bwd(dh, 1, G->sw3, m->su, h, P->sw3, N, d, ds, tmp);
+    moe_linear_bwd(dh, 1, G->sw1, m->sg, h, P->sw1, N, d, ds);
+    moe_linear_bwd(dh, 1, G->sw3, m->su, h, P->sw3, N, d, ds);
 }
 
 /* Soft MoE: slot inputs are D_b^T h_b for each sequence b; rows grouped as (expert, sequence, slot). */
@@ -364,7 +357,7 @@ void moe_tmoe_bwd(moe_tmoe *m, const moe_tconfig *c, const moe_tlayer *P, moe_tl
         }
     }
     if (m->soft) m->router.ops->backward(&m->router, &m->in, a, m->d_w, m->d_probs, m->d_logits);
-    if (nl > 0) moe_linear_bwd(dh, 1, G->gate, m->d_logits, h, P->gate, N, d, nl, m->scratch);
+    if (nl > 0) moe_linear_bwd(dh, 1, G->gate, m->d_logits, h, P->gate, N, d, nl);
     if (m->ds) shared_bwd(m, P, G, h, dout, dh);
     (void)c;
 }
