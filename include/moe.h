@@ -57,12 +57,56 @@ typedef struct moe_model_info {
     uint64_t n_params;          /* every parameter, embedding and head included */
     uint64_t n_active_params;   /* parameters used for one token */
     uint64_t bytes_per_token;   /* bytes of weights read for one decoded token */
+    int bos_token_id;           /* -1 if config.json names none */
+    int n_eos;                  /* generation stops at any of eos_token_id[0..n_eos) */
+    int eos_token_id[8];
 } moe_model_info;
 
 /* Load a Hugging Face model folder. On failure *out is NULL. */
 moe_status moe_model_load(const char *dir, moe_model **out);
 void moe_model_free(moe_model *m);
 const moe_model_info *moe_model_get_info(const moe_model *m);
+/* Fault in every page of the mmapped weights now rather than during the first tokens. */
+void moe_model_prefault(moe_model *m);
+
+/* ---- experts larger than memory (docs/OFFLOAD.md) ----------------------------------------- */
+
+/* How to hold routed experts. All zero = every expert stays mapped (the default of moe_model_load).
+ * With expert_budget > 0, non-expert weights stay mapped and routed experts are read from the model's
+ * files into at most expert_budget bytes of slots, one read per expert, on demand or ahead of use. */
+typedef struct moe_load_options {
+    int64_t expert_budget;   /* bytes for routed experts; 0 keeps all experts resident */
+    const char *cache;       /* eviction policy: "lru" (default), "lfu", "activation", "fate", "none" */
+    int prefetch;            /* async reads of the current layer's experts and of the next layer's,
+                                predicted by applying its router to the current hidden state */
+    int no_predict;          /* with prefetch: only the current layer's async reads, no prediction */
+    int direct_io;           /* read with O_DIRECT so that the page cache cannot hide the disk */
+    int io_threads;          /* reader threads for prefetch (0: 2) */
+} moe_load_options;
+
+moe_status moe_model_load_opts(const char *dir, const moe_load_options *opts, moe_model **out);
+
+/* Counters of the expert store since load or the last reset. */
+typedef struct moe_offload_stats {
+    int offloaded;               /* 0: experts are resident and the counters below are zero */
+    int n_slots;                 /* experts that fit in the budget at once */
+    uint64_t slot_bytes;         /* bytes per slot (the largest expert, page-aligned) */
+    uint64_t expert_bytes;       /* all routed experts' bytes in the files */
+    uint64_t tokens;             /* tokens routed by the first MoE layer */
+    uint64_t lookups;            /* expert acquisitions */
+    uint64_t hits;               /* ... found resident */
+    uint64_t inflight;           /* ... found being read (prefetch issued, not finished) */
+    uint64_t misses;             /* ... read on demand */
+    uint64_t predicted;          /* experts predicted for a layer (cross-layer gate) */
+    uint64_t predicted_used;     /* ... that the layer then used */
+    uint64_t needed_predicted;   /* experts used by layers that had a prediction */
+    uint64_t reads, bytes_read;  /* reads issued and bytes read from disk (demand + prefetch) */
+    uint64_t wasted_reads;       /* prefetched experts evicted or cancelled before any use */
+    double stall_ms;             /* time the compute thread waited for expert reads */
+} moe_offload_stats;
+
+void moe_model_offload_stats(const moe_model *m, moe_offload_stats *out);
+void moe_model_offload_stats_reset(moe_model *m);
 
 /* ---- routing observation ------------------------------------------------------------------ */
 
@@ -99,6 +143,46 @@ void moe_session_set_route_hook(moe_session *s, moe_route_hook hook, void *user)
 /* Append n tokens (causal prefill). If logits is non-NULL it receives vocab_size floats per
  * position when all_positions is non-zero, or only the last position's otherwise. */
 moe_status moe_session_eval(moe_session *s, const int32_t *tokens, int n, float *logits, int all_positions);
+
+/* ---- tokenizers: Hugging Face tokenizer.json (BPE: byte-level and SentencePiece-style) ------- */
+
+typedef struct moe_tokenizer moe_tokenizer;
+
+typedef struct moe_tokenizer_info {
+    int vocab_size;             /* largest token id + 1, added tokens included */
+    int32_t bos_id, eos_id;     /* -1 when neither tokenizer_config.json nor the post-processor names one */
+    int add_bos, add_eos;       /* whether the model's own tokenizer puts them around a prompt */
+} moe_tokenizer_info;
+
+/* path: a tokenizer.json file or a folder holding one; tokenizer_config.json beside it, if present,
+ * supplies BOS/EOS. The tokenizer is read-only after loading and may be shared between threads. */
+moe_status moe_tokenizer_load(const char *path, moe_tokenizer **out);
+void moe_tokenizer_free(moe_tokenizer *t);
+const moe_tokenizer_info *moe_tokenizer_get_info(const moe_tokenizer *t);
+int moe_tokenizer_vocab_size(const moe_tokenizer *t);
+/* Text (UTF-8, len bytes) to ids exactly as tokenizers' encode(text, add_special_tokens=False):
+ * special-token strings in the text become their ids; BOS/EOS are not added. *ids is malloc'ed
+ * (free() it). Invalid UTF-8 is refused. */
+moe_status moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n);
+/* Ids to text as tokenizers' decode(ids, skip_special_tokens); *text is malloc'ed and NUL-terminated. */
+moe_status moe_tokenizer_decode(const moe_tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **text,
+                                size_t *len);
+/* The vocabulary string of a token (e.g. "Ġthe", "<0x0A>", "<|im_start|>"), NULL if the id has none.
+ * Owned by the tokenizer; *len (optional) gets its length. */
+const char *moe_tokenizer_piece(const moe_tokenizer *t, int32_t id, size_t *len);
+/* The id of a vocabulary string, -1 if none. */
+int32_t moe_tokenizer_token_id(const moe_tokenizer *t, const char *piece, size_t len);
+int moe_tokenizer_is_special(const moe_tokenizer *t, int32_t id);
+
+/* Streaming decode for generation: push ids one at a time and get the new text, which is only given
+ * out once its characters are complete (a character may span several byte tokens). The text stays
+ * valid until the next call on the same stream. The pieces concatenate to the full decode when the
+ * ids spell valid UTF-8; flush() gives out whatever is held back (as U+FFFD if unfinished). */
+typedef struct moe_detokenizer moe_detokenizer;
+moe_status moe_detokenizer_new(const moe_tokenizer *t, int skip_special, moe_detokenizer **out);
+moe_status moe_detokenizer_push(moe_detokenizer *d, int32_t id, const char **text, size_t *len);
+moe_status moe_detokenizer_flush(moe_detokenizer *d, const char **text, size_t *len);
+void moe_detokenizer_free(moe_detokenizer *d);
 
 #ifdef __cplusplus
 }

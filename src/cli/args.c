@@ -184,9 +184,9 @@ int moe_parse_int_list(const char *cmd, const char *flag, const char *s, int32_t
     if (!v) return -1;
     const char *p = s;
     while (*p) {
-        char *end;
+        char *end = (char *)p;
         errno = 0;
-        long long x = strtoll(p, &end, 10);
+        long long x = *p >= '0' && *p <= '9' ? strtoll(p, &end, 10) : -1; /* digits only: no sign, no spaces */
         if (end == p || errno || x < 0 || x > 2147483647LL || (*end && *end != ',')) {
             fprintf(stderr, "moe %s: bad token id in %s near '%.20s' (expected comma-separated non-negative integers)\n", cmd, flag, p);
             free(v);

@@ -2,11 +2,21 @@
  * {"logits": [[...vocab floats...], ...]}; optionally the routing decisions of every MoE layer. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/offload.h"
 #include "io/atomic_file.h"
 #include "moe.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A float as JSON text. Weights holding NaN or Inf give non-finite logits; printf would write "nan",
+ * which no JSON reader accepts, so write the NaN / Infinity tokens Python's json reads and writes. */
+static void put_float(FILE *f, const char *sep, float x) {
+    if (isnan(x)) fprintf(f, "%sNaN", sep);
+    else if (isinf(x)) fprintf(f, "%s%sInfinity", sep, x < 0 ? "-" : "");
+    else fprintf(f, "%s%.9g", sep, x);
+}
 
 typedef struct route_log {
     FILE *f;
@@ -20,9 +30,9 @@ static void log_route(void *user, const moe_routing *r) {
         rl->first = 0;
         for (int j = 0; j < r->top_k; j++) fprintf(rl->f, "%s%d", j ? ", " : "", r->expert[t * r->top_k + j]);
         fprintf(rl->f, "], \"weights\": [");
-        for (int j = 0; j < r->top_k; j++) fprintf(rl->f, "%s%.9g", j ? ", " : "", r->weight[t * r->top_k + j]);
+        for (int j = 0; j < r->top_k; j++) put_float(rl->f, j ? ", " : "", r->weight[t * r->top_k + j]);
         fprintf(rl->f, "], \"scores\": [");
-        for (int e = 0; e < r->n_experts; e++) fprintf(rl->f, "%s%.9g", e ? ", " : "", r->scores[(size_t)t * r->n_experts + e]);
+        for (int e = 0; e < r->n_experts; e++) put_float(rl->f, e ? ", " : "", r->scores[(size_t)t * r->n_experts + e]);
         fprintf(rl->f, "]}");
     }
 }
@@ -31,7 +41,7 @@ static int write_logits(FILE *f, const float *logits, int n, int vocab) {
     fprintf(f, "{\"logits\": [");
     for (int t = 0; t < n; t++) {
         fprintf(f, "%s\n[", t ? "," : "");
-        for (int v = 0; v < vocab; v++) fprintf(f, "%s%.9g", v ? "," : "", logits[(size_t)t * vocab + v]);
+        for (int v = 0; v < vocab; v++) put_float(f, v ? "," : "", logits[(size_t)t * vocab + v]);
         fprintf(f, "]");
     }
     fprintf(f, "\n]}\n");
@@ -41,12 +51,14 @@ static int write_logits(FILE *f, const float *logits, int n, int vocab) {
 int cmd_logits(int argc, char **argv) {
     const char *tokens_s = NULL, *out = NULL, *routes = NULL;
     int stepwise = 0, ctx = 0;
+    moe_cli_offload ol = {0};
     const moe_opt opts[] = {
         {"tokens", 0, ARG_STR, &tokens_s, "IDS", "comma-separated input token ids (required)", 0, 0},
         {"out", 'o', ARG_STR, &out, "FILE", "write the JSON here (atomically) instead of stdout", 0, 0},
         {"routes", 0, ARG_STR, &routes, "FILE", "also write every MoE layer's routing decisions as JSON", 0, 0},
         {"stepwise", 0, ARG_FLAG, &stepwise, NULL, "feed one token at a time through the KV cache", 0, 0},
         {"ctx", 'c', ARG_INT, &ctx, "N", "context size (default: number of tokens)", 1, 1 << 24},
+        MOE_CLI_OFFLOAD_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {"logits", "MODEL --tokens IDS [options]",
@@ -61,12 +73,17 @@ int cmd_logits(int argc, char **argv) {
     int32_t *tokens;
     int n = moe_parse_int_list("logits", "--tokens", tokens_s, &tokens);
     if (n < 0) return 1;
+    if (ctx > 0 && ctx < n) {
+        fprintf(stderr, "moe logits: --ctx %d is less than the %d tokens given\n", ctx, n);
+        free(tokens);
+        return 1;
+    }
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;
     route_log rl = {NULL, 1};
     moe_atomic_file af_routes = {0}, af_out = {0};
-    moe_status st = moe_model_load(pos[0], &m);
+    moe_status st = moe_cli_load_model(pos[0], &ol, &m);
     if (!st) st = moe_session_new(m, ctx > 0 ? ctx : n, &s);
     int vocab = m ? moe_model_get_info(m)->vocab_size : 0;
     if (!st && !(logits = malloc(sizeof(float) * (size_t)n * (size_t)vocab))) st = MOE_ENOMEM;
@@ -79,10 +96,12 @@ int cmd_logits(int argc, char **argv) {
         }
     }
     if (!st) {
+        double t0 = moe_cli_seconds();
         if (stepwise)
             for (int i = 0; i < n && !st; i++) st = moe_session_eval(s, tokens + i, 1, logits + (size_t)i * vocab, 0);
         else
             st = moe_session_eval(s, tokens, n, logits, 1);
+        if (!st && ol.stats) moe_cli_print_stats(stderr, m, stepwise ? "stepwise" : "prefill", (uint64_t)n, moe_cli_seconds() - t0);
     }
     if (!st && routes) {
         fprintf(rl.f, "\n]}\n");

@@ -12,6 +12,11 @@ typedef struct moe_command {
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_upcycle(int argc, char **argv);
 

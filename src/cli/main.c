@@ -9,6 +9,11 @@ static const moe_command k_commands[] = {
     {"info", cmd_info, "print a model's architecture, sizes and per-token cost"},
     {"logits", cmd_logits, "run a causal prefill and write every position's logits as JSON"},
     {"generate", cmd_generate, "continue a token sequence greedily and print the token ids"},
+    {"quantize", cmd_quantize, "write a block-quantized copy of a model (q8_0, q4, mixed)"},
+    {"eval", cmd_eval, "perplexity of a model over a token file (sliding windows)"},
+    {"bench", cmd_bench, "measure prefill and decode speed against the memory-bandwidth roofline"},
+    {"run", cmd_run, "generate text from a prompt (or chat), streaming it"},
+    {"tokenize", cmd_tokenize, "turn text into token ids with a tokenizer.json, or ids into text"},
     {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
     {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
 };

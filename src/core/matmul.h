@@ -22,9 +22,37 @@ extern const moe_gemm_kernels moe_gemm_scalar;
 extern const moe_gemm_kernels moe_gemm_avx2;
 extern const moe_gemm_kernels moe_gemm_avx512;
 
-/* Y[n][out] = X[n][in] . W^T, using all threads unless already inside a parallel region. */
+/* The best single-threaded kernel for a dtype at the current SIMD level (NULL if none), for callers
+ * that schedule many small products themselves (the MoE layer runs all experts in one region).
+ * Splitting a product's rows [o0,o1) at multiples of 48 keeps its results bit-identical to one call
+ * over all rows (48 is a multiple of every tile height); other splits may differ in the last bits. */
+moe_gemm_kernel moe_gemm_pick(moe_dtype dt);
+
+/* Y[n][out] = X[n][in] . W^T, using all threads unless already inside a parallel region or the
+ * product is small (< 2^18 multiply-adds). Output columns are split between threads in blocks of 48,
+ * which keeps results bit-identical whatever the thread count. */
 void moe_matmul(float *y, const float *x, int n, moe_dtype dt, const void *w, int out, int in);
 /* Same with explicit leading dimensions. */
 void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,
                    int out, int in);
+
+/* One product of a batch: y[t*ldy + o] = sum_i x[t*ldx + i] * W[o][i], t < n, o < out. */
+typedef struct moe_matmul_job {
+    float *y;
+    size_t ldy;
+    const float *x;
+    size_t ldx;
+    int n;
+    moe_dtype dt;
+    const void *w;
+    int out, in;
+} moe_matmul_job;
+
+/* All jobs in one parallel region, for the many small products of a MoE layer (the gate and up
+ * projections of every active expert, then their down projections). The jobs' estimated costs
+ * (bytes of W for decode, FLOPs for prefill) are laid end to end and cut into one equal share per
+ * thread, at 48-column boundaries, so small products run side by side instead of each paying a
+ * fork/join and being split across all threads. The y blocks of different jobs must not overlap.
+ * Results are bit-identical to moe_matmul_ld on each job, whatever the thread count. */
+void moe_matmul_many(const moe_matmul_job *jobs, int n_jobs);
 #endif

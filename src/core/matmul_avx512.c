@@ -1,3 +1,13 @@
-/* matmul_avx512.c - AVX-512 kernels. Until tuned they reuse the AVX2 ones (correct on any AVX-512 CPU). */
-#include "core/matmul.h"
-const moe_gemm_kernels moe_gemm_avx512 = {0};
+/* matmul_avx512.c - the AVX-512 instantiation of matmul_tmpl.h (32 zmm registers, 16 lanes);
+ * tile shapes in matmul_shapes.h use the doubled register file (16 accumulators for n = 2 and
+ * n = 4 in decode, 6 x rows by 4 W rows in prefill).
+ * This code runs only where moe_simd_detect() allows. Its logic is the template's, which the AVX2
+ * build and a 16-lane emulation on AVX2 (tests/unit/vec_emu16.h) exercise in the tests; what is
+ * specific here is the vocabulary in vec_avx512.h.
+ * bf16 weights are widened to f32, not multiplied with vdpbf16ps: that instruction also rounds x to
+ * bf16, which costs ~3 significant digits and would break agreement with PyTorch in f32. */
+#include "core/vec_avx512.h"
+#include "core/matmul_shapes.h"
+#include "core/matmul_tmpl.h"
+
+const moe_gemm_kernels moe_gemm_avx512 = {gemm_f32_avx512, gemm_bf16_avx512, gemm_f16_avx512};

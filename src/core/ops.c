@@ -1,8 +1,9 @@
-/* ops.c - scalar reference implementations (vectorised by the compiler where it can). */
+/* ops.c - the scalar reference implementations (the oracles of ops_avx2.c / ops_avx512.c) and the
+ * dispatch of the moe_* entry points to the table of the SIMD level in use. */
 #include "core/ops.h"
 #include <math.h>
 
-void moe_rmsnorm(float *y, const float *x, const float *w, int rows, int n, double eps) {
+static void rmsnorm_scalar(float *y, const float *x, const float *w, int rows, int n, double eps) {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * n;
         float *yr = y + (size_t)r * n;
@@ -15,18 +16,52 @@ void moe_rmsnorm(float *y, const float *x, const float *w, int rows, int n, doub
     }
 }
 
-void moe_silu_mul(float *g, const float *u, size_t n) {
+static void silu_mul_scalar(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-void moe_softmax(float *x, int n) {
+/* The sum is kept in double: a float running sum over long rows (attention over thousands of
+ * positions) drifts by ~sqrt(n) ulp, and the double sum makes the result independent of the order
+ * in which the SIMD versions add. */
+static void softmax_scalar(float *x, int n) {
+    if (n <= 0) return;
     float m = x[0];
     for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
-    float s = 0;
+    double s = 0;
     for (int i = 0; i < n; i++) s += (x[i] = expf(x[i] - m));
-    float inv = 1.0f / s;
+    float inv = 1.0f / (float)s;
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
+
+static float dot_scalar(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_scalar(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+const moe_ops_kernels moe_ops_scalar = {rmsnorm_scalar, silu_mul_scalar, softmax_scalar, dot_scalar, axpy_scalar};
+
+const moe_ops_kernels *moe_ops_kernels_for(moe_simd s) {
+    switch (s) {
+    case MOE_SIMD_AVX512: return &moe_ops_avx512;
+    case MOE_SIMD_AVX2: return &moe_ops_avx2;
+    default: return &moe_ops_scalar;
+    }
+}
+
+static const moe_ops_kernels *ops(void) { return moe_ops_kernels_for(moe_simd_level()); }
+
+void moe_rmsnorm(float *y, const float *x, const float *w, int rows, int n, double eps) {
+    ops()->rmsnorm(y, x, w, rows, n, eps);
+}
+void moe_silu_mul(float *g, const float *u, size_t n) { ops()->silu_mul(g, u, n); }
+void moe_softmax(float *x, int n) { ops()->softmax(x, n); }
+float moe_dot(const float *a, const float *b, int n) { return ops()->dot(a, b, n); }
+void moe_axpy(float *y, float a, const float *x, int n) { ops()->axpy(y, a, x, n); }
 
 void moe_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];

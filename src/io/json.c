@@ -67,7 +67,7 @@ static int cmp_str_ptr(const void *a, const void *b) {
 }
 
 static moe_status check_dupes(const char *path, const cJSON *node, int depth) {
-    if (depth > 200) return moe_fail(MOE_EINPUT, "%s: JSON nested too deeply", path);
+    if (depth > MOE_JSON_MAX_DEPTH) return moe_fail(MOE_EINPUT, "%s: JSON nested too deeply", path);
     if (cJSON_IsObject(node)) {
         int n = cJSON_GetArraySize(node);
         if (n <= 32) {
@@ -100,18 +100,53 @@ static size_t line_of(const char *buf, size_t off) {
     return line;
 }
 
+/* What cJSON lets through but JSON (and Python's json module) does not: nesting past max_depth
+ * (cJSON allows 1000 levels and then says only "parse error") and raw control characters inside
+ * strings. Returns the offset of the first offence, or len; *what names it. Brackets inside strings
+ * do not count. Run before cJSON, which never sees such input. */
+#define MOE_STR_(x) #x
+#define MOE_STR(x) MOE_STR_(x)
+static size_t scan_check(const char *buf, size_t len, const char **what) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (in_str) {
+            if (ch < 0x20) { *what = "control character inside a string"; return i; }
+            if (ch == '\\') i++;
+            else if (ch == '"') in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > MOE_JSON_MAX_DEPTH) { *what = "JSON nested more than " MOE_STR(MOE_JSON_MAX_DEPTH) " levels deep"; return i; }
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return len;
+}
+
 moe_status moe_json_parse(const char *path, const char *buf, size_t len, cJSON **out) {
     *out = NULL;
     size_t bad = moe_utf8_check((const unsigned char *)buf, len);
     if (bad != len) return moe_fail(MOE_EINPUT, "%s: not valid UTF-8 at byte %zu", path, bad);
     if (memchr(buf, 0, len)) return moe_fail(MOE_EINPUT, "%s: NUL byte inside JSON", path);
+    const char *what = NULL;
+    size_t bad_at = scan_check(buf, len, &what);
+    if (bad_at != len) return moe_fail(MOE_EINPUT, "%s: %s at byte %zu", path, what, bad_at);
+    /* cJSON up to 1.7.17 reads one byte past the given length when an object ends in a comma
+     * (CVE-2023-53154; distributions patch it, not all), and buf may end exactly where a mapped
+     * file does: parse a NUL-terminated copy. The copy costs far less than the parse. */
+    char *copy = malloc(len + 1);
+    if (!copy) return moe_fail(MOE_ENOMEM, "%s: out of memory for %zu bytes of JSON", path, len);
+    memcpy(copy, buf, len);
+    copy[len] = 0;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (!root) {
-        size_t off = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
+    cJSON *root = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
+    size_t off = end && end >= copy && end <= copy + len ? (size_t)(end - copy) : 0;
+    free(copy);
+    if (!root)
         return moe_fail(MOE_EINPUT, "%s: malformed JSON near line %zu (byte %zu)", path, line_of(buf, off), off);
-    }
-    for (const char *p = end; p && p < buf + len; p++)
+    for (const char *p = buf + off; p < buf + len; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             cJSON_Delete(root);
             return moe_fail(MOE_EINPUT, "%s: unexpected data after the JSON value at byte %zu", path, (size_t)(p - buf));
@@ -182,7 +217,8 @@ moe_status moe_json_int(const char *path, const cJSON *obj, const char *key, int
     double d = v->valuedouble;
     if (!isfinite(d) || d != floor(d))
         return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be an integer, got %g", path, key, d);
-    if (d < (double)min || d > (double)max)
+    /* compare as integers: (double)INT64_MAX rounds up to 2^63, which does not fit an int64_t */
+    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0 || (int64_t)d < min || (int64_t)d > max)
         return moe_fail(MOE_EINPUT, "%s: field \"%s\" = %.0f is outside [%lld, %lld]", path, key, d, (long long)min,
                         (long long)max);
     *out = (int64_t)d;

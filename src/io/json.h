@@ -1,4 +1,5 @@
-/* json.h - strict JSON reading on top of cJSON: the bytes must be valid UTF-8, the document must be
+/* json.h - strict JSON reading on top of cJSON: the bytes must be valid UTF-8 without NUL bytes or raw
+ * control characters in strings, nesting is at most MOE_JSON_MAX_DEPTH, the document must be
  * complete with nothing after it, and no object may repeat a key (Python keeps the last duplicate,
  * cJSON the first; refusing both avoids silently reading a different value than transformers does).
  * Typed getters name the file and the field in every error. */
@@ -15,6 +16,10 @@ size_t moe_utf8_check(const unsigned char *s, size_t n);
 /* Read a whole file (at most max_bytes) into a NUL-terminated buffer. */
 moe_status moe_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 
+/* Deeper nesting is refused before parsing (no file we read needs more than a handful of levels). */
+#define MOE_JSON_MAX_DEPTH 200
+
+/* buf need not be NUL-terminated; it is never read past len. */
 moe_status moe_json_parse(const char *path, const char *buf, size_t len, cJSON **out);
 moe_status moe_json_parse_file(const char *path, size_t max_bytes, cJSON **out);
 

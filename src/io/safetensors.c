@@ -84,21 +84,28 @@ static moe_status parse_entry(const char *path, const cJSON *e, size_t data_size
 
 moe_status moe_st_parse(const char *path, const uint8_t *buf, size_t size, moe_st_file *f) {
     memset(f, 0, sizeof *f);
-    f->path = moe_strdup(path);
-    if (size < 8) return moe_fail(MOE_EINPUT, "%s: %zu bytes is too short for a safetensors file", path, size);
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
-    if (hlen > size - 8)
-        return moe_fail(MOE_EINPUT, "%s: header length %llu is past the end of the file (%zu bytes)", path,
-                        (unsigned long long)hlen, size);
-    if (hlen > MOE_ST_MAX_HEADER)
-        return moe_fail(MOE_EINPUT, "%s: header length %llu exceeds the %u-byte limit", path, (unsigned long long)hlen,
-                        MOE_ST_MAX_HEADER);
-    if (hlen < 2) return moe_fail(MOE_EINPUT, "%s: header of %llu bytes cannot hold a JSON object", path, (unsigned long long)hlen);
     cJSON *root = NULL;
-    MOE_TRY(moe_json_parse(path, (const char *)buf + 8, (size_t)hlen, &root));
     moe_status st = MOE_OK;
     span *spans = NULL;
+    uint64_t hlen = 0;
+    if (!(f->path = moe_strdup(path))) { st = moe_fail(MOE_ENOMEM, "%s: out of memory", path); goto done; }
+    if (size < 8) { st = moe_fail(MOE_EINPUT, "%s: %zu bytes is too short for a safetensors file", path, size); goto done; }
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    if (hlen > size - 8) {
+        st = moe_fail(MOE_EINPUT, "%s: header length %llu is past the end of the file (%zu bytes); file truncated?", path,
+                      (unsigned long long)hlen, size);
+        goto done;
+    }
+    if (hlen > MOE_ST_MAX_HEADER) {
+        st = moe_fail(MOE_EINPUT, "%s: header length %llu exceeds the %u-byte limit", path, (unsigned long long)hlen,
+                      MOE_ST_MAX_HEADER);
+        goto done;
+    }
+    if (hlen < 2) {
+        st = moe_fail(MOE_EINPUT, "%s: header of %llu bytes cannot hold a JSON object", path, (unsigned long long)hlen);
+        goto done;
+    }
+    if ((st = moe_json_parse(path, (const char *)buf + 8, (size_t)hlen, &root)) != MOE_OK) goto done;
     if (!cJSON_IsObject(root)) { st = moe_fail(MOE_EINPUT, "%s: header is not a JSON object", path); goto done; }
     f->data = buf + 8 + hlen;
     f->data_size = size - 8 - (size_t)hlen;

@@ -3,10 +3,14 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/json.h"
+#include "io/quant_meta.h"
+#include "core/quant.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -29,6 +33,7 @@ static moe_status add_file(moe_weights *w, const char *fname) {
     moe_status st = moe_st_open(path, &f);
     free(path);
     if (st != MOE_OK) return st;
+    if ((st = moe_quant_meta_apply(f, f->map, f->size)) != MOE_OK) { moe_st_close(f); return st; }
     moe_st_file **nf = realloc(w->files, sizeof *nf * (size_t)(w->n_files + 1));
     if (!nf) { moe_st_close(f); return moe_fail(MOE_ENOMEM, "out of memory"); }
     w->files = nf;
@@ -93,8 +98,8 @@ moe_status moe_weights_open(const char *dir, moe_weights **out) {
     cJSON *root = NULL;
     moe_status s;
     if (!single || !index) s = moe_fail(MOE_ENOMEM, "out of memory");
-    else if (file_exists(single)) s = add_file(w, "model.safetensors");
-    else if (file_exists(index)) s = open_index(w, index, &root);
+    else if (file_exists(single)) { s = add_file(w, "model.safetensors"); w->source = single; single = NULL; }
+    else if (file_exists(index)) { s = open_index(w, index, &root); w->source = index; index = NULL; }
     else s = moe_fail(MOE_EINPUT, "%s: no model.safetensors or model.safetensors.index.json", dir);
     if (s == MOE_OK) s = build_table(w);
     if (s == MOE_OK && root) { /* every indexed name must be in the shard the index names */
@@ -103,7 +108,7 @@ moe_status moe_weights_open(const char *dir, moe_weights **out) {
             int k = moe_strmap_gets(&w->map, e->string);
             const char *fp = k >= 0 ? strrchr(w->files[w->file_of[k]]->path, '/') + 1 : NULL;
             if (k < 0 || strcmp(fp, e->valuestring) != 0)
-                s = moe_fail(MOE_EINPUT, "%s: tensor \"%.100s\" is not in %s as the index says", index, e->string,
+                s = moe_fail(MOE_EINPUT, "%s: tensor \"%.100s\" is not in %s as the index says", w->source, e->string,
                              e->valuestring);
         }
     }
@@ -125,6 +130,7 @@ void moe_weights_close(moe_weights *w) {
     free(w->file_of);
     free(w->used);
     moe_strmap_free(&w->map);
+    free(w->source);
     free(w->dir);
     free(w);
 }
@@ -147,12 +153,12 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
 
 moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int64_t *shape, moe_tensor *out) {
     int k = moe_strmap_gets(&w->map, name);
-    if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\"", w->dir, name);
+    if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\"", w->source, name);
     moe_tensor *t = w->list[k];
     const char *path = w->files[w->file_of[k]]->path;
-    if (t->dtype != MOE_F32 && t->dtype != MOE_BF16 && t->dtype != MOE_F16)
-        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has dtype %s; only F32, BF16 and F16 are supported", path, name,
-                        moe_dtype_name(t->dtype));
+    if (t->dtype != MOE_F32 && t->dtype != MOE_BF16 && t->dtype != MOE_F16 && !moe_dtype_is_quant(t->dtype))
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has dtype %s; only F32, BF16, F16 and moe's q8_0/q4 are supported",
+                        path, name, moe_dtype_name(t->dtype));
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
     if (!ok) {
@@ -161,7 +167,7 @@ moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int
         fmt_shape(want, sizeof want, ndim, shape);
         return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has shape %s, expected %s", path, name, got, want);
     }
-    size_t esz = moe_dtype_size(t->dtype);
+    size_t esz = moe_dtype_is_quant(t->dtype) ? 1 : moe_dtype_size(t->dtype);
     if ((uintptr_t)t->data % esz != 0) { /* a hostile or odd header length: copy to aligned memory once */
         void *copy = moe_alloc(t->nbytes);
         void **no = realloc(w->owned, sizeof *no * (size_t)(w->n_owned + 1));
@@ -180,6 +186,9 @@ moe_status moe_weights_get_f32(moe_weights *w, const char *name, int ndim, const
     moe_tensor t;
     *out = NULL;
     MOE_TRY(moe_weights_get(w, name, ndim, shape, &t));
+    if (moe_dtype_is_quant(t.dtype))
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" is quantized (%s) but must be F32, BF16 or F16",
+                        moe_weights_file_of(w, name), name, moe_dtype_name(t.dtype));
     size_t n = (size_t)moe_tensor_numel(&t);
     float *buf = moe_alloc(n * sizeof(float));
     if (!buf) return moe_fail(MOE_ENOMEM, "%s: out of memory", name);
@@ -194,4 +203,19 @@ int moe_weights_unused(const moe_weights *w, const char **first) {
     for (int i = 0; i < w->n; i++)
         if (!w->used[i]) { if (!n) *first = w->list[i]->name; n++; }
     return n;
+}
+
+size_t moe_weights_prefault(const moe_weights *w) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), total = 0;
+    volatile unsigned char sink = 0;
+    for (int i = 0; i < w->n_files; i++) {
+        const moe_st_file *f = w->files[i];
+        if (!f->map) continue;
+        madvise(f->map, f->size, MADV_WILLNEED);
+        const unsigned char *p = f->map;
+        for (size_t off = 0; off < f->size; off += page) sink ^= p[off];
+        total += f->size;
+    }
+    (void)sink;
+    return total;
 }

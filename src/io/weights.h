@@ -9,6 +9,7 @@
 
 typedef struct moe_weights {
     char *dir;
+    char *source;            /* model.safetensors or model.safetensors.index.json, for messages */
     int n_files;
     moe_st_file **files;
     int n;                   /* tensors over all files */
@@ -31,6 +32,9 @@ moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int
 moe_status moe_weights_get_f32(moe_weights *w, const char *name, int ndim, const int64_t *shape, float **out);
 /* Number of tensors never fetched; *first gets one of their names. */
 int moe_weights_unused(const moe_weights *w, const char **first);
+/* Map every page of every file now (read-ahead plus one read per page), so that later compute does
+ * not stop on page faults. Returns the bytes touched. */
+size_t moe_weights_prefault(const moe_weights *w);
 /* Path of the file holding a tensor, for messages. */
 const char *moe_weights_file_of(const moe_weights *w, const char *name);
 #endif

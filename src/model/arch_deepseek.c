@@ -39,6 +39,9 @@ static moe_status parse_mla_and_moe(const char *path, const cJSON *root, moe_con
     MOE_TRY(moe_json_int32(path, root, "moe_intermediate_size", 0, def_moe_inter, 1, 1 << 20, &c->moe_intermediate));
     MOE_TRY(moe_json_int32(path, root, "n_shared_experts", 0, def_shared, 0, 65536, &c->n_shared_experts));
     if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, "n_shared_experts"))) c->n_shared_experts = 0;
+    if ((int64_t)c->moe_intermediate * c->n_shared_experts > 1 << 20)
+        return moe_fail(MOE_EINPUT, "%s: moe_intermediate_size %d x n_shared_experts %d is too large for the shared experts",
+                        path, c->moe_intermediate, c->n_shared_experts);
     c->shared_intermediate = c->moe_intermediate * c->n_shared_experts;
     int first_dense;
     MOE_TRY(moe_json_int32(path, root, "first_k_dense_replace", 0, def_first_dense, 0, 1 << 20, &first_dense));

@@ -27,12 +27,12 @@ static void add_bias(float *y, const float *b, int n, int width) {
 
 /* q [n][H][dk] against cache rows 0..pos; out [n][H][dv]. */
 static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0, int H, int KV, int dk, int dv,
-                         float scale, int window, float *out) {
+                         float scale, int window, float *out, moe_arena *scratch) {
     int ctx = pos0 + n, group = H / KV;
     int nth = omp_get_max_threads();
-    float *scores = moe_alloc((size_t)nth * ctx * sizeof(float));
+    float *scores = moe_arena_alloc(scratch, (size_t)nth * ctx * sizeof(float));
     if (!scores) return moe_fail(MOE_ENOMEM, "attention: out of memory for %d positions", ctx);
-    #pragma omp parallel for schedule(dynamic, 1)
+    #pragma omp parallel for schedule(dynamic, 1) if (n * H > 1 && (double)n * H * ctx * dk > 65536.0)
     for (int th = 0; th < n * H; th++) {
         int t = th / H, h = th % H, p = pos0 + t, g = h / group;
         float *s = scores + (size_t)omp_get_thread_num() * ctx;
@@ -41,9 +41,7 @@ static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0
         float mx = -INFINITY;
         for (int j = lo; j <= p; j++) {
             const float *kr = kv->k + ((size_t)j * KV + g) * dk;
-            float d = 0;
-            for (int i = 0; i < dk; i++) d += qv[i] * kr[i];
-            s[j] = d * scale;
+            s[j] = moe_dot(qv, kr, dk) * scale;
             mx = s[j] > mx ? s[j] : mx;
         }
         float sum = 0;
@@ -54,10 +52,9 @@ static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0
         for (int j = lo; j <= p; j++) {
             const float *vr = kv->v + ((size_t)j * KV + g) * dv;
             float w = s[j] * inv;
-            for (int i = 0; i < dv; i++) o[i] += w * vr[i];
+            moe_axpy(o, w, vr, dv);
         }
     }
-    moe_free(scores);
     return MOE_OK;
 }
 
@@ -66,12 +63,12 @@ static void clamp(float *x, size_t n, float c) {
 }
 
 static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
-                              float *out) {
+                              float *out, moe_arena *scratch) {
     const moe_config *c = &m->cfg;
     const moe_attn_weights *a = &m->blocks[layer].attn;
     int d = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd;
-    float *q = moe_alloc((size_t)n * qd * 4), *k = moe_alloc((size_t)n * kvd * 4), *v = moe_alloc((size_t)n * kvd * 4);
-    float *o = moe_alloc((size_t)n * qd * 4), *cs = moe_alloc((size_t)hd * 4), *sn = moe_alloc((size_t)hd * 4);
+    float *q = moe_arena_alloc(scratch, (size_t)n * qd * 4), *k = moe_arena_alloc(scratch, (size_t)n * kvd * 4), *v = moe_arena_alloc(scratch, (size_t)n * kvd * 4);
+    float *o = moe_arena_alloc(scratch, (size_t)n * qd * 4), *cs = moe_arena_alloc(scratch, (size_t)hd * 4), *sn = moe_arena_alloc(scratch, (size_t)hd * 4);
     moe_status st = MOE_OK;
     if (!q || !k || !v || !o || !cs || !sn) { st = moe_fail(MOE_ENOMEM, "attention: out of memory"); goto done; }
     moe_matmul(q, h, n, a->wq.dtype, a->wq.data, qd, d);
@@ -99,30 +96,29 @@ static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int
     }
     memcpy(kv->k + (size_t)pos0 * kvd, k, (size_t)n * kvd * 4);
     memcpy(kv->v + (size_t)pos0 * kvd, v, (size_t)n * kvd * 4);
-    st = attend(q, kv, n, pos0, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], o);
+    st = attend(q, kv, n, pos0, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], o, scratch);
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, qd);
         add_bias(out, a->bo, n, d);
     }
 done:
-    moe_free(q); moe_free(k); moe_free(v); moe_free(o); moe_free(cs); moe_free(sn);
     return st;
 }
 
 /* DeepSeek MLA as transformers computes it: keys and values are expanded per head from the latent
  * (the cache holds the expanded keys and values). */
 static moe_status mla_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
-                              float *out) {
+                              float *out, moe_arena *scratch) {
     const moe_config *c = &m->cfg;
     const moe_attn_weights *a = &m->blocks[layer].attn;
     int d = c->hidden, H = c->n_heads, nope = c->qk_nope_dim, rd = c->qk_rope_dim, vd = c->v_head_dim;
     int qk = nope + rd, lora = c->kv_lora_rank, kva_w = lora + rd, kvb_w = H * (nope + vd);
     const double mla_eps = 1e-6; /* transformers builds these two norms with the default eps */
     size_t qa_w = c->q_lora_rank ? (size_t)c->q_lora_rank : 1;
-    float *qa = moe_alloc((size_t)n * qa_w * 4), *q = moe_alloc((size_t)n * H * qk * 4);
-    float *kva = moe_alloc((size_t)n * kva_w * 4), *lat = moe_alloc((size_t)n * lora * 4);
-    float *kvb = moe_alloc((size_t)n * kvb_w * 4), *o = moe_alloc((size_t)n * H * vd * 4);
-    float *cs = moe_alloc((size_t)rd * 4), *sn = moe_alloc((size_t)rd * 4), *kr = moe_alloc((size_t)rd * 4);
+    float *qa = moe_arena_alloc(scratch, (size_t)n * qa_w * 4), *q = moe_arena_alloc(scratch, (size_t)n * H * qk * 4);
+    float *kva = moe_arena_alloc(scratch, (size_t)n * kva_w * 4), *lat = moe_arena_alloc(scratch, (size_t)n * lora * 4);
+    float *kvb = moe_arena_alloc(scratch, (size_t)n * kvb_w * 4), *o = moe_arena_alloc(scratch, (size_t)n * H * vd * 4);
+    float *cs = moe_arena_alloc(scratch, (size_t)rd * 4), *sn = moe_arena_alloc(scratch, (size_t)rd * 4), *kr = moe_arena_alloc(scratch, (size_t)rd * 4);
     moe_status st = MOE_OK;
     if (!qa || !q || !kva || !lat || !kvb || !o || !cs || !sn || !kr) {
         st = moe_fail(MOE_ENOMEM, "attention: out of memory");
@@ -156,18 +152,20 @@ static moe_status mla_forward(const moe_model *m, int layer, const float *h, int
             memcpy(vdst, src + nope, (size_t)vd * 4);
         }
     }
-    st = attend(q, kv, n, pos0, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], o);
+    st = attend(q, kv, n, pos0, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], o, scratch);
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, H * vd);
         add_bias(out, a->bo, n, d);
     }
 done:
-    moe_free(qa); moe_free(q); moe_free(kva); moe_free(lat); moe_free(kvb); moe_free(o);
-    moe_free(cs); moe_free(sn); moe_free(kr);
     return st;
 }
 
 moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
-                                 float *out) {
-    return m->cfg.mla ? mla_forward(m, layer, h, n, pos0, kv, out) : gqa_forward(m, layer, h, n, pos0, kv, out);
+                                 float *out, moe_arena *scratch) {
+    moe_arena_mark mark = moe_arena_push(scratch);
+    moe_status st = m->cfg.mla ? mla_forward(m, layer, h, n, pos0, kv, out, scratch)
+                               : gqa_forward(m, layer, h, n, pos0, kv, out, scratch);
+    moe_arena_pop(scratch, mark);
+    return st;
 }

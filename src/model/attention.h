@@ -4,6 +4,7 @@
  * (within the layer's sliding window, if any). */
 #ifndef MOE_MODEL_ATTENTION_H
 #define MOE_MODEL_ATTENTION_H
+#include "core/arena.h"
 #include "model/model.h"
 
 typedef struct moe_kv_layer {
@@ -16,5 +17,5 @@ void moe_attention_dims(const moe_config *c, int *n_kv, int *k_dim, int *v_dim);
 
 /* out[n][hidden] = attention of h[n][hidden] at positions pos0..pos0+n-1. */
 moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
-                                 float *out);
+                                 float *out, moe_arena *scratch);
 #endif

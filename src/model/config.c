@@ -25,7 +25,24 @@ moe_status moe_config_require_str(const char *path, const cJSON *root, const cha
     return MOE_OK;
 }
 
+/* "eos_token_id": an integer or a list of integers (null or absent: none). */
+static moe_status parse_special_ids(const char *path, const cJSON *root, moe_config *c) {
+    MOE_TRY(moe_json_int32(path, root, "bos_token_id", 0, -1, 0, 1 << 24, &c->bos_token_id));
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+    c->n_eos = 0;
+    if (!e || cJSON_IsNull(e)) return MOE_OK;
+    if (cJSON_IsNumber(e)) return moe_json_int32(path, root, "eos_token_id", 0, -1, 0, 1 << 24, &c->eos_token_id[c->n_eos++]);
+    if (!cJSON_IsArray(e)) return moe_fail(MOE_EINPUT, "%s: field \"eos_token_id\" must be an integer or a list", path);
+    for (const cJSON *x = e->child; x; x = x->next) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > (1 << 24) || x->valuedouble != floor(x->valuedouble))
+            return moe_fail(MOE_EINPUT, "%s: field \"eos_token_id\" must hold token ids", path);
+        if (c->n_eos < 8) c->eos_token_id[c->n_eos++] = (int)x->valuedouble;
+    }
+    return MOE_OK;
+}
+
 moe_status moe_config_common(const char *path, const cJSON *root, const moe_common_defaults *d, moe_config *c) {
+    MOE_TRY(parse_special_ids(path, root, c));
     MOE_TRY(moe_json_int32(path, root, "vocab_size", 0, d->vocab, 1, 1 << 24, &c->vocab));
     MOE_TRY(moe_json_int32(path, root, "hidden_size", 0, d->hidden, 1, DIM_MAX, &c->hidden));
     MOE_TRY(moe_json_int32(path, root, "intermediate_size", 0, d->intermediate, 1, DIM_MAX, &c->intermediate));

@@ -31,6 +31,8 @@ typedef struct moe_config {
     int max_pos;
     double rms_eps;
     int tie_embeddings;
+    int bos_token_id;                      /* -1 if none */
+    int n_eos, eos_token_id[8];            /* generation stops at any of these */
 
     /* attention */
     int qkv_bias, o_bias;

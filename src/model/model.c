@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,10 +117,45 @@ static moe_status bind_ffn(moe_model *m, moe_ffn_weights *f, int ff, const char 
     return MOE_OK;
 }
 
+/* A view of rows [r0, r0+rows) of a 3-D tensor's slice e, as a 2-D matrix (no copy). */
+static moe_tensor slice_rows(const moe_tensor *t, int64_t e, int64_t r0, int64_t rows) {
+    moe_tensor v = *t;
+    size_t esz = moe_dtype_size(t->dtype), cols = (size_t)t->shape[2];
+    v.ndim = 2;
+    v.shape[0] = rows;
+    v.shape[1] = t->shape[2];
+    v.data = (const char *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * cols * esz;
+    v.nbytes = (size_t)rows * cols * esz;
+    return v;
+}
+
+/* transformers 5 can save experts fused: experts.gate_up_proj [E][2I][H] (gate rows first) and
+ * experts.down_proj [E][H][I]. Each expert becomes three views into the fused tensors. */
+static moe_status bind_fused_experts(moe_model *m, int l, const char *blk) {
+    const moe_config *c = &m->cfg;
+    moe_tensor gu, dn;
+    int64_t E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
+    char name[200];
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.gate_up_proj", l, blk);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, 2 * I, H}, &gu));
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.down_proj", l, blk);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, I}, &dn));
+    for (int e = 0; e < c->n_experts; e++) {
+        moe_ffn_weights w = {slice_rows(&gu, e, 0, I), slice_rows(&gu, e, I, I), slice_rows(&dn, e, 0, H)};
+        moe_store_resident_set(m->store, l, e, &w);
+    }
+    return MOE_OK;
+}
+
 static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     const moe_config *c = &m->cfg;
     moe_layer *L = &b->moe;
     char prefix[160];
+    /* the block is named per family (block_sparse_moe for Mixtral) or "mlp" in transformers 5 */
+    const char *blk = c->moe_block;
+    int fused = 0;
+    if (!has(m, "model.layers.%d.%s.gate.weight", l, blk) && has(m, "model.layers.%d.mlp.gate.weight", l)) blk = "mlp";
+    fused = has(m, "model.layers.%d.%s.experts.gate_up_proj", l, blk);
     L->layer = l;
     L->d_model = c->hidden;
     L->d_expert = c->moe_intermediate;
@@ -133,26 +169,27 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
                                       .top_p = c->top_p, .slots = c->slots, .rank = c->router_rank,
                                       .seed = c->router_seed};
     int nl = moe_router_n_logits(&L->router);   /* n_experts, or experts * slots (soft), experts * rank (aoe), 0 */
-    if (nl > 0) MOE_TRY(get_mat(m, &L->router.gate, nl, c->hidden, "model.layers.%d.%s.gate.weight", l, c->moe_block));
+    if (nl > 0) MOE_TRY(get_mat(m, &L->router.gate, nl, c->hidden, "model.layers.%d.%s.gate.weight", l, blk));
     if (c->has_score_bias) {
         float *bias;
-        MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, c->moe_block));
+        MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, blk));
         L->router.score_bias = bias;
     }
-    for (int e = 0; e < c->n_experts; e++) {
+    if (fused) MOE_TRY(bind_fused_experts(m, l, blk));
+    for (int e = 0; e < c->n_experts && !fused; e++) {
         moe_ffn_weights w;
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, c->moe_block, e);
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, blk, e);
         MOE_TRY(bind_ffn(m, &w, c->moe_intermediate, c->expert_gate, c->expert_up, c->expert_down, prefix));
         moe_store_resident_set(m->store, l, e, &w);
     }
     if (c->shared_intermediate > 0) {
         L->has_shared = 1;
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, c->moe_block, c->shared_name);
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, blk, c->shared_name);
         MOE_TRY(bind_ffn(m, &L->shared, c->shared_intermediate, "gate_proj", "up_proj", "down_proj", prefix));
     }
     if (c->shared_gate) {
         L->has_shared_gate = 1;
-        MOE_TRY(get_mat(m, &L->shared_gate, 1, c->hidden, "model.layers.%d.%s.shared_expert_gate.weight", l, c->moe_block));
+        MOE_TRY(get_mat(m, &L->shared_gate, 1, c->hidden, "model.layers.%d.%s.shared_expert_gate.weight", l, blk));
     }
     return MOE_OK;
 }
@@ -211,15 +248,39 @@ static void compute_info(moe_model *m) {
     I->n_params = params;
     I->n_active_params = active;
     I->bytes_per_token = bytes;
+    I->bos_token_id = c->bos_token_id;
+    I->n_eos = c->n_eos;
+    for (int i = 0; i < c->n_eos; i++) I->eos_token_id[i] = c->eos_token_id[i];
 }
 
 moe_status moe_model_bind(moe_model *m) {
     const moe_config *c = &m->cfg;
-    int d = c->hidden;
-    m->store = moe_store_resident_new(c->n_layers, c->n_experts);
+    int d = c->hidden, n_moe = 0;
+    for (int l = 0; l < c->n_layers; l++) n_moe += c->ffn_kind[l] == MOE_FFN_MOE;
+    /* The expert table is sized by config.json alone (up to 1024 layers x 65536 experts); refuse a
+     * config the files cannot match before allocating it, instead of failing on the first tensor. */
+    uint64_t need = 3ull * (uint64_t)c->n_experts * (uint64_t)n_moe;
+    for (int i = 0; i < m->weights->n; i++) { /* fused experts (transformers 5): 2 tensors per layer */
+        const moe_tensor *t = m->weights->list[i];
+        size_t len = strlen(t->name), suf = strlen(".experts.gate_up_proj");
+        if (len > suf && !strcmp(t->name + len - suf, ".experts.gate_up_proj")) {
+            if (t->ndim != 3 || t->shape[0] != c->n_experts)
+                return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" does not hold config.json's %d experts",
+                                m->weights->files[m->weights->file_of[i]]->path, t->name, c->n_experts);
+            need = 2ull * (uint64_t)n_moe;
+            break;
+        }
+    }
+    if (need > (uint64_t)m->weights->n)
+        return moe_fail(MOE_EINPUT, "%s: holds %d tensors, but config.json's %d experts in %d MoE layers need %llu expert tensors",
+                        m->weights->source, m->weights->n, c->n_experts, n_moe, (unsigned long long)need);
+    m->store = moe_store_resident_new(c->n_layers, n_moe ? c->n_experts : 0);
     m->blocks = calloc((size_t)c->n_layers, sizeof *m->blocks);
     if (!m->store || !m->blocks) return moe_fail(MOE_ENOMEM, "out of memory");
     MOE_TRY(get_mat(m, &m->embed, c->vocab, d, "model.embed_tokens.weight"));
+    if (moe_dtype_size(m->embed.dtype) == 0) /* rows are read directly: quantized tables are not supported */
+        return moe_fail(MOE_EINPUT, "%s: model.embed_tokens.weight is %s; it must be F32, BF16 or F16",
+                        moe_weights_file_of(m->weights, "model.embed_tokens.weight"), moe_dtype_name(m->embed.dtype));
     MOE_TRY(get_vec(m, &m->final_norm, d, "model.norm.weight"));
     if (c->tie_embeddings && !has(m, "lm_head.weight")) m->lm_head = m->embed;
     else MOE_TRY(get_mat(m, &m->lm_head, c->vocab, d, "lm_head.weight"));
@@ -258,6 +319,9 @@ static void warn_unused(const moe_model *m, const char *dir) {
 moe_status moe_model_load(const char *dir, moe_model **out) {
     *out = NULL;
     moe_clear_error();
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return moe_fail(MOE_EINPUT, "%s: no such model folder", dir);
+    if (!S_ISDIR(sb.st_mode)) return moe_fail(MOE_EINPUT, "%s: not a folder", dir);
     moe_model *m = calloc(1, sizeof *m);
     if (!m) return moe_fail(MOE_ENOMEM, "out of memory");
     moe_status st = moe_config_load(dir, &m->cfg);
@@ -281,3 +345,5 @@ void moe_model_free(moe_model *m) {
 }
 
 const moe_model_info *moe_model_get_info(const moe_model *m) { return &m->info; }
+
+void moe_model_prefault(moe_model *m) { moe_weights_prefault(m->weights); }

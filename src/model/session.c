@@ -19,6 +19,7 @@ struct moe_session {
     moe_kv_layer *kv;
     moe_route_hook hook;
     void *hook_user;
+    moe_arena scratch;
 };
 
 moe_status moe_session_new(moe_model *m, int max_ctx, moe_session **out) {
@@ -50,6 +51,7 @@ void moe_session_free(moe_session *s) {
     if (s->kv)
         for (int l = 0; l < s->m->cfg.n_layers; l++) { moe_free(s->kv[l].k); moe_free(s->kv[l].v); }
     free(s->kv);
+    moe_arena_free(&s->scratch);
     free(s);
 }
 
@@ -74,25 +76,32 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
     const moe_config *c = &m->cfg;
     int d = c->hidden;
     moe_status st = MOE_OK;
-    float *x = moe_alloc((size_t)n * d * 4), *h = moe_alloc((size_t)n * d * 4), *y = moe_alloc((size_t)n * d * 4);
-    int ff = c->intermediate;
-    float *hg = moe_alloc((size_t)n * ff * 4), *hu = moe_alloc((size_t)n * ff * 4);
-    int *pos = malloc(sizeof(int) * (size_t)n);
+    moe_arena *a = &s->scratch;
+    moe_arena_reset(a);
+    float *x = moe_arena_alloc(a, (size_t)n * d * 4), *h = moe_arena_alloc(a, (size_t)n * d * 4);
+    float *y = moe_arena_alloc(a, (size_t)n * d * 4);
+    int ff = 0; /* dense FFN scratch only if some layer is dense: MoE configs may carry a huge unused size */
+    for (int l = 0; l < c->n_layers; l++)
+        if (m->blocks[l].ffn_kind != MOE_FFN_MOE) ff = c->intermediate;
+    float *hg = moe_arena_alloc(a, (size_t)n * ff * 4 + 4), *hu = moe_arena_alloc(a, (size_t)n * ff * 4 + 4);
+    int *pos = moe_arena_alloc(a, sizeof(int) * (size_t)n);
     if (!x || !h || !y || !hg || !hu || !pos) { st = moe_fail(MOE_ENOMEM, "out of memory for %d tokens", n); goto done; }
     for (int t = 0; t < n; t++) pos[t] = s->pos + t;
     embed_rows(&m->embed, tokens, n, x);
     for (int l = 0; l < c->n_layers; l++) {
         const moe_block *b = &m->blocks[l];
         moe_rmsnorm(h, x, b->attn_norm, n, d, c->rms_eps);
-        if ((st = moe_attention_forward(m, l, h, n, s->pos, &s->kv[l], y)) != MOE_OK) goto done;
+        if ((st = moe_attention_forward(m, l, h, n, s->pos, &s->kv[l], y, a)) != MOE_OK) goto done;
         moe_add(x, y, (size_t)n * d);
         moe_rmsnorm(h, x, b->ffn_norm, n, d, c->rms_eps);
         if (b->ffn_kind == MOE_FFN_MOE) {
-            if ((st = moe_layer_forward_tokens(&b->moe, h, n, pos, tokens, y, s->hook, s->hook_user)) != MOE_OK) goto done;
+            if ((st = moe_layer_forward_tokens(&b->moe, h, n, pos, tokens, y, s->hook, s->hook_user, a)) != MOE_OK) goto done;
         } else {
             moe_swiglu_forward(&b->dense, h, n, y, hg, hu);
         }
         moe_add(x, y, (size_t)n * d);
+        /* experts on disk: guess the next MoE layer's experts from the residual stream */
+        if (b->ffn_kind == MOE_FFN_MOE && (st = moe_layer_after(&b->moe, x, n)) != MOE_OK) goto done;
     }
     if (logits && first_row < n) {
         int rows = n - first_row;
@@ -100,8 +109,6 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
         moe_matmul(logits, h, rows, m->lm_head.dtype, m->lm_head.data, c->vocab, d);
     }
 done:
-    moe_free(x); moe_free(h); moe_free(y); moe_free(hg); moe_free(hu);
-    free(pos);
     return st;
 }
 
@@ -110,7 +117,8 @@ moe_status moe_session_eval(moe_session *s, const int32_t *tokens, int n, float 
     if (n <= 0) return moe_fail(MOE_EUSAGE, "no tokens to evaluate");
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
-            return moe_fail(MOE_EINPUT, "token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i, c->vocab);
+            return moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", s->m->weights->dir,
+                            tokens[i], i, c->vocab);
     if (n > s->max_ctx - s->pos)
         return moe_fail(MOE_EINPUT, "%d tokens after %d already cached exceed the context of %d", n, s->pos, s->max_ctx);
     for (int c0 = 0; c0 < n; c0 += CHUNK) {

@@ -18,11 +18,20 @@ typedef struct moe_store_ops {
     void (*release)(void *self, int layer, int expert);
     void (*prefetch)(void *self, int layer, const int *experts, int n);   /* may be NULL */
     void (*destroy)(void *self);
+    /* The layer's routing outcome for a batch of n_tok tokens, before any acquire: the n distinct
+     * experts it will use and how many tokens each serves; pos0 is the first token's position (0
+     * starts a sequence). Lets a store count activations and score its predictions. May be NULL. */
+    void (*route)(void *self, int layer, int pos0, int n_tok, const int *experts, const int *counts, int n);
+    /* A guess of the experts `layer` will use (speculative reads); only called when the store sets
+     * predict_next. May be NULL. */
+    void (*predict)(void *self, int layer, const int *experts, int n);
 } moe_store_ops;
 
 typedef struct moe_store {
     const moe_store_ops *ops;
     void *self;
+    int predict_next;   /* the layer should guess the next MoE layer's experts (cross-layer gate) */
+    int max_pinned;     /* most experts acquired at once (0: no limit); the layer runs experts in waves */
 } moe_store;
 
 static inline moe_status moe_store_acquire(moe_store *s, int layer, int expert, moe_ffn_weights *out) {
@@ -33,6 +42,13 @@ static inline void moe_store_release(moe_store *s, int layer, int expert) {
 }
 static inline void moe_store_prefetch(moe_store *s, int layer, const int *experts, int n) {
     if (s->ops->prefetch) s->ops->prefetch(s->self, layer, experts, n);
+}
+static inline void moe_store_route(moe_store *s, int layer, int pos0, int n_tok, const int *experts,
+                                   const int *counts, int n) {
+    if (s->ops->route) s->ops->route(s->self, layer, pos0, n_tok, experts, counts, n);
+}
+static inline void moe_store_predict(moe_store *s, int layer, const int *experts, int n) {
+    if (s->ops->predict) s->ops->predict(s->self, layer, experts, n);
 }
 void moe_store_destroy(moe_store *s);
 

@@ -19,7 +19,7 @@ static void destroy(void *self) {
     free(r);
 }
 
-static const moe_store_ops k_resident_ops = {"resident", acquire, NULL, NULL, destroy};
+static const moe_store_ops k_resident_ops = {"resident", acquire, NULL, NULL, destroy, NULL, NULL};
 
 moe_store *moe_store_resident_new(int n_layers, int n_experts) {
     moe_store *s = calloc(1, sizeof *s);

@@ -1,4 +1,16 @@
-/* moe_layer.c - routing, grouping by expert, expert products and combine (see moe_layer.h). */
+/* moe_layer.c - routing, grouping by expert, expert products and combine (see moe_layer.h).
+ *
+ * All experts used by a batch run inside one OpenMP region: the work is cut into tasks of
+ * (expert, block of output rows) so both threads stay busy whether the batch is one decoded token
+ * touching k experts or a prefill spreading hundreds of tokens over all of them, and there is one
+ * fork/join per phase instead of one per matrix. The combine runs over column ranges, so each output
+ * element sums its experts in ascending expert order - the order transformers uses - whatever the
+ * thread count.
+ *
+ * Experts from a store with a bounded number of slots (experts on disk, moe_store.max_pinned) run in
+ * waves of at most that many experts, in ascending expert order; the combine accumulates wave after
+ * wave, so every output element still sums its experts in the same order and the result is identical
+ * to running them all at once. */
 #include "moe/moe_layer.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -6,7 +18,27 @@
 #include "core/ops.h"
 #include "moe/ffn.h"
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+
+#define ROW_BLOCK 96   /* least output rows per task: a multiple of the 48-row kernel tiles */
+
+/* Rows per task for matrices of `rows` rows in `n_mats` products over `avg_tokens` tokens each.
+ * Decode (few tokens) uses small tasks for balance; with many tokens every kernel call packs its x
+ * block again, so tasks grow until there are just enough of them (4 per thread) to balance. */
+static int rows_per_task(int rows, int n_mats, double avg_tokens) {
+    if (avg_tokens < 8) return ROW_BLOCK;
+    int want = 4 * omp_get_max_threads(), parts = (want + n_mats - 1) / n_mats;
+    int r = (rows + parts - 1) / parts;
+    r = (r + 47) / 48 * 48;
+    return r < ROW_BLOCK ? ROW_BLOCK : r;
+}
+
+typedef struct expert_job {
+    int e, first, cnt;       /* expert id; its assignments are [first, first+cnt) in grouped order */
+    moe_ffn_weights w;
+    moe_gemm_kernel gate_k, up_k, down_k;
+} expert_job;
 
 /* Group the n*k assignments by expert: a counting sort keeps tokens ascending within each expert. */
 static void group_by_expert(const int *expert, const float *weight, int n, int k, int E, int *offset, int *tok,
@@ -14,9 +46,8 @@ static void group_by_expert(const int *expert, const float *weight, int n, int k
     memset(offset, 0, sizeof(int) * (size_t)(E + 1));
     for (int a = 0; a < n * k; a++) offset[expert[a] + 1]++;
     for (int e = 0; e < E; e++) offset[e + 1] += offset[e];
-    int *fill = offset; /* reuse: advance then restore */
     for (int a = 0; a < n * k; a++) {
-        int e = expert[a], p = fill[e]++;
+        int p = offset[expert[a]]++;
         tok[p] = a / k;
         w[p] = weight[a];
     }
@@ -27,29 +58,128 @@ static void group_by_expert(const int *expert, const float *weight, int n, int k
 static moe_status forward_route(const moe_layer *L, const float *x, int n, const int *pos, const int32_t *tokens,
                                 float *out, moe_route_hook hook, void *hook_user);
 
-moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
-                             moe_route_hook hook, void *hook_user) {
-    return moe_layer_forward_tokens(L, x, n, pos, NULL, out, hook, hook_user);
+typedef struct expert_bufs { float *X, *Y, *HG, *HU; } expert_bufs;
+
+/* One wave of experts: jobs[0..n_jobs) own the assignments [p0, p1). The first wave zeroes out. */
+static void run_experts(const moe_layer *L, const float *x, const int *tok, const float *gw, const expert_job *jobs,
+                        int n_jobs, int p0, int p1, int first_wave, float *out, int n, const expert_bufs *b) {
+    int d = L->d_model, ff = L->d_expert, n_assign = p1 - p0;
+    float *X = b->X, *Y = b->Y, *HG = b->HG, *HU = b->HU;
+    double avg = n_jobs ? (double)n_assign / n_jobs : 0;
+    int rb_up = rows_per_task(ff, 2 * n_jobs, avg), rb_down = rows_per_task(d, n_jobs, avg);
+    int up_blocks = (ff + rb_up - 1) / rb_up, down_blocks = (d + rb_down - 1) / rb_down;
+    int n_up_tasks = n_jobs * up_blocks * 2, n_down_tasks = n_jobs * down_blocks;
+    int small = (double)n_assign * ff * d < 32768.0;
+    #pragma omp parallel if (!small)
+    {
+        #pragma omp for schedule(static)
+        for (int p = p0; p < p1; p++) memcpy(X + (size_t)p * d, x + (size_t)tok[p] * d, (size_t)d * 4);
+        #pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < n_up_tasks; t++) {
+            const expert_job *j = &jobs[t / (up_blocks * 2)];
+            int r = t % (up_blocks * 2), is_up = r >= up_blocks, o0 = (r % up_blocks) * rb_up;
+            int o1 = o0 + rb_up < ff ? o0 + rb_up : ff;
+            const float *xj = X + (size_t)j->first * d;
+            if (is_up) j->up_k(HU + (size_t)j->first * ff, ff, xj, d, j->cnt, j->w.up.data, d, o0, o1);
+            else j->gate_k(HG + (size_t)j->first * ff, ff, xj, d, j->cnt, j->w.gate.data, d, o0, o1);
+        }
+        #pragma omp for schedule(static)
+        for (int p = p0; p < p1; p++) moe_silu_mul(HG + (size_t)p * ff, HU + (size_t)p * ff, (size_t)ff);
+        #pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < n_down_tasks; t++) {
+            const expert_job *j = &jobs[t / down_blocks];
+            int o0 = (t % down_blocks) * rb_down, o1 = o0 + rb_down < d ? o0 + rb_down : d;
+            j->down_k(Y + (size_t)j->first * d, d, HG + (size_t)j->first * ff, ff, j->cnt, j->w.down.data, ff, o0, o1);
+        }
+        /* combine: each thread owns a column range; assignments are in ascending expert order */
+        int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
+        if (first_wave)
+            for (int t = 0; t < n; t++) memset(out + (size_t)t * d + c0, 0, (size_t)(c1 - c0) * 4);
+        #pragma omp barrier
+        for (int p = p0; p < p1; p++) {
+            float *o = out + (size_t)tok[p] * d;
+            const float *y = Y + (size_t)p * d;
+            float wt = gw[p];
+            for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
+        }
+    }
+}
+
+/* Route x through the next MoE layer's router and tell the store what it will likely need.
+ * residual == 0: x is this layer's normalised input rmsnorm(h) * g_L; the next router expects
+ * rmsnorm(h') * g_N, and with h' ~ h rescaling each channel by g_N / g_L gives it.
+ * residual != 0: x is the residual stream after this layer; normalise it with g_N. */
+static moe_status predict_next(const moe_layer *L, const float *x, int n, int residual) {
+    const moe_layer *N = L->next;
+    if (!N->router.ops->select) return MOE_OK;   /* routers of the general form depend on the batch: no guess */
+    int E = N->router.p.n_experts, k = N->router.p.top_k, d = L->d_model;
+    size_t nE = (size_t)n * E, nk = (size_t)n * k;
+    float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4);
+    int *expert = moe_alloc(nk * sizeof(int)), *pick = moe_alloc((size_t)E * sizeof(int));
+    unsigned char *seen = moe_calloc((size_t)E, 1);
+    float *xs = L->norm && N->norm ? moe_alloc((size_t)n * d * 4) : NULL;
+    moe_status st = MOE_OK;
+    if (!logits || !scores || !weight || !expert || !pick || !seen || (L->norm && N->norm && !xs)) {
+        st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for a prediction", N->layer);
+    } else {
+        if (xs && residual) {
+            moe_rmsnorm(xs, x, N->norm, n, d, L->norm_eps);
+            x = xs;
+        } else if (xs) {
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < d; j++) {
+                    float g = L->norm[j];
+                    xs[(size_t)t * d + j] = g != 0.0f ? x[(size_t)t * d + j] * (N->norm[j] / g) : 0.0f;
+                }
+            x = xs;
+        }
+        moe_router_route(&N->router, x, n, logits, scores, expert, weight);
+        int np = 0; /* distinct experts, most preferred first (token order, then rank) */
+        for (int j = 0; j < k; j++)
+            for (int t = 0; t < n; t++) {
+                int e = expert[(size_t)t * k + j];
+                if (!seen[e]) { seen[e] = 1; pick[np++] = e; }
+            }
+        moe_store_predict(N->store, N->layer, pick, np);
+    }
+    moe_free(logits); moe_free(scores); moe_free(weight); moe_free(expert); moe_free(pick); moe_free(seen);
+    moe_free(xs);
+    return st;
+}
+
+moe_status moe_layer_after(const moe_layer *L, const float *resid, int n) {
+    if (!L->store->predict_next || !L->next || !L->norm || !L->next->norm) return MOE_OK;
+    return predict_next(L, resid, n, 1);
 }
 
 moe_status moe_layer_forward_tokens(const moe_layer *L, const float *x, int n, const int *pos, const int32_t *tokens,
-                                    float *out, moe_route_hook hook, void *hook_user) {
+                                    float *out, moe_route_hook hook, void *hook_user, moe_arena *scratch) {
     if (L->router.ops->route) return forward_route(L, x, n, pos, tokens, out, hook, hook_user);
+    return moe_layer_forward(L, x, n, pos, out, hook, hook_user, scratch);
+}
+
+moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
+                             moe_route_hook hook, void *hook_user, moe_arena *scratch) {
+    if (L->router.ops->route) return forward_route(L, x, n, pos, NULL, out, hook, hook_user);
     const moe_router_params *p = &L->router.p;
     int E = p->n_experts, k = p->top_k, d = L->d_model;
-    moe_status st = MOE_OK;
     size_t nE = (size_t)n * E, nk = (size_t)n * k;
-    float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4), *gw = moe_alloc(nk * 4);
-    int *expert = moe_alloc(nk * sizeof(int)), *tok = moe_alloc(nk * sizeof(int));
-    int *offset = moe_alloc(((size_t)E + 1) * sizeof(int)), *used = moe_alloc((size_t)E * sizeof(int));
-    /* scratch for the largest FFN that runs: at most n tokens per expert */
+    moe_arena_mark mark = moe_arena_push(scratch);
+    moe_status st = MOE_OK;
+    float *logits = moe_arena_alloc(scratch, nE * 4), *scores = moe_arena_alloc(scratch, nE * 4);
+    float *weight = moe_arena_alloc(scratch, nk * 4), *gw = moe_arena_alloc(scratch, nk * 4);
+    int *expert = moe_arena_alloc(scratch, nk * sizeof(int)), *tok = moe_arena_alloc(scratch, nk * sizeof(int));
+    int *offset = moe_arena_alloc(scratch, ((size_t)E + 1) * sizeof(int)), *used = moe_arena_alloc(scratch, (size_t)E * sizeof(int));
+    int *counts = moe_arena_alloc(scratch, (size_t)E * sizeof(int));
+    expert_job *jobs = moe_arena_alloc(scratch, (size_t)E * sizeof *jobs);
     int ff = L->d_expert;
-    if (L->has_shared && moe_ffn_width(&L->shared) > ff) ff = moe_ffn_width(&L->shared);
-    float *xe = moe_alloc((size_t)n * d * 4), *ye = moe_alloc((size_t)n * d * 4);
-    float *hg = moe_alloc((size_t)n * ff * 4), *hu = moe_alloc((size_t)n * ff * 4);
-    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !xe || !ye || !hg || !hu) {
-        st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
-        goto done2;
+    expert_bufs b = {moe_arena_alloc(scratch, nk * d * 4), moe_arena_alloc(scratch, nk * d * 4),
+                     moe_arena_alloc(scratch, nk * ff * 4), moe_arena_alloc(scratch, nk * ff * 4)};
+    if (!logits || !scores || !weight || !gw || !expert || !tok || !offset || !used || !counts || !jobs || !b.X || !b.Y ||
+        !b.HG || !b.HU) {
+        moe_arena_pop(scratch, mark);
+        return moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
     }
 
     moe_router_route(&L->router, x, n, logits, scores, expert, weight);
@@ -59,43 +189,59 @@ moe_status moe_layer_forward_tokens(const moe_layer *L, const float *x, int n, c
     }
     group_by_expert(expert, weight, n, k, E, offset, tok, gw);
 
-    int n_used = 0;
+    int n_jobs = 0;
     for (int e = 0; e < E; e++)
-        if (offset[e + 1] > offset[e]) used[n_used++] = e;
-    moe_store_prefetch(L->store, L->layer, used, n_used);
-
-    memset(out, 0, (size_t)n * d * 4);
-    for (int u = 0; u < n_used; u++) {
-        int e = used[u], b = offset[e], cnt = offset[e + 1] - b;
-        moe_ffn_weights w;
-        if ((st = moe_store_acquire(L->store, L->layer, e, &w)) != MOE_OK) goto done2;
-        for (int i = 0; i < cnt; i++) memcpy(xe + (size_t)i * d, x + (size_t)tok[b + i] * d, (size_t)d * 4);
-        moe_swiglu_forward(&w, xe, cnt, ye, hg, hu);
-        moe_store_release(L->store, L->layer, e);
-        for (int i = 0; i < cnt; i++) {
-            float *o = out + (size_t)tok[b + i] * d;
-            const float *y = ye + (size_t)i * d;
-            float wt = gw[b + i];
-            for (int j = 0; j < d; j++) o[j] += y[j] * wt;
-        }
+        if (offset[e + 1] > offset[e]) used[n_jobs++] = e;
+    for (int u = 0; u < n_jobs; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
+    moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_jobs);
+    moe_store_prefetch(L->store, L->layer, used, n_jobs);
+    if (L->store->predict_next && L->next && (st = predict_next(L, x, n, 0)) != MOE_OK) {
+        moe_arena_pop(scratch, mark);
+        return st;
     }
-
-    if (L->has_shared) {
-        moe_swiglu_forward(&L->shared, x, n, ye, hg, hu);
-        if (L->has_shared_gate) {
-            moe_matmul(logits, x, n, L->shared_gate.dtype, L->shared_gate.data, 1, d);
-            for (int t = 0; t < n; t++) {
-                float g = 1.0f / (1.0f + expf(-logits[t]));
-                float *y = ye + (size_t)t * d;
-                for (int j = 0; j < d; j++) y[j] *= g;
+    int wave = L->store->max_pinned > 0 && L->store->max_pinned < n_jobs ? L->store->max_pinned : n_jobs;
+    for (int w0 = 0; w0 < n_jobs && st == MOE_OK; w0 += wave) {
+        int w1 = w0 + wave < n_jobs ? w0 + wave : n_jobs, acquired = w0;
+        for (; acquired < w1; acquired++) {
+            expert_job *j = &jobs[acquired];
+            j->e = used[acquired];
+            j->first = offset[j->e];
+            j->cnt = offset[j->e + 1] - j->first;
+            if ((st = moe_store_acquire(L->store, L->layer, j->e, &j->w)) != MOE_OK) break;
+            j->gate_k = moe_gemm_pick(j->w.gate.dtype);
+            j->up_k = moe_gemm_pick(j->w.up.dtype);
+            j->down_k = moe_gemm_pick(j->w.down.dtype);
+            if (!j->gate_k || !j->up_k || !j->down_k) {
+                acquired++;
+                st = moe_fail(MOE_EINTERNAL, "MoE layer %d: no kernel for expert %d's dtype", L->layer, j->e);
+                break;
             }
         }
-        for (size_t i = 0; i < (size_t)n * d; i++) out[i] += ye[i];
+        if (st == MOE_OK)
+            run_experts(L, x, tok, gw, jobs + w0, w1 - w0, jobs[w0].first, jobs[w1 - 1].first + jobs[w1 - 1].cnt, w0 == 0,
+                        out, n, &b);
+        for (int i = w0; i < acquired; i++) moe_store_release(L->store, L->layer, jobs[i].e);
     }
-done2:
-    moe_free(xe); moe_free(ye); moe_free(hg); moe_free(hu);
-    moe_free(logits); moe_free(scores); moe_free(weight); moe_free(gw);
-    moe_free(expert); moe_free(tok); moe_free(offset); moe_free(used);
+
+    if (st == MOE_OK && L->has_shared) {
+        int sff = moe_ffn_width(&L->shared);
+        float *ys = moe_arena_alloc(scratch, (size_t)n * d * 4);
+        float *hg = moe_arena_alloc(scratch, (size_t)n * sff * 4), *hu = moe_arena_alloc(scratch, (size_t)n * sff * 4);
+        if (!ys || !hg || !hu) st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory", L->layer);
+        else {
+            moe_swiglu_forward(&L->shared, x, n, ys, hg, hu);
+            if (L->has_shared_gate) {
+                moe_matmul(logits, x, n, L->shared_gate.dtype, L->shared_gate.data, 1, d);
+                for (int t = 0; t < n; t++) {
+                    float g = 1.0f / (1.0f + expf(-logits[t]));
+                    float *y = ys + (size_t)t * d;
+                    for (int j = 0; j < d; j++) y[j] *= g;
+                }
+            }
+            moe_add(out, ys, (size_t)n * d);
+        }
+    }
+    moe_arena_pop(scratch, mark);
     return st;
 }
 
@@ -208,6 +354,11 @@ static moe_status forward_route(const moe_layer *L, const float *x, int n, const
         int *fill = a.itmp;
         memcpy(fill, offset, sizeof(int) * (size_t)E);
         for (int i = 0; i < a.n; i++) row[fill[a.exp[i]]++] = i;
+        int *used = fill, *counts = fill + E, n_used = 0;   /* the store hears which experts run, as above */
+        for (int e = 0; e < E; e++)
+            if (offset[e + 1] > offset[e]) { counts[n_used] = offset[e + 1] - offset[e]; used[n_used++] = e; }
+        if (pos) moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_used);
+        moe_store_prefetch(L->store, L->layer, used, n_used);
         for (int e = 0; e < E; e++) {
             int b = offset[e], cnt = offset[e + 1] - b;
             if (cnt == 0) continue;

@@ -4,7 +4,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
-#include "io/safetensors_write.h"
+#include "io/st_writer.h"
 #include "io/weights.h"
 #include "moe/router.h"
 #include <errno.h>
@@ -148,6 +148,12 @@ static moe_status write_json(const char *path, const cJSON *o) {
     return st;
 }
 
+static moe_status tensor_data(void *user, int i, const void **out) {
+    const moe_tparams *p = user;
+    *out = p->val + p->t[i].offset;
+    return MOE_OK;
+}
+
 moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
     char path[1024];
     MOE_TRY(moe_ckpt_mkdir(dir));
@@ -157,19 +163,19 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
     moe_status st = write_json(path, cfg);
     cJSON_Delete(cfg);
     if (st) return st;
-    moe_st_out *t = calloc((size_t)p->n, sizeof *t);
+    moe_st_entry *t = calloc((size_t)p->n, sizeof *t);
     if (!t) return moe_fail(MOE_ENOMEM, "out of memory");
     for (int i = 0; i < p->n; i++) {
         t[i].name = p->t[i].name;
-        t[i].dtype = MOE_F32;
+        t[i].dtype = "F32";
         t[i].ndim = p->t[i].ndim;
         t[i].shape[0] = p->t[i].shape[0];
         t[i].shape[1] = p->t[i].shape[1];
-        t[i].data = p->val + p->t[i].offset;
+        t[i].nbytes = (uint64_t)p->t[i].numel * 4;
     }
-    static const char *const meta[][2] = {{"format", "pt"}};
+    static const char *const mk[] = {"format"}, *const mv[] = {"pt"};
     path_in(path, sizeof path, dir, "model.safetensors");
-    st = moe_st_write(path, t, p->n, meta, 1);
+    st = moe_st_write(path, t, p->n, mk, mv, 1, tensor_data, (void *)p);
     free(t);
     return st;
 }

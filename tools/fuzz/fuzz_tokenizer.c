@@ -1,0 +1,185 @@
+/* fuzz_tokenizer.c - libFuzzer harness for the tokenizer engine. The first byte picks a mode:
+ *   0: the rest is a tokenizer.json (at most 64 KB): loading must fail cleanly or give a tokenizer
+ *      that can encode and decode a sample text;
+ *   1: the rest is text for a fixed byte-level tokenizer (regex split, added tokens): invalid UTF-8
+ *      must be refused, valid text must decode back to itself, and the streaming decoder must
+ *      give exactly the full decode;
+ *   2: the rest is text for a fixed tokenizer using every other feature (NFC, Replace, Prepend,
+ *      Digits, Metaspace, Punctuation, byte fallback, fused unk, lstrip / rstrip / single_word /
+ *      normalized added tokens): encode and decode must succeed and give valid UTF-8;
+ *   3: the rest is token ids (16 bits each) decoded by both, whole and streamed.
+ * Invariant failures call __builtin_trap so that libFuzzer keeps the input. */
+#include "io/tokenizer_internal.h"
+#include "moe.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static moe_tokenizer *g_a, *g_b;
+
+static void die(const char *what) {
+    fprintf(stderr, "fuzz_tokenizer: %s (%s)\n", what, moe_last_error());
+    __builtin_trap();
+}
+
+/* Append s to buf as a JSON string literal. */
+static void jstr(tk_buf *b, const char *s) {
+    tk_buf_put(b, "\"", 1);
+    for (; *s; s++) {
+        char e[8];
+        if (*s == '"' || *s == '\\') { e[0] = '\\'; e[1] = *s; tk_buf_put(b, e, 2); }
+        else tk_buf_put(b, s, 1);
+    }
+    tk_buf_put(b, "\"", 1);
+}
+
+static void jput(tk_buf *b, const char *s) { tk_buf_put(b, s, strlen(s)); }
+
+static moe_tokenizer *build_a(void) {
+    tk_buf b = {0};
+    jput(&b, "{\"version\":\"1.0\",\"added_tokens\":["
+             "{\"id\":0,\"content\":\"<|im_start|>\",\"special\":true,\"normalized\":false},"
+             "{\"id\":0,\"content\":\"<|end|>\",\"special\":true,\"normalized\":false},"
+             "{\"id\":0,\"content\":\"<think>\",\"special\":false,\"normalized\":false}],"
+             "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
+             "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|"
+             "\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+             "\"behavior\":\"Isolated\",\"invert\":false},"
+             "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},"
+             "\"decoder\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{");
+    for (int i = 0; i < 256; i++) {
+        char s[8], num[16];
+        s[tk_utf8_encode(tk_byte_to_cp((unsigned char)i), s)] = 0;
+        if (i) jput(&b, ",");
+        jstr(&b, s);
+        snprintf(num, sizeof num, ":%d", i);
+        jput(&b, num);
+    }
+    jput(&b, ",\"\xc4\xa0t\":256,\"he\":257,\"\xc4\xa0the\":258,\"in\":259,\"\xc4\xa0\xc4\xa0\":260,"
+             "\"\xc4\xa0\xc4\xa0\xc4\xa0\xc4\xa0\":261,\"\xc3\xa4\xc2\xbd\":262},\"merges\":["
+             "\"\xc4\xa0 t\",\"h e\",\"\xc4\xa0t he\",\"i n\",\"\xc4\xa0 \xc4\xa0\",\"\xc4\xa0\xc4\xa0 \xc4\xa0\xc4\xa0\","
+             "\"\xc3\xa4 \xc2\xbd\"]}}");
+    moe_tokenizer *t;
+    if (tk_tokenizer_load_mem("fuzz_a.json", b.p, b.n, &t)) die("tokenizer A does not load");
+    tk_buf_free(&b);
+    return t;
+}
+
+static moe_tokenizer *build_b(void) {
+    tk_buf b = {0};
+    jput(&b, "{\"version\":\"1.0\",\"added_tokens\":["
+             "{\"id\":0,\"content\":\"<s>\",\"special\":true,\"normalized\":false},"
+             "{\"id\":0,\"content\":\"<L>\",\"lstrip\":true,\"normalized\":false},"
+             "{\"id\":0,\"content\":\"<R>\",\"rstrip\":true,\"special\":true},"
+             "{\"id\":0,\"content\":\"word\",\"single_word\":true,\"normalized\":true},"
+             "{\"id\":0,\"content\":\" x\",\"normalized\":true}],"
+             "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"},"
+             "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" {3,}\"},\"content\":\"  \"},{\"type\":\"Prepend\",\"prepend\":\"\xe2\x96\x81\"}]},"
+             "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":true},"
+             "{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"first\",\"split\":true},"
+             "{\"type\":\"Punctuation\",\"behavior\":\"Contiguous\"},"
+             "{\"type\":\"Split\",\"pattern\":{\"String\":\"-\"},\"behavior\":\"MergedWithNext\",\"invert\":true}]},"
+             "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"\xe2\x96\x81\"},\"content\":\" \"},"
+             "{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":0}]},"
+             "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"fuse_unk\":true,\"byte_fallback\":true,\"vocab\":{\"<unk>\":0");
+    for (int i = 0; i < 200; i++) {   /* bytes 200..255 have no <0xNN> token: unk for some characters */
+        char s[32];
+        snprintf(s, sizeof s, ",\"<0x%02X>\":%d", i, 1 + i);
+        jput(&b, s);
+    }
+    jput(&b, ",\"\xe2\x96\x81\":201,\"a\":202,\"b\":203,\"\xe2\x96\x81" "a\":204,\"ab\":205,\"\xe2\x96\x81" "ab\":206,\"1\":207},"
+             "\"merges\":[\"\xe2\x96\x81 a\",\"a b\",\"\xe2\x96\x81" "a b\",\"\xe2\x96\x81 ab\"]}}");
+    moe_tokenizer *t;
+    if (tk_tokenizer_load_mem("fuzz_b.json", b.p, b.n, &t)) die("tokenizer B does not load");
+    tk_buf_free(&b);
+    return t;
+}
+
+static int valid(const char *s, size_t n) { return moe_utf8_check((const unsigned char *)s, n) == n; }
+
+/* Decode whole and streamed; they must agree (when `must_agree`) and be valid UTF-8. */
+static void decode_both(const moe_tokenizer *t, const int32_t *ids, size_t n, int skip, int must_agree, const char *want,
+                        size_t want_len) {
+    char *text;
+    size_t len;
+    if (moe_tokenizer_decode(t, ids, n, skip, &text, &len)) die("decode failed");
+    if (!valid(text, len)) die("decode gave invalid UTF-8");
+    if (want && (len != want_len || memcmp(text, want, len))) die("decode(encode(text)) != text");
+    moe_detokenizer *d;
+    if (moe_detokenizer_new(t, skip, &d)) die("stream new");
+    tk_buf all = {0};
+    const char *s;
+    size_t l;
+    for (size_t i = 0; i < n; i++) {
+        if (moe_detokenizer_push(d, ids[i], &s, &l)) die("stream push");
+        if (!valid(s, l)) die("stream gave invalid UTF-8");
+        tk_buf_put(&all, s, l);
+    }
+    if (moe_detokenizer_flush(d, &s, &l)) die("stream flush");
+    tk_buf_put(&all, s, l);
+    if (must_agree && (all.n != len || (len && memcmp(all.p, text, len)))) die("stream != decode");
+    moe_detokenizer_free(d);
+    tk_buf_free(&all);
+    free(text);
+}
+
+static void encode_text(const moe_tokenizer *t, const char *s, size_t n, int round_trip) {
+    int32_t *ids;
+    size_t m;
+    moe_status st = moe_tokenizer_encode(t, s, n, &ids, &m);
+    if (!valid(s, n)) {
+        if (st != MOE_EINPUT) die("invalid UTF-8 accepted");
+        return;
+    }
+    if (st) die("encode failed on valid text");
+    for (size_t i = 0; i < m; i++)
+        if (ids[i] < 0 || ids[i] >= moe_tokenizer_vocab_size(t)) die("id out of range");
+    decode_both(t, ids, m, 0, round_trip, round_trip ? s : NULL, n);
+    decode_both(t, ids, m, 1, round_trip, NULL, 0);
+    free(ids);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!g_a) { g_a = build_a(); g_b = build_b(); }
+    if (size < 1) return 0;
+    const char *s = (const char *)data + 1;
+    size_t n = size - 1;
+    switch (data[0] % 4) {
+    case 0: {
+        if (n > 65536) return 0;
+        moe_tokenizer *t;
+        if (tk_tokenizer_load_mem("fuzz.json", s, n, &t) == MOE_OK) {
+            static const char sample[] = "Hello wörld  12345 <s> <|im_start|>\n\t \xe2\x82\xac\xf0\x9f\x98\x80 don't";
+            int32_t *ids;
+            size_t m;
+            moe_status st = moe_tokenizer_encode(t, sample, sizeof sample - 1, &ids, &m);
+            if (st == MOE_OK) {
+                decode_both(t, ids, m, 0, 0, NULL, 0);
+                free(ids);
+            }
+            moe_tokenizer_free(t);
+        } else if (!moe_last_error()[0] || strchr(moe_last_error(), '\n')) {
+            die("load failed without a one-line message");
+        }
+        break;
+    }
+    case 1: encode_text(g_a, s, n, 1); break;
+    case 2: encode_text(g_b, s, n, 0); break;
+    case 3: {
+        size_t m = n / 2;
+        int32_t *ids = malloc((m + 1) * sizeof *ids), *idb = malloc((m + 1) * sizeof *idb);
+        for (size_t i = 0; i < m; i++) {
+            unsigned v = (unsigned)data[1 + 2 * i] | (unsigned)data[2 + 2 * i] << 8;
+            ids[i] = (int32_t)(v % (unsigned)moe_tokenizer_vocab_size(g_a));
+            idb[i] = (int32_t)(v % (unsigned)moe_tokenizer_vocab_size(g_b));
+        }
+        decode_both(g_a, ids, m, 0, 1, NULL, 0);
+        decode_both(g_a, ids, m, 1, 1, NULL, 0);
+        decode_both(g_b, idb, m, 0, 0, NULL, 0);
+        free(ids);
+        free(idb);
+        break;
+    }
+    }
+    return 0;
+}

@@ -1,0 +1,105 @@
+"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json}.
+
+Small valid inputs of every shape the parsers accept (each model_type, each rope scaling type,
+sharded-index JSON, safetensors with several dtypes) plus a few near-misses, so the fuzzers start
+from the interesting side of every check. Plain Python, no dependencies. Usage: python3 make_corpus.py
+"""
+import json
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fuzz_corpus")
+
+
+def put(kind, name, data):
+    d = os.path.join(ROOT, kind)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "U16": 2, "I32": 4, "U32": 4,
+         "I64": 8, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def st_image(tensors, meta=True, prefix=True):
+    """tensors: [(name, dtype, shape)]; data bytes are a counter pattern."""
+    h, off, data = {}, 0, b""
+    if meta:
+        h["__metadata__"] = {"format": "pt"}
+    for name, dt, shape in tensors:
+        n = SIZES[dt]
+        for s in shape:
+            n *= s
+        h[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
+        data += bytes((off + i) & 0xff for i in range(n))
+        off += n
+    hb = json.dumps(h, separators=(",", ":")).encode()
+    return (struct.pack("<Q", len(hb)) if prefix else b"") + hb + data
+
+
+def main():
+    small = [("model.embed_tokens.weight", "F32", [4, 2]), ("model.norm.weight", "BF16", [2]),
+             ("lm_head.weight", "F16", [4, 2])]
+    put("safetensors", "valid_raw", st_image(small))
+    put("safetensors", "valid_braced", st_image(small, prefix=False))
+    put("safetensors", "all_dtypes", st_image([(f"t.{d}", d, [3]) for d in SIZES], meta=False, prefix=False))
+    put("safetensors", "empty_header", struct.pack("<Q", 2) + b"{}")
+    put("safetensors", "zero_size", st_image([("a", "F32", [0]), ("b", "F32", [2, 0, 3])], prefix=False))
+    put("safetensors", "nd", st_image([("x", "BF16", [1, 2, 1, 2, 1, 2, 1, 2])], prefix=False))
+    put("safetensors", "near_overlap", b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+        b'"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}' + bytes(6))
+    put("safetensors", "near_hole", b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
+        b'"b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}}' + bytes(3))
+    put("safetensors", "near_truncated", st_image(small)[:-3])
+
+    base = {"vocab_size": 32, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64,
+            "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": False}
+    cfgs = {
+        "qwen3_moe": dict(base, model_type="qwen3_moe", head_dim=4, num_experts=4, num_experts_per_tok=2,
+                          moe_intermediate_size=4, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[0]),
+        "qwen2_moe": dict(base, model_type="qwen2_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=4,
+                          shared_expert_intermediate_size=8, qkv_bias=True, use_sliding_window=False),
+        "mixtral": dict(base, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2, sliding_window=None),
+        "olmoe": dict(base, model_type="olmoe", num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+                      clip_qkv=8.0),
+        "deepseek_v2": dict(base, model_type="deepseek_v2", num_key_value_heads=2, q_lora_rank=None, kv_lora_rank=4,
+                            qk_nope_head_dim=4, qk_rope_head_dim=2, v_head_dim=4, n_routed_experts=4,
+                            num_experts_per_tok=2, moe_intermediate_size=4, n_shared_experts=1,
+                            first_k_dense_replace=1, topk_method="group_limited_greedy", n_group=2, topk_group=1,
+                            routed_scaling_factor=1.0),
+        "deepseek_v3": dict(base, model_type="deepseek_v3", num_key_value_heads=2, q_lora_rank=4, kv_lora_rank=4,
+                            qk_nope_head_dim=4, qk_rope_head_dim=2, v_head_dim=4, n_routed_experts=8,
+                            num_experts_per_tok=2, moe_intermediate_size=4, n_shared_experts=1,
+                            first_k_dense_replace=1, n_group=2, topk_group=1, routed_scaling_factor=2.5,
+                            rope_interleave=True,
+                            rope_scaling={"type": "yarn", "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0,
+                                          "beta_fast": 32, "beta_slow": 1, "original_max_position_embeddings": 16}),
+        "llama": dict(base, model_type="llama", rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                              "original_max_position_embeddings": 32}),
+        "mistral": dict(base, model_type="mistral", sliding_window=16),
+        "qwen2": dict(base, model_type="qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=1,
+                      layer_types=["full_attention", "sliding_attention"],
+                      rope_scaling={"rope_type": "linear", "factor": 2.0}),
+    }
+    for name, c in cfgs.items():
+        put("config", name + ".json", json.dumps(c, indent=1))
+    put("config", "near_topk.json", json.dumps(dict(cfgs["qwen3_moe"], num_experts_per_tok=5)))
+    put("config", "near_dup.json", '{"model_type": "llama", "hidden_size": 8, "hidden_size": 8}')
+    put("config", "near_rope.json", json.dumps(dict(cfgs["llama"], rope_scaling={"type": "dynamic", "factor": 2})))
+    put("config", "transformers5.json", json.dumps(dict(cfgs["qwen2"], rope_parameters={"rope_type": "default",
+                                                                                        "rope_theta": 1e6})))
+
+    put("json", "index.json", json.dumps({"metadata": {"total_size": 96},
+                                          "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                                         "b": "model-00002-of-00002.safetensors"}}))
+    put("json", "types.json", '{"i": 3, "big": 9223372036854775807, "neg": -9223372036854775808, "f": 2.5, '
+        '"e": 1e308, "t": true, "n": null, "s": "\\u00e9\\ud83d\\ude00", "a": [1, [2, {"x": {}}]], '
+        '"o": {"k": 1, "k2": "v"}}')
+    put("json", "edge_numbers.json", '{"a": -0, "b": 1E+2, "c": 0.0000001, "d": 18446744073709551616, "e": 4.9e-324}')
+
+
+if __name__ == "__main__":
+    main()
