@@ -2,7 +2,8 @@
 # Train a small mixture-of-experts model on tinyshakespeare and print text sampled from it: builds moe
 # if needed, trains the tiny preset (4 layers, 8 experts top-2, 1.9 M parameters) for 800 steps of
 # 2048 bytes (about 3 minutes on 2 cores), writes the checkpoint to OUT (default out/shakespeare),
-# shows `moe info` of it, and samples 500 bytes after "ROMEO:" with the inference engine.
+# shows `moe info` of it, and generates 500 bytes after "ROMEO:" with `moe run` (the checkpoint has a
+# byte-level tokenizer.json).
 # Usage: scripts/train_demo.sh [OUT]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +19,8 @@ if [ ! -x build/moe ]; then
   cmake --build build -j"$(nproc)" --target moe_cli > /dev/null
 fi
 mkdir -p "$(dirname "$out")"
-build/moe train --preset tiny --data "$data" --steps 800 --eval-every 200 --out "$out" \
-                --sample 500 --prompt "ROMEO:"
+build/moe train --preset tiny --data "$data" --steps 800 --eval-every 200 --out "$out"
 echo
 build/moe info "$out"
+echo
+build/moe run "$out" -p "ROMEO:" -n 500 --seed 1

@@ -31,7 +31,8 @@ moe_status moe_ckpt_mkdir(const char *dir) {
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
 
 void moe_ckpt_clean_temporaries(const char *dir) {
-    static const char *const files[] = {"config.json", "model.safetensors", "train.json", "train_state.bin"};
+    static const char *const files[] = {"config.json", "model.safetensors", "train.json", "train_state.bin", "tokenizer.json",
+                                        "tokenizer_config.json"};
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
@@ -148,6 +149,53 @@ static moe_status write_json(const char *path, const cJSON *o) {
     return st;
 }
 
+/* tokenizer.json for byte-level models: every byte is one token whose id is the byte, written the
+ * way GPT-2's byte-level BPE writes bytes (each byte as one printable character) with no merges, so
+ * that `moe run`, `moe tokenize` and Hugging Face tokenizers encode and decode text with it. */
+static cJSON *byte_tokenizer_json(void) {
+    int cp[256], n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+        cp[b] = printable ? b : 256 + n++;
+    }
+    cJSON *o = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
+    if (!o || !vocab) { cJSON_Delete(o); cJSON_Delete(vocab); return NULL; }
+    for (int b = 0; b < 256; b++) {
+        char k[4];
+        if (cp[b] < 0x80) { k[0] = (char)cp[b]; k[1] = 0; }
+        else { k[0] = (char)(0xc0 | (cp[b] >> 6)); k[1] = (char)(0x80 | (cp[b] & 0x3f)); k[2] = 0; }
+        cJSON_AddNumberToObject(vocab, k, b);
+    }
+    cJSON_AddStringToObject(o, "version", "1.0");
+    cJSON_AddNullToObject(o, "truncation");
+    cJSON_AddNullToObject(o, "padding");
+    cJSON_AddArrayToObject(o, "added_tokens");
+    cJSON_AddNullToObject(o, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(o, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "ByteLevel");
+    cJSON_AddBoolToObject(pre, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(pre, "trim_offsets", 0);
+    cJSON_AddBoolToObject(pre, "use_regex", 0);
+    cJSON_AddNullToObject(o, "post_processor");
+    cJSON *dec = cJSON_AddObjectToObject(o, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddBoolToObject(dec, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(dec, "trim_offsets", 0);
+    cJSON_AddBoolToObject(dec, "use_regex", 0);
+    cJSON *model = cJSON_AddObjectToObject(o, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddNullToObject(model, "continuing_subword_prefix");
+    cJSON_AddNullToObject(model, "end_of_word_suffix");
+    cJSON_AddBoolToObject(model, "fuse_unk", 0);
+    cJSON_AddBoolToObject(model, "byte_fallback", 0);
+    cJSON_AddBoolToObject(model, "ignore_merges", 0);
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON_AddArrayToObject(model, "merges");
+    return o;
+}
+
 static moe_status tensor_data(void *user, int i, const void **out) {
     const moe_tparams *p = user;
     *out = p->val + p->t[i].offset;
@@ -163,6 +211,25 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
     moe_status st = write_json(path, cfg);
     cJSON_Delete(cfg);
     if (st) return st;
+    if (p->cfg.vocab == 256) {
+        cJSON *tk = byte_tokenizer_json();
+        if (!tk) return moe_fail(MOE_ENOMEM, "out of memory");
+        path_in(path, sizeof path, dir, "tokenizer.json");
+        st = write_json(path, tk);
+        cJSON_Delete(tk);
+        if (st) return st;
+        /* names the tokenizer class for transformers' AutoTokenizer; no BOS or EOS token */
+        cJSON *tc = cJSON_CreateObject();
+        if (!tc) return moe_fail(MOE_ENOMEM, "out of memory");
+        cJSON_AddStringToObject(tc, "tokenizer_class", "PreTrainedTokenizerFast");
+        cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", 0);
+        cJSON_AddNullToObject(tc, "bos_token");
+        cJSON_AddNullToObject(tc, "eos_token");
+        path_in(path, sizeof path, dir, "tokenizer_config.json");
+        st = write_json(path, tc);
+        cJSON_Delete(tc);
+        if (st) return st;
+    }
     moe_st_entry *t = calloc((size_t)p->n, sizeof *t);
     if (!t) return moe_fail(MOE_ENOMEM, "out of memory");
     for (int i = 0; i < p->n; i++) {

@@ -3,6 +3,7 @@
  *                                     plus "moe_router" keys for routers transformers lacks; see
  *                                     docs/ROUTERS.md) - what `moe info`, `moe logits`, `moe generate`
  *                                     and transformers load;
+ *   tokenizer.json (+ _config.json)   for byte-level models: each byte one token (moe run, HF tokenizers);
  *   train.json                        the full training config (moe_tconfig);
  *   train_state.bin                   everything --resume needs to continue bit for bit: step, the two
  *                                     random streams, all values and both AdamW moments, checksummed.

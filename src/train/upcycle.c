@@ -3,6 +3,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json.h"
 #include "io/weights.h"
 #include "model/config.h"
 #include "train/checkpoint.h"
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The dense model's shape into c, refusing what the training model does not have. */
 static moe_status shape_from(const char *src, const moe_config *d, moe_tconfig *c) {
@@ -60,6 +62,29 @@ static const char *source_name(const moe_tconfig *c, const char *name, int tied,
     return name;
 }
 
+/* The dense model's tokenizer files go along (a byte-level model gets its tokenizer from the saver). */
+static moe_status copy_tokenizer(const char *src, const char *dst) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "generation_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char from[1024], to[1024], *buf;
+        size_t len;
+        snprintf(from, sizeof from, "%s/%s", src, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dst, files[i]);
+        if (access(from, F_OK) != 0) continue;
+        MOE_TRY(moe_read_file(from, (size_t)1 << 30, &buf, &len));
+        moe_atomic_file af;
+        moe_status st = moe_atomic_open(&af, to);
+        if (!st) {
+            fwrite(buf, 1, len, af.f);
+            st = moe_atomic_commit(&af);
+        }
+        free(buf);
+        MOE_TRY(st);
+    }
+    return MOE_OK;
+}
+
 moe_status moe_upcycle(const char *src, const char *dst, moe_tconfig *c) {
     moe_config d;
     MOE_TRY(moe_config_load(src, &d));
@@ -84,6 +109,7 @@ moe_status moe_upcycle(const char *src, const char *dst, moe_tconfig *c) {
         moe_free(v);
     }
     if (!st) st = moe_ckpt_save_model(p, dst);
+    if (!st && c->vocab != 256) st = copy_tokenizer(src, dst);
     if (!st) {
         /* train.json, so that `moe train --init DIR` picks up the shape */
         cJSON *tc = moe_tconfig_to_json(c);

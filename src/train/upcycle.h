@@ -3,7 +3,8 @@
  * start as copies of that FFN, with a freshly initialised router; everything else is copied. With a
  * renormalised top-k router the upcycled model computes exactly the dense model's function at first
  * (the chosen experts are identical and their weights sum to one); training then lets the experts
- * diverge. Reads dense checkpoints whose layers moe can train: qwen3_moe with every layer dense (as
+ * diverge. The dense model's tokenizer files are copied. Reads dense checkpoints whose layers moe can
+ * train: qwen3_moe with every layer dense (as
  * `moe train --experts 0` writes), llama and mistral (no q/k norms; become mixtral). */
 #ifndef MOE_TRAIN_UPCYCLE_H
 #define MOE_TRAIN_UPCYCLE_H

@@ -55,4 +55,9 @@ expect 1 "at step 2 already" -- "$moe" train --data "$data" --out "$work/cfg" --
 # a corrupt state is detected
 printf 'garbage' | dd of="$work/cfg/train_state.bin" bs=1 seek=100 conv=notrunc 2> /dev/null
 expect 2 "checksum" -- "$moe" train --data "$data" --out "$work/cfg" --resume --steps 5
+# a byte-level checkpoint carries a tokenizer.json: moe run and moe tokenize use it
+"$moe" tokenize "$work/cfg" "To be" > "$work/tok.txt" || fail "moe tokenize on a trained checkpoint failed"
+[ "$(cut -f1 "$work/tok.txt" | tr '\n' ',')" = "84,111,32,98,101," ] || fail "byte tokenizer ids: $(cat "$work/tok.txt")"
+"$moe" run "$work/cfg" -p "All the" -n 8 --seed 1 -t 1 > "$work/run.txt" 2> "$work/err.txt" || fail "moe run failed: $(cat "$work/err.txt")"
+[ -s "$work/run.txt" ] || fail "moe run wrote nothing"
 echo "all train CLI checks passed"

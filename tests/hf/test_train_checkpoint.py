@@ -2,8 +2,9 @@
 give the same logits as `moe logits` on the same folder.
 
 For each standard layout (qwen3_moe with and without shared experts, mixtral, dots1 for DeepSeek-style
-routing, a dense qwen3_moe) the test trains a tiny model for a few steps on a small text, then runs
-transformers' AutoModelForCausalLM on the folder and compares every logit (float32, eager attention).
+routing, dense qwen3_moe and llama) the test trains a tiny model for a few steps on a small text, then
+runs transformers' AutoModelForCausalLM on the folder and compares every logit (float32, eager
+attention); AutoTokenizer must turn text into its bytes with the checkpoint's tokenizer.json.
 Usage: test_train_checkpoint.py --moe BIN --work DIR"""
 import argparse
 import json
@@ -13,7 +14,7 @@ import subprocess
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 CASES = [
     ("qwen3_moe", ["--router", "softmax_topk"]),
@@ -64,6 +65,12 @@ def main():
         diff = (ours - ref).abs().max().item()
         scale = max(1.0, ref.abs().max().item())
         cfg = json.load(open(os.path.join(out, "config.json")))
+        # the byte-level tokenizer.json: transformers encodes text to its bytes and decodes them back
+        tok = AutoTokenizer.from_pretrained(out)
+        text = "First Citizen: d\u00e9j\u00e0 vu\n\t"
+        if tok(text)["input_ids"] != list(text.encode("utf-8")) or tok.decode(list(text.encode("utf-8"))) != text:
+            print(f"FAIL {name}: tokenizer.json does not map text to its bytes")
+            failed = 1
         ok = diff <= 1e-4 * scale
         print(f"{'ok  ' if ok else 'FAIL'} {name:28s} model_type {cfg['model_type']:10s} max |diff| {diff:.3g} "
               f"(largest logit {scale:.3g})")
