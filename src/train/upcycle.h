@@ -4,8 +4,8 @@
  * renormalised top-k router the upcycled model computes exactly the dense model's function at first
  * (the chosen experts are identical and their weights sum to one); training then lets the experts
  * diverge. The dense model's tokenizer files are copied. Reads dense checkpoints whose layers moe can
- * train: qwen3_moe with every layer dense (as
- * `moe train --experts 0` writes), llama and mistral (no q/k norms; become mixtral). */
+ * train: qwen3_moe with every layer dense (as `moe train --experts 0` writes), llama and mistral (no
+ * q/k norms; they become mixtral). */
 #ifndef MOE_TRAIN_UPCYCLE_H
 #define MOE_TRAIN_UPCYCLE_H
 #include "train/tconfig.h"
