@@ -114,7 +114,9 @@ void moe_model_offload_stats_reset(moe_model *m);
 
 /* One MoE layer's decision for a batch of tokens. Token-choice routers give top_k assignments per
  * token, stored token-major: expert[t*top_k + j], weight[t*top_k + j]. scores holds the router's
- * per-expert probabilities (softmax or sigmoid, before top-k), n_tokens x n_experts. */
+ * per-expert probabilities (softmax or sigmoid, before top-k), n_tokens x n_experts. Routers with a
+ * variable number of experts per token (expert choice, capacity drops, top-p, sparsemax) report
+ * top_k = the largest count in the batch and pad with expert -1, weight 0. */
 typedef struct moe_routing {
     int layer;              /* index of the transformer layer */
     int n_tokens, n_experts, top_k;

@@ -14,6 +14,8 @@ static const moe_command k_commands[] = {
     {"bench", cmd_bench, "measure prefill and decode speed against the memory-bandwidth roofline"},
     {"run", cmd_run, "generate text from a prompt (or chat), streaming it"},
     {"tokenize", cmd_tokenize, "turn text into token ids with a tokenizer.json, or ids into text"},
+    {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
+    {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
 };
 
 int moe_cli_error(int st) {

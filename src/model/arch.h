@@ -29,6 +29,9 @@ moe_status moe_config_qwen_sparse_layers(const char *path, const cJSON *root, mo
 /* Reject keys whose non-default values we do not implement: key must be absent, null or equal to ok. */
 moe_status moe_config_require_bool(const char *path, const cJSON *root, const char *key, int ok);
 moe_status moe_config_require_str(const char *path, const cJSON *root, const char *key, const char *ok);
+/* The moe-specific keys ("moe_router", "moe_router_params", "moe_shared_expert_intermediate_size"),
+ * read after every family's own keys (config_moe.c). */
+moe_status moe_config_moe_keys(const char *path, const cJSON *root, moe_config *c);
 /* Sliding window for all layers from "sliding_window" (null or absent = none). */
 moe_status moe_config_sliding_all(const char *path, const cJSON *root, moe_config *c);
 #endif

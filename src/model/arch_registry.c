@@ -3,11 +3,11 @@
 #include <string.h>
 
 extern const moe_arch moe_arch_mixtral, moe_arch_qwen2_moe, moe_arch_qwen3_moe, moe_arch_olmoe,
-    moe_arch_deepseek_v2, moe_arch_deepseek_v3, moe_arch_llama, moe_arch_mistral, moe_arch_qwen2;
+    moe_arch_deepseek_v2, moe_arch_deepseek_v3, moe_arch_llama, moe_arch_mistral, moe_arch_qwen2, moe_arch_dots1;
 
 static const moe_arch *const k_archs[] = {
     &moe_arch_mixtral, &moe_arch_qwen2_moe, &moe_arch_qwen3_moe, &moe_arch_olmoe, &moe_arch_deepseek_v2,
-    &moe_arch_deepseek_v3, &moe_arch_llama, &moe_arch_mistral, &moe_arch_qwen2,
+    &moe_arch_deepseek_v3, &moe_arch_llama, &moe_arch_mistral, &moe_arch_qwen2, &moe_arch_dots1,
 };
 
 const moe_arch *moe_arch_find(const char *model_type) {

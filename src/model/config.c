@@ -194,6 +194,7 @@ moe_status moe_config_parse(const char *path, const cJSON *root, moe_config *c) 
     if (!a) return moe_fail(MOE_EINPUT, "%s: model_type \"%.40s\" is not supported (supported: %s)", path, mt, moe_arch_names());
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
     MOE_TRY(a->parse(path, root, c));
+    MOE_TRY(moe_config_moe_keys(path, root, c));
     return validate(path, c);
 }
 

@@ -60,6 +60,10 @@ typedef struct moe_config {
     int n_group, topk_group;
     int group_limited;                     /* deepseek_v2 topk_method == group_limited_greedy */
     int has_score_bias;                    /* deepseek_v3 e_score_correction_bias */
+    /* routers of the zoo, from the moe-specific keys "moe_router" / "moe_router_params" (config_moe.c) */
+    double capacity_factor, top_p;
+    int slots, router_rank;
+    uint64_t router_seed;
 
     /* tensor naming: "{L}" stands for the layer index, "{E}" for the expert index */
     const char *moe_block;                 /* "block_sparse_moe" or "mlp" */

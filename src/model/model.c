@@ -109,7 +109,9 @@ static moe_status bind_mla(moe_model *m, int l, moe_attn_weights *a) {
 static moe_status bind_ffn(moe_model *m, moe_ffn_weights *f, int ff, const char *gate, const char *up,
                            const char *down, const char *prefix) {
     int d = m->cfg.hidden;
-    MOE_TRY(get_mat(m, &f->gate, ff, d, "%s.%s.weight", prefix, gate));
+    /* Autonomy-of-Experts: the gate projection is the second factor, [ff][rank] */
+    int gate_cols = m->cfg.router_rank > 0 && !strcmp(m->cfg.router, "aoe") && strstr(prefix, ".experts.") ? m->cfg.router_rank : d;
+    MOE_TRY(get_mat(m, &f->gate, ff, gate_cols, "%s.%s.weight", prefix, gate));
     MOE_TRY(get_mat(m, &f->up, ff, d, "%s.%s.weight", prefix, up));
     MOE_TRY(get_mat(m, &f->down, d, ff, "%s.%s.weight", prefix, down));
     return MOE_OK;
@@ -160,9 +162,14 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     L->store = m->store;
     L->router.ops = moe_router_find(c->router);
     if (!L->router.ops) return moe_fail(MOE_EINTERNAL, "no router named %s", c->router);
-    L->router.p = (moe_router_params){c->n_experts, c->top_k, c->hidden, c->norm_topk_prob, c->routed_scaling,
-                                      c->n_group, c->topk_group, c->group_limited};
-    MOE_TRY(get_mat(m, &L->router.gate, c->n_experts, c->hidden, "model.layers.%d.%s.gate.weight", l, blk));
+    L->router.p = (moe_router_params){.n_experts = c->n_experts, .top_k = c->top_k, .d_model = c->hidden,
+                                      .norm_topk_prob = c->norm_topk_prob, .routed_scaling = c->routed_scaling,
+                                      .n_group = c->n_group, .topk_group = c->topk_group,
+                                      .group_limited = c->group_limited, .capacity_factor = c->capacity_factor,
+                                      .top_p = c->top_p, .slots = c->slots, .rank = c->router_rank,
+                                      .seed = c->router_seed};
+    int nl = moe_router_n_logits(&L->router);   /* n_experts, or experts * slots (soft), experts * rank (aoe), 0 */
+    if (nl > 0) MOE_TRY(get_mat(m, &L->router.gate, nl, c->hidden, "model.layers.%d.%s.gate.weight", l, blk));
     if (c->has_score_bias) {
         float *bias;
         MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, blk));

@@ -111,7 +111,7 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
         T->attention_s += t1 - t0;
         t0 = t1;
         if (b->ffn_kind == MOE_FFN_MOE) {
-            if ((st = moe_layer_forward(&b->moe, h, n, pos, y, s->hook, s->hook_user, a)) != MOE_OK) goto done;
+            if ((st = moe_layer_forward_tokens(&b->moe, h, n, pos, tokens, y, s->hook, s->hook_user, a)) != MOE_OK) goto done;
         } else {
             moe_swiglu_forward(&b->dense, h, n, y, hg, hu);
         }

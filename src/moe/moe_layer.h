@@ -2,7 +2,8 @@
  *   router -> top-k expert ids and weights -> tokens grouped per expert (a counting sort, no padding)
  *   -> each used expert's SwiGLU as one product over its tokens -> weighted scatter-add -> + shared
  *   experts (optionally gated by sigmoid(x . w), as in Qwen2-MoE).
- * The routing hook sees every decision; the expert store supplies the weights. */
+ * The routing hook sees every decision; the expert store supplies the weights. Routers with a
+ * variable number of experts per token report it padded to the largest count with expert id -1. */
 #ifndef MOE_MOE_MOE_LAYER_H
 #define MOE_MOE_MOE_LAYER_H
 #include "core/arena.h"
@@ -37,4 +38,11 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
 /* After the layer's output was added to the residual stream resid[n][d_model]: a second, better guess
  * of the next MoE layer's experts from the residual itself (it lacks only the next attention). */
 moe_status moe_layer_after(const moe_layer *L, const float *resid, int n);
+/* The same with the input token ids, which the hash router needs (may be NULL for other routers).
+ * Routers of the general form (router.h `route`) run here: a variable number of experts per token
+ * (expert choice, capacity drops, top-p, sparsemax, BASE), Soft MoE's slot mixing, and Autonomy-of-
+ * Experts, whose experts' gate projections start from the router's low-rank outputs. The batch of
+ * batch-level routers is the n tokens of this call. */
+moe_status moe_layer_forward_tokens(const moe_layer *L, const float *x, int n, const int *pos, const int32_t *tokens,
+                                    float *out, moe_route_hook hook, void *hook_user, moe_arena *scratch);
 #endif

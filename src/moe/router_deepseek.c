@@ -3,7 +3,11 @@
  *     topk_group best groups, zero the rest, top-k; w = s_chosen * routed_scaling_factor.
  * V3: s = sigmoid(logits); c = s + bias; group score = sum of the 2 largest c in the group; keep the
  *     topk_group best groups (others set to 0.0, as transformers does), top-k of c;
- *     w = s_chosen (without bias), / (sum + 1e-20) if norm_topk_prob, * routed_scaling_factor. */
+ *     w = s_chosen (without bias), / (sum + 1e-20) if norm_topk_prob, * routed_scaling_factor.
+ * Training (V3 only): the bias is not learned by gradient but moved after each step by rate * sign of
+ * (mean load - load of the expert), DeepSeek-V3's auxiliary-loss-free balancing; the weights'
+ * gradient goes through the normalisation and the sigmoid: ds_j = sc (dw_j / S - sum_i dw_i s_i / S^2)
+ * for chosen j (sc dw_j without normalisation), dlogit = ds s (1 - s). */
 #include "moe/router.h"
 #include <math.h>
 #include <stdlib.h>
@@ -78,8 +82,40 @@ static void select_v3(const moe_router *r, const float *logits, int n, float *sc
     free(c);
 }
 
+static void backward_v3(const moe_router *r, const moe_route_in *in, const moe_assign *a, const float *d_w,
+                        const float *d_probs, float *d_logits) {
+    int E = r->p.n_experts, k = r->p.top_k;
+    double sc = r->p.routed_scaling;
+    for (int t = 0; t < in->n; t++) {
+        const float *s = a->probs + (size_t)t * E;
+        const int *ex = a->exp + (size_t)t * k;
+        const float *dw = d_w + (size_t)t * k;
+        float *dl = d_logits + (size_t)t * E;
+        for (int e = 0; e < E; e++) dl[e] = d_probs ? d_probs[(size_t)t * E + e] : 0.0f;
+        if (r->p.norm_topk_prob) {
+            double S = 1e-20, dot = 0;
+            for (int j = 0; j < k; j++) S += s[ex[j]];
+            for (int j = 0; j < k; j++) dot += (double)dw[j] * s[ex[j]];
+            for (int j = 0; j < k; j++) dl[ex[j]] += (float)(sc * (dw[j] / S - dot / (S * S)));
+        } else {
+            for (int j = 0; j < k; j++) dl[ex[j]] += (float)(sc * dw[j]);
+        }
+        for (int e = 0; e < E; e++) dl[e] *= s[e] * (1.0f - s[e]);
+    }
+}
+
+static void update_v3(moe_router *r, const int *load, double rate) {
+    int E = r->p.n_experts;
+    if (!r->score_bias_rw) return;
+    double mean = 0;
+    for (int e = 0; e < E; e++) mean += load[e];
+    mean /= E;
+    for (int e = 0; e < E; e++)
+        r->score_bias_rw[e] += (float)(load[e] < mean ? rate : load[e] > mean ? -rate : 0.0);
+}
+
 const moe_router_ops moe_router_deepseek_v2 = {"deepseek_v2", "softmax, (group-limited) greedy top-k, scaled",
-                                               select_v2};
+                                               select_v2, NULL, NULL, MOE_ROUTE_SPARSE, NULL, NULL};
 const moe_router_ops moe_router_deepseek_v3 = {"deepseek_v3",
                                                "sigmoid + bias-corrected group-limited top-k, normalised, scaled",
-                                               select_v3};
+                                               select_v3, NULL, backward_v3, MOE_ROUTE_SPARSE, NULL, update_v3};

@@ -1,18 +1,40 @@
-/* router_registry.c - the routers known by name. */
+/* router_registry.c - the routers known by name, the general routing entry point, and helpers that
+ * router files share (top-k, softmax and its backward, token-order sort, hashing). */
 #include "moe/router.h"
+#include "core/alloc.h"
+#include "core/error.h"
 #include "core/matmul.h"
+#include <math.h>
 #include <string.h>
 
-extern const moe_router_ops moe_router_softmax_topk, moe_router_deepseek_v2, moe_router_deepseek_v3;
+extern const moe_router_ops moe_router_softmax_topk, moe_router_deepseek_v2, moe_router_deepseek_v3,
+    moe_router_switch, moe_router_expert_choice, moe_router_base, moe_router_soft, moe_router_hash, moe_router_thor,
+    moe_router_top_p, moe_router_sparsemax, moe_router_aoe;
 
 static const moe_router_ops *const k_routers[] = {
-    &moe_router_softmax_topk, &moe_router_deepseek_v2, &moe_router_deepseek_v3,
+    &moe_router_softmax_topk, &moe_router_deepseek_v2, &moe_router_deepseek_v3, &moe_router_switch,
+    &moe_router_expert_choice, &moe_router_base, &moe_router_soft, &moe_router_hash, &moe_router_thor,
+    &moe_router_top_p, &moe_router_sparsemax, &moe_router_aoe,
 };
 
 const moe_router_ops *moe_router_find(const char *name) {
     for (size_t i = 0; i < sizeof k_routers / sizeof *k_routers; i++)
         if (!strcmp(k_routers[i]->name, name)) return k_routers[i];
     return NULL;
+}
+
+const char *moe_router_names(void) {
+    static char buf[512];
+    if (!buf[0])
+        for (size_t i = 0; i < sizeof k_routers / sizeof *k_routers; i++) {
+            if (i) strcat(buf, ", ");
+            strcat(buf, k_routers[i]->name);
+        }
+    return buf;
+}
+
+int moe_router_n_logits(const moe_router *r) {
+    return r->ops->n_logits ? r->ops->n_logits(&r->p) : r->p.n_experts;
 }
 
 void moe_topk(const float *v, int n, int k, int *idx) {
@@ -31,4 +53,101 @@ void moe_router_route(const moe_router *r, const float *x, int n, float *logits,
                       float *weight) {
     moe_matmul(logits, x, n, r->gate.dtype, r->gate.data, r->p.n_experts, r->p.d_model);
     r->ops->select(r, logits, n, scores, expert, weight);
+}
+
+moe_status moe_assign_init(moe_assign *a, int n_tokens, int n_experts, int n_logits) {
+    memset(a, 0, sizeof *a);
+    size_t nE = (size_t)n_tokens * (size_t)n_experts, nL = (size_t)n_tokens * (size_t)n_logits;
+    size_t ns = nL > nE ? nL : nE;
+    a->n_tokens = n_tokens;
+    a->n_experts = n_experts;
+    a->n_logits = n_logits;
+    a->cap = (int)nE;
+    a->tok = moe_alloc((nE + 1) * sizeof(int));
+    a->exp = moe_alloc((nE + 1) * sizeof(int));
+    a->w = moe_alloc((nE + 1) * sizeof(float));
+    a->probs = moe_alloc((nE + 1) * sizeof(float));
+    a->save = moe_alloc((ns + 1) * sizeof(float));
+    a->itmp = moe_alloc((2 * nE + (size_t)n_tokens + (size_t)n_experts + 2) * sizeof(int));
+    a->ftmp = moe_alloc((ns + 1) * sizeof(float));
+    if (!a->tok || !a->exp || !a->w || !a->probs || !a->save || !a->itmp || !a->ftmp) {
+        moe_assign_free(a);
+        return moe_fail(MOE_ENOMEM, "router: out of memory for %d tokens x %d experts", n_tokens, n_experts);
+    }
+    return MOE_OK;
+}
+
+void moe_assign_free(moe_assign *a) {
+    moe_free(a->tok); moe_free(a->exp); moe_free(a->w); moe_free(a->probs); moe_free(a->save);
+    moe_free(a->dispatch); moe_free(a->combine); moe_free(a->itmp); moe_free(a->ftmp);
+    memset(a, 0, sizeof *a);
+}
+
+moe_status moe_router_assign(const moe_router *r, const moe_route_in *in, moe_assign *out) {
+    out->n = 0;
+    if (r->ops->route) return r->ops->route(r, in, out);
+    /* fixed top-k: the select() of the inference routers, laid out token-major (a = t*k + j) */
+    int k = r->p.top_k, n = in->n;
+    if ((size_t)n * k > (size_t)out->cap) return moe_fail(MOE_EINTERNAL, "router %s: assignment buffer too small", r->ops->name);
+    r->ops->select(r, in->logits, n, out->probs, out->exp, out->w);
+    for (int a = 0; a < n * k; a++) out->tok[a] = a / k;
+    out->n = n * k;
+    return MOE_OK;
+}
+
+void moe_softmax_row(const float *x, float *y, int n) {
+    float m = x[0];
+    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += (y[i] = expf(x[i] - m));
+    float inv = 1.0f / s; /* torch multiplies by the reciprocal */
+    for (int i = 0; i < n; i++) y[i] *= inv;
+}
+
+void moe_softmax_row_bwd(const float *y, const float *dy, float *dx, int n) {
+    double dot = 0;
+    for (int i = 0; i < n; i++) dot += (double)dy[i] * y[i];
+    for (int i = 0; i < n; i++) dx[i] = y[i] * (dy[i] - (float)dot);
+}
+
+void moe_topk_weights_bwd(const float *p, const int *ex, const float *dw, int k, int norm, double scale, float *dp) {
+    if (norm) {
+        double S = 0, dot = 0;
+        for (int j = 0; j < k; j++) S += p[ex[j]];
+        for (int j = 0; j < k; j++) dot += (double)dw[j] * p[ex[j]] / S;
+        for (int j = 0; j < k; j++) dp[ex[j]] += (float)(scale / S * (dw[j] - dot));
+    } else {
+        for (int j = 0; j < k; j++) dp[ex[j]] += (float)(scale * dw[j]);
+    }
+}
+
+void moe_assign_sort_by_token(moe_assign *a) {
+    int n = a->n, T = a->n_tokens;
+    int *cnt = a->itmp, *perm = a->itmp + T + 1, *ibuf = perm + a->cap;   /* [T+1], [cap], [cap] */
+    memset(cnt, 0, sizeof(int) * (size_t)(T + 1));
+    for (int i = 0; i < n; i++) cnt[a->tok[i] + 1]++;
+    for (int t = 0; t < T; t++) cnt[t + 1] += cnt[t];
+    for (int i = 0; i < n; i++) perm[cnt[a->tok[i]]++] = i;
+    for (int i = 0; i < n; i++) ibuf[i] = a->tok[perm[i]];
+    memcpy(a->tok, ibuf, sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) ibuf[i] = a->exp[perm[i]];
+    memcpy(a->exp, ibuf, sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) a->ftmp[i] = a->w[perm[i]];
+    memcpy(a->w, a->ftmp, sizeof(float) * (size_t)n);
+}
+
+uint64_t moe_hash64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+uint64_t moe_rng_next(uint64_t *s) {
+    uint64_t x = *s ? *s : 0x853c49e6748fea9bULL;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dULL;
 }

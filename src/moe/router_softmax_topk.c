@@ -1,5 +1,10 @@
 /* router_softmax_topk.c - GShard / Mixtral / Qwen / OLMoE routing.
- *   p = softmax(logits);  chosen = top-k of p;  w_j = p_j, or p_j / sum_chosen p if renormalised. */
+ *   p = softmax(logits);  chosen = top-k of p;  w_j = p_j, or p_j / sum_chosen p if renormalised.
+ * Backward (training): with S = sum of the chosen p and s the routed scaling,
+ *   renormalised: dp_j = s/S (dw_j - sum_i dw_i p_i/S) for chosen j;  otherwise dp_j = s dw_j;
+ *   then dlogits = p * (dp - <dp, p>) (softmax backward), dp also receiving the balancing losses'
+ *   gradient on p. The argmax-like choice itself has no gradient: the router learns through the
+ *   weights of the experts it chose, which is how GShard and Mixtral train. */
 #include "moe/router.h"
 #include <math.h>
 
@@ -29,5 +34,27 @@ static void select_softmax(const moe_router *r, const float *logits, int n, floa
     }
 }
 
+static void backward_softmax(const moe_router *r, const moe_route_in *in, const moe_assign *a, const float *d_w,
+                             const float *d_probs, float *d_logits) {
+    int E = r->p.n_experts, k = r->p.top_k;
+    float sc = (float)r->p.routed_scaling;
+    float *dp = a->ftmp;
+    for (int t = 0; t < in->n; t++) {
+        const float *p = a->probs + (size_t)t * E;
+        const int *ex = a->exp + (size_t)t * k;
+        const float *dw = d_w + (size_t)t * k;
+        for (int e = 0; e < E; e++) dp[e] = d_probs ? d_probs[(size_t)t * E + e] : 0.0f;
+        if (r->p.norm_topk_prob) {
+            double S = 0, dot = 0;
+            for (int j = 0; j < k; j++) S += p[ex[j]];
+            for (int j = 0; j < k; j++) dot += (double)dw[j] * p[ex[j]] / S;
+            for (int j = 0; j < k; j++) dp[ex[j]] += (float)(sc / S * (dw[j] - dot));
+        } else {
+            for (int j = 0; j < k; j++) dp[ex[j]] += sc * dw[j];
+        }
+        moe_softmax_row_bwd(p, dp, d_logits + (size_t)t * E, E);
+    }
+}
+
 const moe_router_ops moe_router_softmax_topk = {"softmax_topk", "softmax over experts, top-k, optional renormalisation",
-                                                select_softmax};
+                                                select_softmax, NULL, backward_softmax, MOE_ROUTE_SPARSE, NULL, NULL};

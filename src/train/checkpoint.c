@@ -1,0 +1,357 @@
+/* checkpoint.c - writing and reading training checkpoints (see checkpoint.h). */
+#include "train/checkpoint.h"
+#include "core/alloc.h"
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/json.h"
+#include "io/st_writer.h"
+#include "io/weights.h"
+#include "moe/router.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STATE_MAGIC "MOETRST1"
+#define STATE_VERSION 1u
+
+moe_status moe_ckpt_mkdir(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return moe_fail(MOE_EIO, "%s: exists and is not a folder", dir);
+        return MOE_OK;
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return moe_fail(MOE_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    return MOE_OK;
+}
+
+static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+
+void moe_ckpt_clean_temporaries(const char *dir) {
+    static const char *const files[] = {"config.json", "model.safetensors", "train.json", "train_state.bin", "tokenizer.json",
+                                        "tokenizer_config.json"};
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+            size_t n = strlen(files[i]);
+            /* exactly NAME.tmp.XXXXXX, as moe_atomic_open makes them */
+            if (!strncmp(e->d_name, files[i], n) && !strncmp(e->d_name + n, ".tmp.", 5) && strlen(e->d_name + n + 5) == 6) {
+                char path[1024];
+                path_in(path, sizeof path, dir, e->d_name);
+                unlink(path);
+            }
+        }
+    closedir(d);
+}
+
+static int is_standard_router(const moe_tconfig *c) {
+    return !strcmp(c->router, "softmax_topk") || !strcmp(c->router, "deepseek_v3");
+}
+
+static void add_num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject(o, k, v); }
+
+cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    int mix = !strcmp(c->layout, "mixtral"), dots = !strcmp(c->layout, "dots1"), llama = !strcmp(c->layout, "llama");
+    const char *arch = mix ? "MixtralForCausalLM" : dots ? "Dots1ForCausalLM" : llama ? "LlamaForCausalLM"
+                                                                                    : "Qwen3MoeForCausalLM";
+    cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
+    cJSON_AddStringToObject(o, "model_type", c->layout);
+    add_num(o, "vocab_size", c->vocab);
+    add_num(o, "hidden_size", c->d_model);
+    add_num(o, "num_hidden_layers", c->n_layers);
+    add_num(o, "num_attention_heads", c->n_heads);
+    add_num(o, "num_key_value_heads", c->n_kv_heads);
+    add_num(o, "head_dim", c->head_dim);
+    add_num(o, "max_position_embeddings", c->seq_len > 4096 ? c->seq_len : 4096);
+    add_num(o, "rms_norm_eps", c->rms_eps);
+    add_num(o, "rope_theta", c->rope_theta);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", 0);
+    cJSON_AddStringToObject(o, "torch_dtype", "float32");
+    cJSON_AddNumberToObject(o, "initializer_range", c->init_std);
+    int E = c->n_experts > 0 ? c->n_experts : 1;
+    if (llama) {
+        add_num(o, "intermediate_size", c->d_ff);
+        cJSON_AddBoolToObject(o, "attention_bias", 0);
+        cJSON_AddBoolToObject(o, "mlp_bias", 0);
+        return o;
+    }
+    if (mix) {
+        add_num(o, "intermediate_size", c->d_expert);
+        add_num(o, "num_local_experts", E);
+        add_num(o, "num_experts_per_tok", c->top_k);
+        cJSON_AddNullToObject(o, "sliding_window");
+        add_num(o, "router_aux_loss_coef", c->balance_loss);
+    } else if (dots) {
+        add_num(o, "intermediate_size", c->d_ff);
+        add_num(o, "moe_intermediate_size", c->d_expert);
+        add_num(o, "n_routed_experts", E);
+        add_num(o, "n_shared_experts", c->n_shared);
+        add_num(o, "num_experts_per_tok", c->top_k);
+        add_num(o, "first_k_dense_replace", c->n_dense_layers);
+        cJSON_AddBoolToObject(o, "norm_topk_prob", c->norm_topk);
+        add_num(o, "n_group", 1);
+        add_num(o, "topk_group", 1);
+        add_num(o, "routed_scaling_factor", c->routed_scaling);
+        cJSON_AddBoolToObject(o, "attention_bias", 0);
+        cJSON_AddNullToObject(o, "sliding_window");
+        add_num(o, "max_window_layers", c->n_layers);
+    } else {
+        add_num(o, "intermediate_size", c->d_ff);
+        add_num(o, "moe_intermediate_size", c->d_expert);
+        add_num(o, "num_experts", E);
+        add_num(o, "num_experts_per_tok", c->n_experts > 0 ? c->top_k : 1);
+        cJSON_AddBoolToObject(o, "norm_topk_prob", c->norm_topk);
+        add_num(o, "decoder_sparse_step", 1);
+        cJSON *only = cJSON_AddArrayToObject(o, "mlp_only_layers");
+        for (int l = 0; l < c->n_layers; l++)
+            if (!moe_tconfig_is_moe_layer(c, l)) cJSON_AddItemToArray(only, cJSON_CreateNumber(l));
+        cJSON_AddBoolToObject(o, "attention_bias", 0);
+        cJSON_AddBoolToObject(o, "use_sliding_window", 0);
+        add_num(o, "router_aux_loss_coef", c->balance_loss);
+    }
+    /* what transformers cannot express: a moe-specific router, shared experts beside qwen3_moe/mixtral */
+    if (c->n_experts > 0 && c->n_dense_layers < c->n_layers) {
+        if (!is_standard_router(c) || (c->routed_scaling != 1.0 && !dots)) {
+            cJSON_AddStringToObject(o, "moe_router", c->router);
+            cJSON *rp = cJSON_AddObjectToObject(o, "moe_router_params");
+            add_num(rp, "capacity_factor", c->capacity_factor);
+            add_num(rp, "top_p", c->top_p);
+            add_num(rp, "slots", c->slots);
+            add_num(rp, "rank", c->aoe_rank);
+            add_num(rp, "seed", (double)(c->seed & ((1ULL << 53) - 1)));
+            add_num(rp, "routed_scaling", c->routed_scaling);
+        }
+        if (c->n_shared > 0 && !dots) add_num(o, "moe_shared_expert_intermediate_size", c->n_shared * c->d_expert);
+    }
+    return o;
+}
+
+static moe_status write_json(const char *path, const cJSON *o) {
+    char *s = cJSON_Print(o);
+    if (!s) return moe_fail(MOE_ENOMEM, "out of memory");
+    moe_atomic_file af;
+    moe_status st = moe_atomic_open(&af, path);
+    if (!st) {
+        fputs(s, af.f);
+        fputc('\n', af.f);
+        st = moe_atomic_commit(&af);
+    }
+    free(s);
+    return st;
+}
+
+/* tokenizer.json for byte-level models: every byte is one token whose id is the byte, written the
+ * way GPT-2's byte-level BPE writes bytes (each byte as one printable character) with no merges, so
+ * that `moe run`, `moe tokenize` and Hugging Face tokenizers encode and decode text with it. */
+static cJSON *byte_tokenizer_json(void) {
+    int cp[256], n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+        cp[b] = printable ? b : 256 + n++;
+    }
+    cJSON *o = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
+    if (!o || !vocab) { cJSON_Delete(o); cJSON_Delete(vocab); return NULL; }
+    for (int b = 0; b < 256; b++) {
+        char k[4];
+        if (cp[b] < 0x80) { k[0] = (char)cp[b]; k[1] = 0; }
+        else { k[0] = (char)(0xc0 | (cp[b] >> 6)); k[1] = (char)(0x80 | (cp[b] & 0x3f)); k[2] = 0; }
+        cJSON_AddNumberToObject(vocab, k, b);
+    }
+    cJSON_AddStringToObject(o, "version", "1.0");
+    cJSON_AddNullToObject(o, "truncation");
+    cJSON_AddNullToObject(o, "padding");
+    cJSON_AddArrayToObject(o, "added_tokens");
+    cJSON_AddNullToObject(o, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(o, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "ByteLevel");
+    cJSON_AddBoolToObject(pre, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(pre, "trim_offsets", 0);
+    cJSON_AddBoolToObject(pre, "use_regex", 0);
+    cJSON_AddNullToObject(o, "post_processor");
+    cJSON *dec = cJSON_AddObjectToObject(o, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddBoolToObject(dec, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(dec, "trim_offsets", 0);
+    cJSON_AddBoolToObject(dec, "use_regex", 0);
+    cJSON *model = cJSON_AddObjectToObject(o, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddNullToObject(model, "continuing_subword_prefix");
+    cJSON_AddNullToObject(model, "end_of_word_suffix");
+    cJSON_AddBoolToObject(model, "fuse_unk", 0);
+    cJSON_AddBoolToObject(model, "byte_fallback", 0);
+    cJSON_AddBoolToObject(model, "ignore_merges", 0);
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON_AddArrayToObject(model, "merges");
+    return o;
+}
+
+static moe_status tensor_data(void *user, int i, const void **out) {
+    const moe_tparams *p = user;
+    *out = p->val + p->t[i].offset;
+    return MOE_OK;
+}
+
+moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
+    char path[1024];
+    MOE_TRY(moe_ckpt_mkdir(dir));
+    cJSON *cfg = moe_ckpt_config_json(&p->cfg);
+    if (!cfg) return moe_fail(MOE_ENOMEM, "out of memory");
+    path_in(path, sizeof path, dir, "config.json");
+    moe_status st = write_json(path, cfg);
+    cJSON_Delete(cfg);
+    if (st) return st;
+    if (p->cfg.vocab == 256) {
+        cJSON *tk = byte_tokenizer_json();
+        if (!tk) return moe_fail(MOE_ENOMEM, "out of memory");
+        path_in(path, sizeof path, dir, "tokenizer.json");
+        st = write_json(path, tk);
+        cJSON_Delete(tk);
+        if (st) return st;
+        /* names the tokenizer class for transformers' AutoTokenizer; no BOS or EOS token */
+        cJSON *tc = cJSON_CreateObject();
+        if (!tc) return moe_fail(MOE_ENOMEM, "out of memory");
+        cJSON_AddStringToObject(tc, "tokenizer_class", "PreTrainedTokenizerFast");
+        cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", 0);
+        cJSON_AddNullToObject(tc, "bos_token");
+        cJSON_AddNullToObject(tc, "eos_token");
+        path_in(path, sizeof path, dir, "tokenizer_config.json");
+        st = write_json(path, tc);
+        cJSON_Delete(tc);
+        if (st) return st;
+    }
+    moe_st_entry *t = calloc((size_t)p->n, sizeof *t);
+    if (!t) return moe_fail(MOE_ENOMEM, "out of memory");
+    for (int i = 0; i < p->n; i++) {
+        t[i].name = p->t[i].name;
+        t[i].dtype = "F32";
+        t[i].ndim = p->t[i].ndim;
+        t[i].shape[0] = p->t[i].shape[0];
+        t[i].shape[1] = p->t[i].shape[1];
+        t[i].nbytes = (uint64_t)p->t[i].numel * 4;
+    }
+    static const char *const mk[] = {"format"}, *const mv[] = {"pt"};
+    path_in(path, sizeof path, dir, "model.safetensors");
+    st = moe_st_write(path, t, p->n, mk, mv, 1, tensor_data, (void *)p);
+    free(t);
+    return st;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+typedef struct state_header {
+    char magic[8];
+    uint32_t version, n_tensors;
+    int64_t step;
+    uint64_t data_rng, model_rng, total, checksum;
+} state_header;
+
+static uint64_t state_checksum(const moe_tparams *p, const state_header *h) {
+    uint64_t c = 0xcbf29ce484222325ULL;
+    c = fnv1a(c, &h->step, sizeof h->step);
+    c = fnv1a(c, &h->data_rng, sizeof h->data_rng);
+    c = fnv1a(c, &h->model_rng, sizeof h->model_rng);
+    c = fnv1a(c, p->val, p->total * 4);
+    c = fnv1a(c, p->m, p->total * 4);
+    return fnv1a(c, p->v, p->total * 4);
+}
+
+moe_status moe_ckpt_save_state(const moe_tparams *p, const moe_train_state *s, const char *dir) {
+    char path[1024];
+    MOE_TRY(moe_ckpt_mkdir(dir));
+    cJSON *tc = moe_tconfig_to_json(&p->cfg);
+    if (!tc) return moe_fail(MOE_ENOMEM, "out of memory");
+    path_in(path, sizeof path, dir, "train.json");
+    moe_status st = write_json(path, tc);
+    cJSON_Delete(tc);
+    if (st) return st;
+    state_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, STATE_MAGIC, 8);
+    h.version = STATE_VERSION;
+    h.n_tensors = (uint32_t)p->n;
+    h.step = s->step;
+    h.data_rng = s->data_rng;
+    h.model_rng = s->model_rng;
+    h.total = p->total;
+    h.checksum = state_checksum(p, &h);
+    path_in(path, sizeof path, dir, "train_state.bin");
+    moe_atomic_file af;
+    MOE_TRY(moe_atomic_open(&af, path));
+    fwrite(&h, sizeof h, 1, af.f);
+    fwrite(p->val, 4, p->total, af.f);
+    fwrite(p->m, 4, p->total, af.f);
+    fwrite(p->v, 4, p->total, af.f);
+    return moe_atomic_commit(&af);
+}
+
+moe_status moe_ckpt_read_train_config(const char *dir, moe_tconfig *c) {
+    char path[1024];
+    path_in(path, sizeof path, dir, "train.json");
+    return moe_tconfig_load_file(c, path);
+}
+
+moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *dir) {
+    char path[1024];
+    path_in(path, sizeof path, dir, "train_state.bin");
+    FILE *f = fopen(path, "rb");
+    if (!f) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    state_header h;
+    moe_status st = MOE_OK;
+    if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, STATE_MAGIC, 8) != 0) {
+        st = moe_fail(MOE_EINPUT, "%s: not a moe training state file", path);
+    } else if (h.version != STATE_VERSION) {
+        st = moe_fail(MOE_EINPUT, "%s: version %u is not supported (expected %u)", path, h.version, STATE_VERSION);
+    } else if (h.total != p->total || h.n_tensors != (uint32_t)p->n) {
+        st = moe_fail(MOE_EINPUT, "%s: holds %llu values in %u tensors but the configured model has %zu in %d", path,
+                      (unsigned long long)h.total, h.n_tensors, p->total, p->n);
+    } else if (fread(p->val, 4, p->total, f) != p->total || fread(p->m, 4, p->total, f) != p->total ||
+               fread(p->v, 4, p->total, f) != p->total || fgetc(f) != EOF) {
+        st = moe_fail(MOE_EINPUT, "%s: truncated or too long", path);
+    } else if (state_checksum(p, &h) != h.checksum) {
+        st = moe_fail(MOE_EINPUT, "%s: checksum mismatch (the file is corrupt)", path);
+    } else {
+        s->step = h.step;
+        s->data_rng = h.data_rng;
+        s->model_rng = h.model_rng;
+    }
+    fclose(f);
+    return st;
+}
+
+moe_status moe_ckpt_load_weights(moe_tparams *p, const char *dir) {
+    moe_weights *w;
+    MOE_TRY(moe_weights_open(dir, &w));
+    moe_status st = MOE_OK;
+    for (int i = 0; i < p->n && !st; i++) {
+        const moe_tparam *t = &p->t[i];
+        if (!t->trainable && !moe_weights_has(w, t->name)) continue;   /* buffers start at zero */
+        float *v;
+        st = moe_weights_get_f32(w, t->name, t->ndim, t->shape, &v);
+        if (st) break;
+        memcpy(p->val + t->offset, v, t->numel * 4);
+        moe_free(v);
+    }
+    if (!st) {
+        const char *first;
+        int unused = moe_weights_unused(w, &first);
+        if (unused)
+            st = moe_fail(MOE_EINPUT, "%s: %d tensors do not belong to the configured model, e.g. \"%s\"", dir, unused, first);
+    }
+    moe_weights_close(w);
+    return st;
+}

@@ -1,0 +1,199 @@
+/* trainer.c - the training loop (see trainer.h). */
+#include "train/trainer.h"
+#include "core/error.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/optim.h"
+#include "train/tmodel.h"
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) { (void)sig; g_stop = 1; }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_time(char *b, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(b, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else snprintf(b, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+static double evaluate(moe_tmodel *m, const moe_data *d, int batches, int32_t *x, int32_t *y, moe_status *st) {
+    double total = 0;
+    for (int i = 0; i < batches; i++) {
+        double loss;
+        moe_data_eval_batch(d, i, m->B, m->T, x, y);
+        if ((*st = moe_tmodel_forward(m, x, y, 0, &loss)) != MOE_OK) return NAN;
+        total += loss;
+    }
+    return total / batches;
+}
+
+/* Mean routing statistics over the MoE layers of the last forward. */
+static void layer_stats(const moe_tmodel *m, moe_route_stats *s) {
+    int n = 0;
+    memset(s, 0, sizeof *s);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const moe_tmoe *mo = &m->act[l].moe;
+        if (!mo->N) continue;
+        s->load_cv += mo->stats.load_cv;
+        s->dropped += mo->stats.dropped;
+        s->entropy += mo->stats.entropy;
+        s->per_token += mo->stats.per_token;
+        n++;
+    }
+    if (n) { s->load_cv /= n; s->dropped /= n; s->entropy /= n; s->per_token /= n; }
+}
+
+static uint64_t count_active(const moe_tparams *p) {
+    const moe_tconfig *c = &p->cfg;
+    uint64_t total = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->t[i].trainable) total += p->t[i].numel;
+    if (c->n_experts > 0 && strcmp(c->router, "soft") != 0) {
+        int gcols = !strcmp(c->router, "aoe") ? c->aoe_rank : c->d_model;
+        uint64_t per = (uint64_t)c->d_expert * ((uint64_t)gcols + 2u * c->d_model);
+        int moe_layers = c->n_layers - c->n_dense_layers;
+        total -= (uint64_t)moe_layers * (uint64_t)(c->n_experts - c->top_k) * per;
+    }
+    return total;
+}
+
+static moe_status save_all(const moe_tmodel *m, const char *out, int64_t step, uint64_t data_rng) {
+    moe_train_state s = {step, data_rng, m->rng};
+    MOE_TRY(moe_ckpt_save_model(m->p, out));
+    return moe_ckpt_save_state(m->p, &s, out);
+}
+
+moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_result *res) {
+    memset(res, 0, sizeof *res);
+    moe_data data;
+    MOE_TRY(moe_data_load(o->data, cfg->val_fraction, cfg->seq_len, cfg->vocab, &data));
+    moe_tmodel *m = NULL;
+    moe_status st = moe_tmodel_new(cfg, cfg->batch, &m);
+    int32_t *x = NULL, *y = NULL;
+    if (st) goto done;
+    const moe_tconfig *c = &m->cfg;
+    int N = m->N;
+    x = malloc(sizeof(int32_t) * (size_t)N);
+    y = malloc(sizeof(int32_t) * (size_t)N);
+    if (!x || !y) { st = moe_fail(MOE_ENOMEM, "out of memory"); goto done; }
+    uint64_t data_rng = moe_hash64((uint64_t)c->seed ^ 0x64617461ULL);
+    int64_t start = 0;
+    if (o->out) moe_ckpt_clean_temporaries(o->out);
+    if (o->resume) {
+        moe_train_state s;
+        if ((st = moe_ckpt_load_state(m->p, &s, o->out)) != MOE_OK) goto done;
+        if (s.step >= c->steps) {
+            st = moe_fail(MOE_EUSAGE, "%s: the checkpoint is at step %lld already; give more --steps than that", o->out,
+                          (long long)s.step);
+            goto done;
+        }
+        start = s.step;
+        data_rng = s.data_rng;
+        m->rng = s.model_rng;
+    } else {
+        moe_tparams_init(m->p, (uint64_t)c->seed);
+        if (o->init && (st = moe_ckpt_load_weights(m->p, o->init)) != MOE_OK) goto done;
+    }
+    res->n_params = m->p->n_trainable;
+    res->n_active = count_active(m->p);
+    int tty = isatty(2) && !o->quiet;
+    int log_every = o->log_every > 0 ? o->log_every : (c->steps >= 50 ? c->steps / 50 : 1);
+    if (!o->quiet)
+        fprintf(stderr, "moe train: %s layout, %d layers, d=%d, %d experts top-%d (%s), %.2fM params (%.2fM active), "
+                        "%d x %d tokens per step, %d threads\n",
+                c->layout, c->n_layers, c->d_model, c->n_experts, c->top_k, c->n_experts ? c->router : "dense",
+                res->n_params / 1e6, res->n_active / 1e6, c->batch, c->seq_len, moe_get_threads());
+    g_stop = 0;
+    void (*old)(int) = signal(SIGINT, on_sigint);
+    double t_train = 0, val = NAN, loss_tail = 0, tail_cv = 0, tail_drop = 0, tail_ent = 0, tail_pt = 0;
+    int n_tail = 0;
+    int64_t tail_n = (c->steps - start) / 10 > 0 ? (c->steps - start) / 10 : 1, tail_from = c->steps - tail_n;
+    int64_t step = start;
+    for (step = start + 1; step <= c->steps; step++) {
+        double t0 = now_s(), loss;
+        moe_data_batch(&data, &data_rng, m->B, m->T, x, y);
+        memset(m->p->grad, 0, sizeof(float) * m->p->total);
+        if ((st = moe_tmodel_forward(m, x, y, 1, &loss)) != MOE_OK) break;
+        moe_tmodel_backward(m);
+        double norm = moe_grad_norm(m->p);
+        double scale = c->grad_clip > 0 && norm > c->grad_clip ? c->grad_clip / norm : 1.0;
+        double lr = moe_lr_at(c, step);
+        moe_adamw_step(m->p, c, step, lr, scale);
+        for (int l = 0; l < c->n_layers; l++) {
+            moe_tmoe *mo = &m->act[l].moe;
+            if (mo->N && mo->router.ops->update) mo->router.ops->update(&mo->router, mo->load, c->bias_rate);
+        }
+        t_train += now_s() - t0;
+        if (!isfinite(loss)) { st = moe_fail(MOE_EINPUT, "training diverged at step %lld (loss %g): lower --lr", (long long)step, loss); break; }
+        moe_route_stats rs;
+        layer_stats(m, &rs);
+        if (step > tail_from) {
+            loss_tail += loss; tail_cv += rs.load_cv; tail_drop += rs.dropped; tail_ent += rs.entropy;
+            tail_pt += rs.per_token; n_tail++;
+        }
+        int evaled = 0;
+        if ((c->eval_every && step % c->eval_every == 0) || step == c->steps) {
+            val = evaluate(m, &data, c->eval_batches, x, y, &st);
+            if (st) break;
+            evaled = 1;
+        }
+        double tps = (double)(step - start) * N / (t_train > 0 ? t_train : 1e-9);
+        char eta[32];
+        fmt_time(eta, sizeof eta, (double)(c->steps - step) * t_train / (double)(step - start));
+        if (o->json) {
+            printf("{\"step\": %lld, \"loss\": %.6f, \"aux\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"load_cv\": %.4f, "
+                   "\"dropped\": %.4f, \"entropy\": %.4f, \"experts_per_token\": %.3f, \"tok_per_s\": %.1f",
+                   (long long)step, loss, m->aux, lr, norm, rs.load_cv, rs.dropped, rs.entropy, rs.per_token, tps);
+            if (evaled) printf(", \"val_loss\": %.6f", val);
+            printf("}\n");
+            fflush(stdout);
+        }
+        if (!o->quiet) {
+            char vb[32] = "";
+            if (!isnan(val)) snprintf(vb, sizeof vb, " | val %.4f", val);
+            if (tty)
+                fprintf(stderr, "\r\033[Kstep %lld/%d | loss %.4f%s | cv %.2f drop %.1f%% H %.2f | %.1fk tok/s | ETA %s",
+                        (long long)step, c->steps, loss, vb, rs.load_cv, 100 * rs.dropped, rs.entropy, tps / 1e3, eta);
+            else if (step % log_every == 0 || evaled || step == c->steps)
+                fprintf(stderr, "step %lld/%d | loss %.4f%s | cv %.2f drop %.1f%% H %.2f | %.1fk tok/s | ETA %s\n",
+                        (long long)step, c->steps, loss, vb, rs.load_cv, 100 * rs.dropped, rs.entropy, tps / 1e3, eta);
+        }
+        int last = step == c->steps || g_stop || (o->stop_after && step == o->stop_after);
+        if (o->out && ((c->save_every && step % c->save_every == 0) || (last && !(o->stop_after && step == o->stop_after))))
+            if ((st = save_all(m, o->out, step, data_rng)) != MOE_OK) break;
+        res->tok_per_s = tps;
+        if (last) break;
+    }
+    if (tty) fprintf(stderr, "\n");
+    signal(SIGINT, old);
+    if (!st && g_stop) st = moe_fail(MOE_EINTERRUPTED, "interrupted at step %lld%s", (long long)step,
+                                     o->out ? " (checkpoint saved)" : "");
+    res->steps = step > c->steps ? c->steps : step;
+    res->val_loss = val;
+    if (n_tail) {
+        res->train_loss = loss_tail / n_tail;
+        res->stats.load_cv = tail_cv / n_tail;
+        res->stats.dropped = tail_drop / n_tail;
+        res->stats.entropy = tail_ent / n_tail;
+        res->stats.per_token = tail_pt / n_tail;
+    }
+done:
+    free(x);
+    free(y);
+    moe_tmodel_free(m);
+    moe_data_free(&data);
+    return st;
+}

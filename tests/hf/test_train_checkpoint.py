@@ -1,0 +1,82 @@
+"""test_train_checkpoint.py - checkpoints written by `moe train` load in Hugging Face transformers and
+give the same logits as `moe logits` on the same folder.
+
+For each standard layout (qwen3_moe with and without shared experts, mixtral, dots1 for DeepSeek-style
+routing, dense qwen3_moe and llama) the test trains a tiny model for a few steps on a small text, then
+runs transformers' AutoModelForCausalLM on the folder and compares every logit (float32, eager
+attention); AutoTokenizer must turn text into its bytes with the checkpoint's tokenizer.json.
+Usage: test_train_checkpoint.py --moe BIN --work DIR"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+CASES = [
+    ("qwen3_moe", ["--router", "softmax_topk"]),
+    ("qwen3_moe_nonorm_dense0", ["--router", "softmax_topk", "--norm-topk", "0", "--dense-layers", "1"]),
+    ("mixtral", ["--router", "softmax_topk", "--qk-norm", "0"]),
+    ("dots1", ["--router", "deepseek_v3", "--shared", "1", "--dense-layers", "1", "--routed-scaling", "2.0"]),
+    ("dense", ["--experts", "0"]),
+    ("dense_llama", ["--experts", "0", "--qk-norm", "0"]),
+]
+
+TINY = ["--d-model", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--seq-len", "32", "--d-ff", "64",
+        "--experts", "4", "--top-k", "2", "--d-expert", "16", "--batch", "4", "--steps", "6", "--eval-every", "0",
+        "--warmup", "2", "--lr", "1e-2", "--bias-rate", "0.01", "--init-std", "0.2"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--moe", required=True)
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    data = os.path.join(a.work, "data.txt")
+    with open(data, "w") as f:
+        f.write(("To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
+                 "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles. ") * 40)
+    torch.manual_seed(0)
+    tokens = [ord(c) for c in "First Citizen:\nBefore we proceed any further, hear me speak."][:32]
+    failed = 0
+    for name, extra in CASES:
+        out = os.path.join(a.work, name)
+        shutil.rmtree(out, ignore_errors=True)
+        args = [a.moe, "train", "--data", data, "--out", out, "--quiet", "-t", "2"] + TINY + extra
+        r = subprocess.run(args, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"FAIL {name}: moe train exited {r.returncode}: {r.stderr.strip()}")
+            failed = 1
+            continue
+        r = subprocess.run([a.moe, "logits", out, "--tokens", ",".join(map(str, tokens))], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"FAIL {name}: moe logits exited {r.returncode}: {r.stderr.strip()}")
+            failed = 1
+            continue
+        ours = torch.tensor(json.loads(r.stdout)["logits"], dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager")
+        model.eval()
+        with torch.no_grad():
+            ref = model(torch.tensor([tokens])).logits[0].float()
+        diff = (ours - ref).abs().max().item()
+        scale = max(1.0, ref.abs().max().item())
+        cfg = json.load(open(os.path.join(out, "config.json")))
+        # the byte-level tokenizer.json: transformers encodes text to its bytes and decodes them back
+        tok = AutoTokenizer.from_pretrained(out)
+        text = "First Citizen: d\u00e9j\u00e0 vu\n\t"
+        if tok(text)["input_ids"] != list(text.encode("utf-8")) or tok.decode(list(text.encode("utf-8"))) != text:
+            print(f"FAIL {name}: tokenizer.json does not map text to its bytes")
+            failed = 1
+        ok = diff <= 1e-4 * scale
+        print(f"{'ok  ' if ok else 'FAIL'} {name:28s} model_type {cfg['model_type']:10s} max |diff| {diff:.3g} "
+              f"(largest logit {scale:.3g})")
+        failed |= not ok
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
