@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: set up, build, make a small random Qwen3-MoE model (until
-# training lands, issue 4), show what moe knows about it, its logits and a greedy continuation.
+# The main job on an embedded default: set up (Debian packages, the Python reference environment),
+# build, train a small MoE language model on tinyshakespeare with `moe train` (about 3 minutes on 2
+# cores), then show `moe info` of the checkpoint and text generated from it with `moe run`.
+# Usage: scripts/demo.sh [OUT]   (default OUT: out/shakespeare)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
 venv=${MOE_VENV:-$HOME/.cache/moe-venv}
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_PYTHON="$venv/bin/python" >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-model=build/demo-model
-[ -f "$model/model.safetensors" ] || "$venv/bin/python" bench/make_random_model.py tiny "$model"
-echo; echo "== moe info $model"; build/moe info "$model"
-echo; echo "== moe logits (first 8 of 512 logits at each of 4 positions)"
-build/moe logits "$model" --tokens 1,2,3,4 | "$venv/bin/python" -c 'import json,sys; [print(" ".join(f"{v:8.4f}" for v in r[:8])) for r in json.load(sys.stdin)["logits"]]'
-echo; echo "== moe generate: 16 greedy tokens after 1,2,3,4"
-build/moe generate "$model" --tokens 1,2,3,4 -n 16
+cmake --build build -j"$(nproc)" --target moe_cli >/dev/null
+exec bash scripts/train_demo.sh "$@"
