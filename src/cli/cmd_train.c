@@ -1,5 +1,5 @@
 /* cmd_train.c - `moe train --data FILE [--out DIR] [options]`: train a decoder-only MoE language model
- * on byte-level text, write Hugging Face-style checkpoints, optionally print a sample from the result.
+ * on text (bytes or a tokenizer.json's ids), write Hugging Face-style checkpoints, optionally print a sample from the result.
  * Every model and optimiser option comes from the table in src/train/tconfig.c, so flags, --config
  * files and train.json use the same names. Precedence: defaults < --preset < the train.json of --init
  * < --config < flags; with --resume the checkpoint's train.json replaces all but the flags. */
@@ -16,23 +16,47 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Sample n bytes from the saved checkpoint with the inference engine (so the demo also proves that
- * the checkpoint loads), temperature sampling from a seeded stream. */
+/* Sample n tokens from the saved checkpoint with the inference engine (so the demo also proves that
+ * the checkpoint loads), temperature sampling from a seeded stream. Text goes through the checkpoint's
+ * tokenizer.json (byte-level or the one trained with); a checkpoint without one is read as bytes. */
 static moe_status sample_text(const char *dir, const char *prompt, int n, double temp, uint64_t seed) {
     moe_model *m = NULL;
     moe_session *s = NULL;
+    moe_tokenizer *tk = NULL;
+    moe_detokenizer *dt = NULL;
     float *logits = NULL;
-    int plen = (int)strlen(prompt);
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(plen > 0 ? plen : 1));
-    moe_status st = tok ? moe_model_load(dir, &m) : moe_fail(MOE_ENOMEM, "out of memory");
-    if (!st) st = moe_session_new(m, plen + n + 1, &s);
+    int32_t *tok = NULL;
+    size_t plen = 0;
+    char tpath[1024];
+    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", dir);
+    moe_status st = access(tpath, F_OK) == 0 ? moe_tokenizer_load(tpath, &tk) : MOE_OK;
+    if (!st && tk) st = moe_detokenizer_new(tk, 1, &dt);
+    if (!st && tk && *prompt) {
+        st = moe_tokenizer_encode(tk, prompt, strlen(prompt), &tok, &plen);
+    } else if (!st) {
+        plen = strlen(prompt);
+        if (!(tok = malloc(sizeof(int32_t) * (plen + 1)))) st = moe_fail(MOE_ENOMEM, "out of memory");
+        for (size_t i = 0; !st && i < plen; i++) tok[i] = (unsigned char)prompt[i];
+    }
+    if (!st && plen == 0) {   /* no prompt: start from a newline */
+        int32_t nl = '\n';
+        if (tk) {
+            int32_t *ids;
+            size_t k;
+            if (moe_tokenizer_encode(tk, "\n", 1, &ids, &k) == MOE_OK && k > 0) nl = ids[k - 1];
+            if (k == 0 || nl < 0) nl = 0;
+            free(ids);
+        }
+        tok[0] = nl;
+        plen = 1;
+    }
+    if (!st) st = moe_model_load(dir, &m);
+    if (!st) st = moe_session_new(m, (int)plen + n + 1, &s);
     int V = m ? moe_model_get_info(m)->vocab_size : 0;
     if (!st && !(logits = malloc(sizeof(float) * (size_t)V))) st = moe_fail(MOE_ENOMEM, "out of memory");
     if (!st) {
-        if (plen == 0) { tok[0] = '\n'; plen = 1; }
-        else for (int i = 0; i < plen; i++) tok[i] = (unsigned char)prompt[i];
         fwrite(prompt, 1, strlen(prompt), stdout);
-        st = moe_session_eval(s, tok, plen, logits, 0);
+        st = moe_session_eval(s, tok, (int)plen, logits, 0);
     }
     uint64_t rng = moe_hash64(seed ^ 0x73616d70ULL);
     for (int i = 0; i < n && !st; i++) {
@@ -49,16 +73,42 @@ static moe_status sample_text(const char *dir, const char *prompt, int n, double
                 if (acc > r) break;
             }
         }
-        if (next < 256) fputc(next, stdout);
+        if (dt) {
+            const char *text;
+            size_t len;
+            if ((st = moe_detokenizer_push(dt, next, &text, &len)) != MOE_OK) break;
+            if (len) fwrite(text, 1, len, stdout);
+        } else if (next < 256) {
+            fputc(next, stdout);
+        }
         st = moe_session_eval(s, &next, 1, logits, 0);
+    }
+    if (!st && dt) {
+        const char *text;
+        size_t len;
+        if (moe_detokenizer_flush(dt, &text, &len) == MOE_OK && len) fwrite(text, 1, len, stdout);
     }
     fputc('\n', stdout);
     fflush(stdout);
     free(logits);
     free(tok);
+    moe_detokenizer_free(dt);
+    moe_tokenizer_free(tk);
     moe_session_free(s);
     moe_model_free(m);
     return st;
+}
+
+/* With --tokenizer the vocabulary follows the tokenizer, unless --vocab asks for more (padding). */
+static moe_status fit_vocab(moe_tconfig *c) {
+    moe_tokenizer *t;
+    MOE_TRY(moe_tokenizer_load(c->tokenizer, &t));
+    int tv = moe_tokenizer_vocab_size(t);
+    moe_tokenizer_free(t);
+    if (c->vocab == 256) c->vocab = tv;
+    else if (c->vocab < tv)
+        return moe_fail(MOE_EUSAGE, "--vocab %d is smaller than the vocabulary of %s (%d)", c->vocab, c->tokenizer, tv);
+    return MOE_OK;
 }
 
 /* OpenMP threads that finish a parallel region spin for a while before sleeping (libgomp's default).
@@ -95,7 +145,7 @@ int cmd_train(int argc, char **argv) {
         {"json", 0, ARG_FLAG, &json, NULL, "print one JSON object per step on stdout", 0, 0},
         {"quiet", 'q', ARG_FLAG, &quiet, NULL, "no progress on stderr", 0, 0},
         {"log-every", 0, ARG_INT, &log_every, "N", "progress line every N steps when stderr is not a terminal", 1, 1 << 30},
-        {"sample", 0, ARG_INT, &sample, "N", "after training, print N bytes sampled from the checkpoint", 0, 1 << 20},
+        {"sample", 0, ARG_INT, &sample, "N", "after training, print N tokens sampled from the checkpoint", 0, 1 << 20},
         {"prompt", 0, ARG_STR, &prompt, "TEXT", "text the sample continues (default: a newline)", 0, 0},
         {"temperature", 0, ARG_FLOAT, &temperature, "T", "sampling temperature (0: greedy; default 0.8)", 0, 100},
         {"stop-after", 0, ARG_INT, &stop_after, "N", "stop after step N without the final checkpoint (tests)", 1, 1 << 30},
@@ -105,7 +155,7 @@ int cmd_train(int argc, char **argv) {
     for (int i = 0; i < nf; i++) {
         const moe_tfield *f = &moe_tconfig_fields[i];
         vals[i] = NULL;
-        opts[NFIX + i] = (moe_opt){f->name, 0, ARG_STR, &vals[i], f->type == 's' ? "NAME" : "X", f->help, 0, 0};
+        opts[NFIX + i] = (moe_opt){f->name, 0, ARG_STR, &vals[i], f->type == 's' ? "NAME" : f->type == 'p' ? "FILE" : "X", f->help, 0, 0};
     }
     opts[NFIX + nf] = (moe_opt){0};
     static char details[1024];
@@ -116,7 +166,7 @@ int cmd_train(int argc, char **argv) {
              "ETA) goes to stderr. Ctrl-C stops after the current step and saves a checkpoint.",
              moe_router_names());
     const moe_cmd_spec spec = {"train", "--data FILE [--out DIR] [options]",
-                               "Train a mixture-of-experts language model on byte-level text.", details, opts, 0, 0};
+                               "Train a mixture-of-experts language model on text (bytes, or the ids of --tokenizer).", details, opts, 0, 0};
     int npos, r = moe_args_parse(&spec, argc, argv, NULL, &npos);
     if (r) return r == MOE_ARGS_HELP ? 0 : 1;
     if (!data) { fprintf(stderr, "moe train: --data is required (see moe train --help)\n"); return 1; }
@@ -140,6 +190,7 @@ int cmd_train(int argc, char **argv) {
     }
     for (int i = 0; i < nf && !st; i++)
         if (vals[i]) st = moe_tconfig_set(&c, moe_tconfig_fields[i].name, vals[i]);
+    if (!st && c.tokenizer[0] && !resume) st = fit_vocab(&c);
     if (!st) st = moe_tconfig_finish(&c);
     if (st) {
         if (st == MOE_EUSAGE) { fprintf(stderr, "moe train: %s\n", moe_last_error()); return 1; }

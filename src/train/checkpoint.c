@@ -135,6 +135,24 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     return o;
 }
 
+moe_status moe_ckpt_copy_file(const char *from, const char *to) {
+    char *buf;
+    size_t len;
+    MOE_TRY(moe_read_file(from, (size_t)1 << 30, &buf, &len));
+    moe_atomic_file af;
+    moe_status st = moe_atomic_open(&af, to);
+    if (!st) {
+        if (len && fwrite(buf, 1, len, af.f) != len) {
+            moe_atomic_abort(&af);
+            st = moe_fail(MOE_EIO, "%s: write failed", to);
+        } else {
+            st = moe_atomic_commit(&af);
+        }
+    }
+    free(buf);
+    return st;
+}
+
 static moe_status write_json(const char *path, const cJSON *o) {
     char *s = cJSON_Print(o);
     if (!s) return moe_fail(MOE_ENOMEM, "out of memory");
@@ -211,7 +229,24 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
     moe_status st = write_json(path, cfg);
     cJSON_Delete(cfg);
     if (st) return st;
-    if (p->cfg.vocab == 256) {
+    if (p->cfg.tokenizer[0]) {
+        /* the tokenizer the data was encoded with, and its tokenizer_config.json when one lies beside it */
+        char src[1024], dirbuf[600];
+        struct stat sb;
+        snprintf(dirbuf, sizeof dirbuf, "%s", p->cfg.tokenizer);
+        if (stat(dirbuf, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            path_in(src, sizeof src, dirbuf, "tokenizer.json");
+        } else {
+            snprintf(src, sizeof src, "%s", dirbuf);
+            char *slash = strrchr(dirbuf, '/');
+            if (slash) *slash = 0; else snprintf(dirbuf, sizeof dirbuf, ".");
+        }
+        path_in(path, sizeof path, dir, "tokenizer.json");
+        MOE_TRY(moe_ckpt_copy_file(src, path));
+        path_in(src, sizeof src, dirbuf, "tokenizer_config.json");
+        path_in(path, sizeof path, dir, "tokenizer_config.json");
+        if (access(src, F_OK) == 0) MOE_TRY(moe_ckpt_copy_file(src, path));
+    } else if (p->cfg.vocab == 256) {
         cJSON *tk = byte_tokenizer_json();
         if (!tk) return moe_fail(MOE_ENOMEM, "out of memory");
         path_in(path, sizeof path, dir, "tokenizer.json");

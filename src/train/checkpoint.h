@@ -3,7 +3,7 @@
  *                                     plus "moe_router" keys for routers transformers lacks; see
  *                                     docs/ROUTERS.md) - what `moe info`, `moe logits`, `moe generate`
  *                                     and transformers load;
- *   tokenizer.json (+ _config.json)   for byte-level models: each byte one token (moe run, HF tokenizers);
+ *   tokenizer.json (+ _config.json)   a copy of --tokenizer's, or for byte-level models each byte one token;
  *   train.json                        the full training config (moe_tconfig);
  *   train_state.bin                   everything --resume needs to continue bit for bit: step, the two
  *                                     random streams, all values and both AdamW moments, checksummed.
@@ -35,6 +35,8 @@ moe_status moe_ckpt_load_weights(moe_tparams *p, const char *dir);
 /* Remove temporary files that a killed write left in dir (NAME.tmp.XXXXXX of the files above); call
  * only while no other process writes there. */
 void moe_ckpt_clean_temporaries(const char *dir);
+/* Copy a file atomically (tokenizer files into a checkpoint). */
+moe_status moe_ckpt_copy_file(const char *from, const char *to);
 /* mkdir -p for one level. */
 moe_status moe_ckpt_mkdir(const char *dir);
 #endif

@@ -40,6 +40,7 @@ const moe_tfield moe_tconfig_fields[] = {
     F("z-loss", 'd', z_loss, 0, 100, "router z-loss coefficient"),
     F("seq-balance-loss", 'd', seq_balance_loss, 0, 100, "DeepSeek sequence-wise balance loss coefficient"),
     F("layout", 's', layout, 0, 0, "checkpoint layout: auto, qwen3_moe, mixtral, dots1, llama (dense)"),
+    F("tokenizer", 'p', tokenizer, 0, 0, "tokenizer.json (or its folder) to encode the data with; default: bytes"),
     F("batch", 'i', batch, 1, 1 << 16, "sequences per step"),
     F("steps", 'i', steps, 1, 1 << 30, "optimizer steps"),
     F("warmup", 'i', warmup, 0, 1 << 30, "linear warmup steps"),
@@ -114,15 +115,16 @@ static moe_status set_num(moe_tconfig *c, const moe_tfield *f, double v, const c
 }
 
 static moe_status set_str(moe_tconfig *c, const moe_tfield *f, const char *v, const char *where) {
-    if (strlen(v) >= 32) return moe_fail(MOE_EUSAGE, "%s%s = \"%.40s...\" is too long", where, f->name, v);
-    snprintf((char *)c + f->offset, 32, "%s", v);
+    size_t cap = f->type == 'p' ? sizeof c->tokenizer : 32;
+    if (strlen(v) >= cap) return moe_fail(MOE_EUSAGE, "%s%s = \"%.40s...\" is too long", where, f->name, v);
+    snprintf((char *)c + f->offset, cap, "%s", v);
     return MOE_OK;
 }
 
 moe_status moe_tconfig_set(moe_tconfig *c, const char *name, const char *value) {
     const moe_tfield *f = find_field(name);
     if (!f) return moe_fail(MOE_EUSAGE, "unknown option %s", name);
-    if (f->type == 's') return set_str(c, f, value, "--");
+    if (f->type == 's' || f->type == 'p') return set_str(c, f, value, "--");
     char *end;
     double v = strtod(value, &end);
     if (end == value || *end || !isfinite(v))
@@ -137,7 +139,7 @@ moe_status moe_tconfig_apply_json(moe_tconfig *c, const char *path, const cJSON 
     for (const cJSON *e = obj->child; e; e = e->next) {
         const moe_tfield *f = find_field(e->string);
         if (!f) return moe_fail(MOE_EINPUT, "%s: unknown key \"%.60s\"", path, e->string);
-        if (f->type == 's') {
+        if (f->type == 's' || f->type == 'p') {
             if (!cJSON_IsString(e)) return moe_fail(MOE_EINPUT, "%s: key \"%s\" must be a string", path, e->string);
             moe_status st = set_str(c, f, e->valuestring, where);
             if (st) return MOE_EINPUT;
@@ -172,7 +174,8 @@ cJSON *moe_tconfig_to_json(const moe_tconfig *c) {
         case 'i': v = cJSON_CreateNumber(*(const int *)p); break;
         case 'l': v = cJSON_CreateNumber((double)*(const int64_t *)p); break;
         case 'd': v = cJSON_CreateNumber(*(const double *)p); break;
-        case 's': v = cJSON_CreateString((const char *)p); break;
+        case 's':
+        case 'p': v = cJSON_CreateString((const char *)p); break;
         }
         if (!v || !cJSON_AddItemToObject(o, key, v)) { cJSON_Delete(v); cJSON_Delete(o); return NULL; }
     }

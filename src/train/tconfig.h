@@ -25,13 +25,14 @@ typedef struct moe_tconfig {
     int slots, aoe_rank;
     double balance_loss, z_loss, seq_balance_loss;
     char layout[32];      /* "auto", "qwen3_moe", "mixtral", "dots1", "llama" (dense) */
+    char tokenizer[512];  /* tokenizer.json the data is encoded with; empty: bytes (vocab 256) */
     /* optimisation */
     int batch, steps, warmup, eval_every, eval_batches, save_every;
     double lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip, val_fraction;
     int64_t seed;
 } moe_tconfig;
 
-/* Field table entry. type: 'i' int, 'l' int64, 'd' double, 's' char[32]. */
+/* Field table entry. type: 'i' int, 'l' int64, 'd' double, 's' char[32], 'p' a path, char[512]. */
 typedef struct moe_tfield {
     const char *name;     /* flag name with dashes; the JSON key has underscores */
     char type;

@@ -79,7 +79,7 @@ static moe_status save_all(const moe_tmodel *m, const char *out, int64_t step, u
 moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_result *res) {
     memset(res, 0, sizeof *res);
     moe_data data;
-    MOE_TRY(moe_data_load(o->data, cfg->val_fraction, cfg->seq_len, cfg->vocab, &data));
+    MOE_TRY(moe_data_load(o->data, cfg->val_fraction, cfg->seq_len, cfg->vocab, cfg->tokenizer, &data));
     moe_tmodel *m = NULL;
     moe_status st = moe_tmodel_new(cfg, cfg->batch, &m);
     int32_t *x = NULL, *y = NULL;

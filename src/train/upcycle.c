@@ -67,20 +67,11 @@ static moe_status copy_tokenizer(const char *src, const char *dst) {
     static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                         "generation_config.json"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char from[1024], to[1024], *buf;
-        size_t len;
+        char from[1024], to[1024];
         snprintf(from, sizeof from, "%s/%s", src, files[i]);
         snprintf(to, sizeof to, "%s/%s", dst, files[i]);
         if (access(from, F_OK) != 0) continue;
-        MOE_TRY(moe_read_file(from, (size_t)1 << 30, &buf, &len));
-        moe_atomic_file af;
-        moe_status st = moe_atomic_open(&af, to);
-        if (!st) {
-            fwrite(buf, 1, len, af.f);
-            st = moe_atomic_commit(&af);
-        }
-        free(buf);
-        MOE_TRY(st);
+        MOE_TRY(moe_ckpt_copy_file(from, to));
     }
     return MOE_OK;
 }
@@ -110,6 +101,12 @@ moe_status moe_upcycle(const char *src, const char *dst, moe_tconfig *c) {
     }
     if (!st) st = moe_ckpt_save_model(p, dst);
     if (!st && c->vocab != 256) st = copy_tokenizer(src, dst);
+    if (!st && c->vocab != 256) {
+        /* `moe train --init DST` then encodes its data with the dense model's tokenizer */
+        char tk[1024];
+        snprintf(tk, sizeof tk, "%s/tokenizer.json", dst);
+        if (access(tk, F_OK) == 0 && strlen(tk) < sizeof c->tokenizer) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", tk);
+    }
     if (!st) {
         /* train.json, so that `moe train --init DIR` picks up the shape */
         cJSON *tc = moe_tconfig_to_json(c);

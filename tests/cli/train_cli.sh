@@ -60,4 +60,14 @@ expect 2 "checksum" -- "$moe" train --data "$data" --out "$work/cfg" --resume --
 [ "$(cut -f1 "$work/tok.txt" | tr '\n' ',')" = "84,111,32,98,101," ] || fail "byte tokenizer ids: $(cat "$work/tok.txt")"
 "$moe" run "$work/cfg" -p "All the" -n 8 --seed 1 -t 1 > "$work/run.txt" 2> "$work/err.txt" || fail "moe run failed: $(cat "$work/err.txt")"
 [ -s "$work/run.txt" ] || fail "moe run wrote nothing"
+# --tokenizer: a missing or broken tokenizer.json, or a --vocab below its vocabulary, is refused clearly
+expect 2 "nothing.json" -- "$moe" train --data "$data" "${tiny[@]}" --tokenizer "$work/nothing.json"
+printf '{"model": {"type": "BPE", "vocab": ' > "$work/broken.json"
+expect 2 "broken.json" -- "$moe" train --data "$data" "${tiny[@]}" --tokenizer "$work/broken.json"
+expect 1 "smaller than the vocabulary" -- "$moe" train --data "$data" "${tiny[@]}" --tokenizer "$work/cfg" --vocab 100
+# training with a tokenizer.json (here the byte-level one of the checkpoint above) copies it along
+"$moe" train --data "$data" "${tiny[@]}" --tokenizer "$work/cfg/tokenizer.json" --out "$work/tk" --sample 5 --prompt "All" \
+  > "$work/sample.txt" 2> "$work/err.txt" || fail "training with --tokenizer failed: $(cat "$work/err.txt")"
+cmp -s "$work/cfg/tokenizer.json" "$work/tk/tokenizer.json" || fail "the checkpoint lacks the training tokenizer"
+grep -q '^All' "$work/sample.txt" || fail "--sample did not continue the prompt: $(cat "$work/sample.txt")"
 echo "all train CLI checks passed"

@@ -4,7 +4,9 @@ give the same logits as `moe logits` on the same folder.
 For each standard layout (qwen3_moe with and without shared experts, mixtral, dots1 for DeepSeek-style
 routing, dense qwen3_moe and llama) the test trains a tiny model for a few steps on a small text, then
 runs transformers' AutoModelForCausalLM on the folder and compares every logit (float32, eager
-attention); AutoTokenizer must turn text into its bytes with the checkpoint's tokenizer.json.
+attention); AutoTokenizer must turn text into its bytes with the checkpoint's tokenizer.json. One case
+trains with --tokenizer (Llama 2's tokenizer.json): the checkpoint must carry that tokenizer, its
+vocabulary must follow it, and `moe tokenize` on the checkpoint must give transformers' ids.
 Usage: test_train_checkpoint.py --moe BIN --work DIR"""
 import argparse
 import json
@@ -23,7 +25,9 @@ CASES = [
     ("dots1", ["--router", "deepseek_v3", "--shared", "1", "--dense-layers", "1", "--routed-scaling", "2.0"]),
     ("dense", ["--experts", "0"]),
     ("dense_llama", ["--experts", "0", "--qk-norm", "0"]),
+    ("qwen3_moe_llama2_tokenizer", ["--router", "softmax_topk", "--tokenizer", "LLAMA2"]),
 ]
+SHARED = os.environ.get("MOE_SHARED_DATA", "/work/shared/data")
 
 TINY = ["--d-model", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--seq-len", "32", "--d-ff", "64",
         "--experts", "4", "--top-k", "2", "--d-expert", "16", "--batch", "4", "--steps", "6", "--eval-every", "0",
@@ -46,6 +50,8 @@ def main():
     for name, extra in CASES:
         out = os.path.join(a.work, name)
         shutil.rmtree(out, ignore_errors=True)
+        llama2 = os.path.join(SHARED, "tokenizers", "llama2")
+        extra = [llama2 if e == "LLAMA2" else e for e in extra]
         args = [a.moe, "train", "--data", data, "--out", out, "--quiet", "-t", "2"] + TINY + extra
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:
@@ -65,10 +71,20 @@ def main():
         diff = (ours - ref).abs().max().item()
         scale = max(1.0, ref.abs().max().item())
         cfg = json.load(open(os.path.join(out, "config.json")))
-        # the byte-level tokenizer.json: transformers encodes text to its bytes and decodes them back
         tok = AutoTokenizer.from_pretrained(out)
         text = "First Citizen: d\u00e9j\u00e0 vu\n\t"
-        if tok(text)["input_ids"] != list(text.encode("utf-8")) or tok.decode(list(text.encode("utf-8"))) != text:
+        if "--tokenizer" in extra:
+            # the checkpoint carries the tokenizer it was trained with; moe agrees with transformers on it
+            want = tok(text, add_special_tokens=False)["input_ids"]
+            r = subprocess.run([a.moe, "tokenize", out, text], capture_output=True, text=True)
+            got = [int(line.split("\t")[0]) for line in r.stdout.splitlines() if line.strip()]
+            same_file = open(os.path.join(out, "tokenizer.json"), "rb").read() == \
+                open(os.path.join(llama2, "tokenizer.json"), "rb").read()
+            if cfg["vocab_size"] != 32000 or not same_file or got != want or r.returncode != 0:
+                print(f"FAIL {name}: vocab {cfg['vocab_size']}, same tokenizer.json {same_file}, ids {got} vs {want}")
+                failed = 1
+        elif tok(text)["input_ids"] != list(text.encode("utf-8")) or tok.decode(list(text.encode("utf-8"))) != text:
+            # the byte-level tokenizer.json: transformers encodes text to its bytes and decodes them back
             print(f"FAIL {name}: tokenizer.json does not map text to its bytes")
             failed = 1
         ok = diff <= 1e-4 * scale
