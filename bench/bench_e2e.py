@@ -63,6 +63,36 @@ def moe_run(moe, model_dir, threads, n_prompt, n_gen, extra):
     return json.loads(out)
 
 
+def part_bytes(model_dir):
+    """Bytes of weights one decoded token reads, by part: attention, routed experts (k of E per layer,
+    plus the router), other FFN (shared experts, dense layers), head. From the safetensors headers."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    E = cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 1
+    k = cfg.get("num_experts_per_tok", 1)
+    parts = dict(attention=0, moe=0, dense_ffn=0, head=0)
+    for f in sorted(os.listdir(model_dir)):
+        if not f.endswith(".safetensors"):
+            continue
+        with open(os.path.join(model_dir, f), "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            hdr = json.loads(fh.read(n))
+        for name, v in hdr.items():
+            if name == "__metadata__":
+                continue
+            size = v["data_offsets"][1] - v["data_offsets"][0]
+            if name.startswith("lm_head"):
+                parts["head"] += size
+            elif ".self_attn." in name:
+                parts["attention"] += size
+            elif ".experts." in name and "shared" not in name:
+                parts["moe"] += size * k / E
+            elif ".mlp.gate." in name or ".block_sparse_moe.gate." in name:
+                parts["moe"] += size
+            elif ".mlp." in name or ".block_sparse_moe." in name:
+                parts["dense_ffn"] += size
+    return parts
+
+
 def machine():
     cpu = "unknown"
     for line in open("/proc/cpuinfo"):
@@ -95,7 +125,8 @@ def main():
             tp, tg = torch_run(d, t, a.prompt, a.gen)
             row = dict(model=preset, threads=t, simd=m["simd"], moe_prefill=m["prefill_tok_s"], torch_prefill=tp,
                        moe_decode=m["decode_tok_s"], torch_decode=tg, roofline=m["roofline_tok_s"],
-                       bw=m["read_bandwidth_gb_s"], mb_per_tok=m["bytes_per_token"] / 1e6)
+                       bw=m["read_bandwidth_gb_s"], mb_per_tok=m["bytes_per_token"] / 1e6,
+                       ms=m["decode_ms_per_token"], part_bytes=part_bytes(d))
             rows.append(row)
             print(json.dumps(row), flush=True)
     lines = [
@@ -119,7 +150,19 @@ def main():
                      f"{r['moe_prefill'] / r['torch_prefill']:.2f}x | {r['moe_decode']:.2f} | {r['torch_decode']:.2f} | "
                      f"{r['moe_decode'] / r['torch_decode']:.2f}x | {r['bw']:.1f} | {r['mb_per_tok']:.0f} | "
                      f"{r['roofline']:.2f} | {100 * r['moe_decode'] / r['roofline']:.0f}% |")
-    lines += ["", "Targets (issue 3): decode at least 85% of the roofline; prefill at least 2x PyTorch.", ""]
+    lines += ["", "Targets (issue 3): decode at least 85% of the roofline; prefill at least 2x PyTorch.", "",
+              "Where decode time goes (moe, per decoded token, from `moe bench --json`): milliseconds per part and",
+              "the read rate each part reaches on its own weights (bytes it reads / its time). Norms, RoPE,",
+              "embedding and sampling are not in any part.", "",
+              "| model | threads | attention ms | attention GB/s | MoE ms | MoE GB/s | other FFN ms | head ms | head GB/s | sum of parts ms | whole token ms |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ms, b = r["ms"], r["part_bytes"]
+        rate = lambda part: f"{b[part] / (ms[part] * 1e-3) / 1e9:.1f}" if ms[part] > 0 else "-"
+        lines.append(f"| {r['model']} | {r['threads']} | {ms['attention']:.2f} | {rate('attention')} | {ms['moe']:.2f} | "
+                     f"{rate('moe')} | {ms['dense_ffn']:.2f} | {ms['head']:.2f} | {rate('head')} | "
+                     f"{sum(ms.values()):.2f} | {1e3 / r['moe_decode']:.2f} |")
+    lines.append("")
     # hand-written analysis below the marker survives regeneration
     marker = "<!-- notes: kept across regeneration -->"
     notes = marker + "\n"

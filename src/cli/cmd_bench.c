@@ -81,9 +81,12 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model_type\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"prompt_tokens\": %d, \"prefill_tok_s\": %.3f, "
                "\"decode_tokens\": %d, \"decode_tok_s\": %.3f, \"bytes_per_token\": %llu, \"read_bandwidth_gb_s\": %.3f, "
-               "\"roofline_tok_s\": %.3f}\n",
+               "\"roofline_tok_s\": %.3f, \"decode_ms_per_token\": {\"attention\": %.4f, \"moe\": %.4f, \"dense_ffn\": %.4f, "
+               "\"head\": %.4f}}\n",
                I->model_type, moe_get_threads(), moe_simd_name(), n_prompt, pp, n_gen, tg,
-               (unsigned long long)I->bytes_per_token, bw / 1e9, roof);
+               (unsigned long long)I->bytes_per_token, bw / 1e9, roof, n_gen ? 1e3 * tm.attention_s / n_gen : 0,
+               n_gen ? 1e3 * tm.moe_s / n_gen : 0, n_gen ? 1e3 * tm.dense_ffn_s / n_gen : 0,
+               n_gen ? 1e3 * tm.head_s / n_gen : 0);
     } else {
         printf("model           %s (%s, %s)\n", pos[0], I->model_type, I->weight_dtype);
         printf("threads         %d (SIMD %s)\n", moe_get_threads(), moe_simd_name());
