@@ -18,16 +18,7 @@ static moe_status route(const moe_router *r, const moe_route_in *in, moe_assign 
         int first = a->n;
         for (int j = 0; j < k; j++) {
             uint64_t h = moe_hash64(r->p.seed ^ ((uint64_t)(uint32_t)in->token_ids[t] << 8) ^ (uint64_t)j);
-            int e = (int)(h % (uint64_t)E);
-            for (int again = 1; again;) {   /* k distinct experts */
-                again = 0;
-                for (int i = first; i < a->n; i++)
-                    if (a->exp[i] == e) { e = (e + 1) % E; again = 1; }
-            }
-            a->tok[a->n] = t;
-            a->exp[a->n] = e;
-            a->w[a->n++] = 1.0f / k;
-            a->probs[(size_t)t * E + e] = 1.0f / k;
+            moe_assign_add_distinct(a, first, t, h, E, k);
         }
     }
     return MOE_OK;

@@ -121,6 +121,19 @@ void moe_topk_weights_bwd(const float *p, const int *ex, const float *dw, int k,
     }
 }
 
+void moe_assign_add_distinct(moe_assign *a, int first, int t, uint64_t h, int E, int k) {
+    int e = (int)(h % (uint64_t)E);
+    for (int again = 1; again;) {
+        again = 0;
+        for (int i = first; i < a->n; i++)
+            if (a->exp[i] == e) { e = (e + 1) % E; again = 1; }
+    }
+    a->tok[a->n] = t;
+    a->exp[a->n] = e;
+    a->w[a->n++] = 1.0f / k;
+    a->probs[(size_t)t * E + e] = 1.0f / k;
+}
+
 void moe_assign_sort_by_token(moe_assign *a) {
     int n = a->n, T = a->n_tokens;
     int *cnt = a->itmp, *perm = a->itmp + T + 1, *ibuf = perm + a->cap;   /* [T+1], [cap], [cap] */

@@ -19,16 +19,7 @@ static moe_status route(const moe_router *r, const moe_route_in *in, moe_assign 
         for (int j = 0; j < k; j++) {
             uint64_t h = in->training && in->rng ? moe_rng_next(in->rng)
                                                  : moe_hash64(r->p.seed ^ ((uint64_t)in->layer << 48) ^ ((uint64_t)pos << 8) ^ (uint64_t)j);
-            int e = (int)(h % (uint64_t)E);
-            for (int again = 1; again;) {
-                again = 0;
-                for (int i = first; i < a->n; i++)
-                    if (a->exp[i] == e) { e = (e + 1) % E; again = 1; }
-            }
-            a->tok[a->n] = t;
-            a->exp[a->n] = e;
-            a->w[a->n++] = 1.0f / k;
-            a->probs[(size_t)t * E + e] = 1.0f / k;
+            moe_assign_add_distinct(a, first, t, h, E, k);
         }
     }
     return MOE_OK;
