@@ -214,10 +214,45 @@ static cJSON *byte_tokenizer_json(void) {
     return o;
 }
 
+typedef struct write_order {
+    const moe_tparams *p;
+    int *perm;          /* file position -> parameter index */
+    int64_t *key;
+} write_order;
+
 static moe_status tensor_data(void *user, int i, const void **out) {
-    const moe_tparams *p = user;
-    *out = p->val + p->t[i].offset;
+    const write_order *w = user;
+    *out = w->p->val + w->p->t[w->perm[i]].offset;
     return MOE_OK;
+}
+
+static const write_order *g_order;   /* for qsort's comparator; checkpoints are written by one thread */
+static int by_key(const void *a, const void *b) {
+    int64_t ka = g_order->key[*(const int *)a], kb = g_order->key[*(const int *)b];
+    return ka < kb ? -1 : ka > kb;
+}
+
+/* Training keeps each projection of all experts together (its kernels want them stacked); the file
+ * puts each expert's gate, up and down back to back instead, where the first expert tensor of the
+ * layer stood, so that the on-disk expert store reads one expert with one read. */
+static void expert_contiguous_order(write_order *w) {
+    const moe_tparams *p = w->p;
+    int first_layer = -1, first_index = 0;
+    for (int i = 0; i < p->n; i++) {
+        int l, e, n = 0;
+        char proj[16];
+        w->perm[i] = i;
+        w->key[i] = (int64_t)i << 24;
+        if (sscanf(p->t[i].name, "model.layers.%d.%*[a-z_].experts.%d.%15[a-z]_proj.weight%n", &l, &e, proj, &n) == 3 &&
+            n > 0 && p->t[i].name[n] == 0) {
+            if (l != first_layer) { first_layer = l; first_index = i; }
+            int k = !strcmp(proj, "gate") ? 0 : !strcmp(proj, "up") ? 1 : 2;
+            w->key[i] = ((int64_t)first_index << 24) + 1 + (int64_t)e * 3 + k;
+        }
+    }
+    g_order = w;
+    qsort(w->perm, (size_t)p->n, sizeof *w->perm, by_key);
+    g_order = NULL;
 }
 
 moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
@@ -266,19 +301,27 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
         if (st) return st;
     }
     moe_st_entry *t = calloc((size_t)p->n, sizeof *t);
-    if (!t) return moe_fail(MOE_ENOMEM, "out of memory");
-    for (int i = 0; i < p->n; i++) {
-        t[i].name = p->t[i].name;
-        t[i].dtype = "F32";
-        t[i].ndim = p->t[i].ndim;
-        t[i].shape[0] = p->t[i].shape[0];
-        t[i].shape[1] = p->t[i].shape[1];
-        t[i].nbytes = (uint64_t)p->t[i].numel * 4;
+    write_order w = {p, calloc((size_t)p->n, sizeof(int)), calloc((size_t)p->n, sizeof(int64_t))};
+    if (!t || !w.perm || !w.key) {
+        free(t); free(w.perm); free(w.key);
+        return moe_fail(MOE_ENOMEM, "out of memory");
+    }
+    expert_contiguous_order(&w);
+    for (int j = 0; j < p->n; j++) {
+        const moe_tparam *q = &p->t[w.perm[j]];
+        t[j].name = q->name;
+        t[j].dtype = "F32";
+        t[j].ndim = q->ndim;
+        t[j].shape[0] = q->shape[0];
+        t[j].shape[1] = q->shape[1];
+        t[j].nbytes = (uint64_t)q->numel * 4;
     }
     static const char *const mk[] = {"format"}, *const mv[] = {"pt"};
     path_in(path, sizeof path, dir, "model.safetensors");
-    st = moe_st_write(path, t, p->n, mk, mv, 1, tensor_data, (void *)p);
+    st = moe_st_write(path, t, p->n, mk, mv, 1, tensor_data, &w);
     free(t);
+    free(w.perm);
+    free(w.key);
     return st;
 }
 

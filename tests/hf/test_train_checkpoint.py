@@ -11,6 +11,8 @@ Usage: test_train_checkpoint.py --moe BIN --work DIR"""
 import argparse
 import json
 import os
+import re
+import struct
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,18 @@ SHARED = os.environ.get("MOE_SHARED_DATA", "/work/shared/data")
 TINY = ["--d-model", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--seq-len", "32", "--d-ff", "64",
         "--experts", "4", "--top-k", "2", "--d-expert", "16", "--batch", "4", "--steps", "6", "--eval-every", "0",
         "--warmup", "2", "--lr", "1e-2", "--bias-rate", "0.01", "--init-std", "0.2"]
+
+
+def experts_contiguous(path):
+    """Each expert's gate, up and down lie back to back (the disk expert store reads one expert at once)."""
+    with open(path, "rb") as f:
+        h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    span = {}
+    for name, v in h.items():
+        m = re.fullmatch(r"model\.layers\.(\d+)\.\w+\.experts\.(\d+)\.(gate|up|down)_proj\.weight", name)
+        if m:
+            span.setdefault(m.group(1, 2), {})[m.group(3)] = v["data_offsets"]
+    return all(p["gate"][1] == p["up"][0] and p["up"][1] == p["down"][0] for p in span.values())
 
 
 def main():
@@ -86,6 +100,9 @@ def main():
         elif tok(text)["input_ids"] != list(text.encode("utf-8")) or tok.decode(list(text.encode("utf-8"))) != text:
             # the byte-level tokenizer.json: transformers encodes text to its bytes and decodes them back
             print(f"FAIL {name}: tokenizer.json does not map text to its bytes")
+            failed = 1
+        if not experts_contiguous(os.path.join(out, "model.safetensors")):
+            print(f"FAIL {name}: an expert's three matrices are not back to back in model.safetensors")
             failed = 1
         ok = diff <= 1e-4 * scale
         print(f"{'ok  ' if ok else 'FAIL'} {name:28s} model_type {cfg['model_type']:10s} max |diff| {diff:.3g} "
