@@ -2,7 +2,7 @@
 each copy and the original with `moe eval` on the same held-out tokens, and write the table between the
 ppl markers of docs/OFFLOAD.md (and the raw numbers to a JSON file).
 
-The model folder must hold test_tokens.txt (held-out token ids, as bench/train_tiny_moe.py writes).
+The model folder must hold test_tokens.txt (held-out token ids, as bench/train_offload_model.sh writes).
 mixed gets a budget halfway between the q4 and q8_0 sizes and is calibrated on --calib tokens, which
 must not overlap the evaluation tokens (default: the first bytes of tinyshakespeare, the training part).
 Usage: quant_ppl.py --moe build/moe --model DIR [--tokens N] [--ctx N] [--work DIR]"""
