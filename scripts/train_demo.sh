@@ -23,4 +23,5 @@ build/moe train --preset tiny --data "$data" --steps 800 --eval-every 200 --out 
 echo
 build/moe info "$out"
 echo
+printf "ROMEO:"   # moe run prints only what it generates
 build/moe run "$out" -p "ROMEO:" -n 500 --seed 1

@@ -283,6 +283,7 @@ int cmd_run(int argc, char **argv) {
         st = feed_text(&r, prompt, !no_bos && TI->add_bos ? TI->bos_id : -1);
         if (!st) st = generate(&r, stdout);
         printf("\n");
+        fflush(stdout);   /* the text ends before the speed report on stderr, also when both go to one file */
     } else if (!st) {
         template = read_chat_template(tok_path ? tok_path : pos[0]);
         moe_chat_format fmt = template ? moe_chat_detect(template) : guess_format(r.tok, I->model_type);
