@@ -116,6 +116,10 @@ void moe_softmax_row_bwd(const float *y, const float *dy, float *dx, int n); /* 
 void moe_topk_weights_bwd(const float *p, const int *ex, const float *dw, int k, int norm, double scale, float *dp);
 /* Sort the first a->n assignments into ascending token order, stable (a counting sort). */
 void moe_assign_sort_by_token(moe_assign *a);
+/* Backward of routers whose weight is the softmax probability p[t][e] itself (times routed_scaling):
+ * switch and expert_choice. */
+void moe_router_softmax_weight_bwd(const moe_router *r, const moe_route_in *in, const moe_assign *a, const float *d_w,
+                                   const float *d_probs, float *d_logits);
 /* Assign token t to expert h mod E with weight 1/k, or to the next expert not yet among the token's
  * assignments since index first (k distinct experts from k draws; needs k <= E). */
 void moe_assign_add_distinct(moe_assign *a, int first, int t, uint64_t h, int E, int k);

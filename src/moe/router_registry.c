@@ -134,6 +134,16 @@ void moe_assign_add_distinct(moe_assign *a, int first, int t, uint64_t h, int E,
     a->probs[(size_t)t * E + e] = 1.0f / k;
 }
 
+void moe_router_softmax_weight_bwd(const moe_router *r, const moe_route_in *in, const moe_assign *a, const float *d_w,
+                                   const float *d_probs, float *d_logits) {
+    int n = in->n, E = r->p.n_experts;
+    float *dp = a->ftmp;
+    for (size_t i = 0; i < (size_t)n * E; i++) dp[i] = d_probs ? d_probs[i] : 0.0f;
+    for (int i = 0; i < a->n; i++) dp[(size_t)a->tok[i] * E + a->exp[i]] += d_w[i] * (float)r->p.routed_scaling;
+    for (int t = 0; t < n; t++)
+        moe_softmax_row_bwd(a->probs + (size_t)t * E, dp + (size_t)t * E, d_logits + (size_t)t * E, E);
+}
+
 void moe_assign_sort_by_token(moe_assign *a) {
     int n = a->n, T = a->n_tokens;
     int *cnt = a->itmp, *perm = a->itmp + T + 1, *ibuf = perm + a->cap;   /* [T+1], [cap], [cap] */

@@ -35,15 +35,5 @@ static moe_status route(const moe_router *r, const moe_route_in *in, moe_assign 
     return MOE_OK;
 }
 
-static void backward(const moe_router *r, const moe_route_in *in, const moe_assign *a, const float *d_w,
-                     const float *d_probs, float *d_logits) {
-    int n = in->n, E = r->p.n_experts;
-    float *dp = a->ftmp;
-    for (size_t i = 0; i < (size_t)n * E; i++) dp[i] = d_probs ? d_probs[i] : 0.0f;
-    for (int i = 0; i < a->n; i++) dp[(size_t)a->tok[i] * E + a->exp[i]] += d_w[i] * (float)r->p.routed_scaling;
-    for (int t = 0; t < n; t++)
-        moe_softmax_row_bwd(a->probs + (size_t)t * E, dp + (size_t)t * E, d_logits + (size_t)t * E, E);
-}
-
 const moe_router_ops moe_router_switch = {"switch", "softmax top-k with an expert capacity; overflow skips the layer",
-                                          NULL, route, backward, MOE_ROUTE_SPARSE, NULL, NULL};
+                                          NULL, route, moe_router_softmax_weight_bwd, MOE_ROUTE_SPARSE, NULL, NULL};
