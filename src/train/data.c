@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "moe/router.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,11 @@ moe_status moe_data_load(const char *path, double val_fraction, int seq_len, int
         }
         d->n_train = d->n;
         if (!st) st = append_encoded(t, buf + split, len - split, d, &cap);
+        if (st == MOE_EINPUT && t) {   /* the tokenizer names only "text": say which file */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", moe_last_error());
+            st = moe_fail(MOE_EINPUT, "%s (encoding with %s): %s", path, tokenizer, msg);
+        }
         for (size_t i = 0; !st && i < d->n; i++)
             if (d->tok[i] < 0 || d->tok[i] >= vocab)
                 st = moe_fail(MOE_EUSAGE, "%s: token id %d from %s is outside the vocabulary of %d (--vocab)", path,

@@ -65,6 +65,8 @@ expect 2 "nothing.json" -- "$moe" train --data "$data" "${tiny[@]}" --tokenizer 
 printf '{"model": {"type": "BPE", "vocab": ' > "$work/broken.json"
 expect 2 "broken.json" -- "$moe" train --data "$data" "${tiny[@]}" --tokenizer "$work/broken.json"
 expect 1 "smaller than the vocabulary" -- "$moe" train --data "$data" "${tiny[@]}" --tokenizer "$work/cfg" --vocab 100
+(cat "$data"; printf 'bad \xff\xfe utf-8\n'; cat "$data") > "$work/bad_utf8.txt"
+expect 2 "bad_utf8.txt (encoding with" -- "$moe" train --data "$work/bad_utf8.txt" "${tiny[@]}" --tokenizer "$work/cfg"
 # training with a tokenizer.json (here the byte-level one of the checkpoint above) copies it along
 "$moe" train --data "$data" "${tiny[@]}" --tokenizer "$work/cfg/tokenizer.json" --out "$work/tk" --sample 5 --prompt "All" \
   > "$work/sample.txt" 2> "$work/err.txt" || fail "training with --tokenizer failed: $(cat "$work/err.txt")"
