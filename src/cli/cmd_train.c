@@ -7,18 +7,19 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "moe.h"
+#include "model/sampler.h"
 #include "moe/router.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 /* Sample n tokens from the saved checkpoint with the inference engine (so the demo also proves that
- * the checkpoint loads), temperature sampling from a seeded stream. Text goes through the checkpoint's
- * tokenizer.json (byte-level or the one trained with); a checkpoint without one is read as bytes. */
+ * the checkpoint loads). Text goes through the checkpoint's
+ * tokenizer.json (byte-level or the one trained with); a checkpoint without one is read as bytes.
+ * Temperature sampling (0: greedy) with moe run's sampler, seeded from the training seed. */
 static moe_status sample_text(const char *dir, const char *prompt, int n, double temp, uint64_t seed) {
     moe_model *m = NULL;
     moe_session *s = NULL;
@@ -58,21 +59,11 @@ static moe_status sample_text(const char *dir, const char *prompt, int n, double
         fwrite(prompt, 1, strlen(prompt), stdout);
         st = moe_session_eval(s, tok, (int)plen, logits, 0);
     }
-    uint64_t rng = moe_hash64(seed ^ 0x73616d70ULL);
+    moe_sampler sp = {0};
+    const moe_sampler_params spp = {temp, 0, 1.0, 0.0, moe_hash64(seed ^ 0x73616d70ULL)};
+    if (!st && moe_sampler_init(&sp, &spp, V) != 0) st = moe_fail(MOE_ENOMEM, "out of memory");
     for (int i = 0; i < n && !st; i++) {
-        int32_t next = 0;
-        if (temp <= 0) {
-            for (int v = 1; v < V; v++) if (logits[v] > logits[next]) next = v;
-        } else {
-            double mx = logits[0], sum = 0;
-            for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
-            for (int v = 0; v < V; v++) sum += exp((logits[v] - mx) / temp);
-            double r = (double)(moe_rng_next(&rng) >> 11) / 9007199254740992.0 * sum, acc = 0;
-            for (next = 0; next < V - 1; next++) {
-                acc += exp((logits[next] - mx) / temp);
-                if (acc > r) break;
-            }
-        }
+        int32_t next = moe_sampler_next(&sp, logits);
         if (dt) {
             const char *text;
             size_t len;
@@ -90,6 +81,7 @@ static moe_status sample_text(const char *dir, const char *prompt, int n, double
     }
     fputc('\n', stdout);
     fflush(stdout);
+    moe_sampler_free(&sp);
     free(logits);
     free(tok);
     moe_detokenizer_free(dt);

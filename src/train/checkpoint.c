@@ -214,21 +214,24 @@ static cJSON *byte_tokenizer_json(void) {
     return o;
 }
 
+typedef struct order_item {
+    int64_t key;
+    int index;          /* parameter index */
+} order_item;
+
 typedef struct write_order {
     const moe_tparams *p;
-    int *perm;          /* file position -> parameter index */
-    int64_t *key;
+    order_item *at;     /* file position -> parameter */
 } write_order;
 
 static moe_status tensor_data(void *user, int i, const void **out) {
     const write_order *w = user;
-    *out = w->p->val + w->p->t[w->perm[i]].offset;
+    *out = w->p->val + w->p->t[w->at[i].index].offset;
     return MOE_OK;
 }
 
-static const write_order *g_order;   /* for qsort's comparator; checkpoints are written by one thread */
 static int by_key(const void *a, const void *b) {
-    int64_t ka = g_order->key[*(const int *)a], kb = g_order->key[*(const int *)b];
+    int64_t ka = ((const order_item *)a)->key, kb = ((const order_item *)b)->key;
     return ka < kb ? -1 : ka > kb;
 }
 
@@ -241,18 +244,15 @@ static void expert_contiguous_order(write_order *w) {
     for (int i = 0; i < p->n; i++) {
         int l, e, n = 0;
         char proj[16];
-        w->perm[i] = i;
-        w->key[i] = (int64_t)i << 24;
+        w->at[i] = (order_item){(int64_t)i << 24, i};
         if (sscanf(p->t[i].name, "model.layers.%d.%*[a-z_].experts.%d.%15[a-z]_proj.weight%n", &l, &e, proj, &n) == 3 &&
             n > 0 && p->t[i].name[n] == 0) {
             if (l != first_layer) { first_layer = l; first_index = i; }
             int k = !strcmp(proj, "gate") ? 0 : !strcmp(proj, "up") ? 1 : 2;
-            w->key[i] = ((int64_t)first_index << 24) + 1 + (int64_t)e * 3 + k;
+            w->at[i].key = ((int64_t)first_index << 24) + 1 + (int64_t)e * 3 + k;
         }
     }
-    g_order = w;
-    qsort(w->perm, (size_t)p->n, sizeof *w->perm, by_key);
-    g_order = NULL;
+    qsort(w->at, (size_t)p->n, sizeof *w->at, by_key);
 }
 
 moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
@@ -301,14 +301,14 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
         if (st) return st;
     }
     moe_st_entry *t = calloc((size_t)p->n, sizeof *t);
-    write_order w = {p, calloc((size_t)p->n, sizeof(int)), calloc((size_t)p->n, sizeof(int64_t))};
-    if (!t || !w.perm || !w.key) {
-        free(t); free(w.perm); free(w.key);
+    write_order w = {p, calloc((size_t)p->n, sizeof(order_item))};
+    if (!t || !w.at) {
+        free(t); free(w.at);
         return moe_fail(MOE_ENOMEM, "out of memory");
     }
     expert_contiguous_order(&w);
     for (int j = 0; j < p->n; j++) {
-        const moe_tparam *q = &p->t[w.perm[j]];
+        const moe_tparam *q = &p->t[w.at[j].index];
         t[j].name = q->name;
         t[j].dtype = "F32";
         t[j].ndim = q->ndim;
@@ -320,8 +320,7 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
     path_in(path, sizeof path, dir, "model.safetensors");
     st = moe_st_write(path, t, p->n, mk, mv, 1, tensor_data, &w);
     free(t);
-    free(w.perm);
-    free(w.key);
+    free(w.at);
     return st;
 }
 
