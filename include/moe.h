@@ -84,6 +84,8 @@ typedef struct moe_load_options {
     int io_threads;          /* reader threads for prefetch (0: 2) */
     int no_mmap;             /* read the weights into huge-page memory instead of mapping the files:
                                 slower to load, faster to decode (not with expert_budget) */
+    const char *predictor;   /* with prefetch: a cross-layer predictor fitted by moe_predictor_fit
+                                (safetensors) used instead of the next layer's own router, or NULL */
 } moe_load_options;
 
 moe_status moe_model_load_opts(const char *dir, const moe_load_options *opts, moe_model **out);
@@ -128,6 +130,22 @@ typedef struct moe_routing {
 
 typedef void (*moe_route_hook)(void *user, const moe_routing *r);
 
+/* Hidden states as the forward pass computes them, n_tokens x d_model floats, row-major. */
+typedef enum moe_hidden_point {
+    MOE_HIDDEN_FFN_INPUT = 0,    /* the FFN's (router's) input: rmsnorm of the residual stream, after attention */
+    MOE_HIDDEN_LAYER_OUTPUT = 1  /* the residual stream after the whole layer (transformers' hidden_states[l+1]) */
+} moe_hidden_point;
+
+typedef struct moe_hidden {
+    int layer;
+    moe_hidden_point point;
+    int n_tokens, d_model;
+    const int *pos;         /* [n_tokens] absolute positions */
+    const float *x;         /* [n_tokens][d_model], valid only during the call */
+} moe_hidden;
+
+typedef void (*moe_hidden_hook)(void *user, const moe_hidden *h);
+
 /* ---- sessions: a KV cache and scratch space over a loaded model --------------------------- */
 
 typedef struct moe_session moe_session;
@@ -141,6 +159,8 @@ void moe_session_reset(moe_session *s);
 int moe_session_pos(const moe_session *s);
 int moe_session_max_ctx(const moe_session *s);
 void moe_session_set_route_hook(moe_session *s, moe_route_hook hook, void *user);
+/* Called at both points of every layer (NULL to stop). */
+void moe_session_set_hidden_hook(moe_session *s, moe_hidden_hook hook, void *user);
 
 /* Wall time spent in each part of the forward pass since the session was created (or the timing
  * reset): attention includes the norms before it, moe the routers and experts. */

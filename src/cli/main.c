@@ -15,6 +15,7 @@ static const moe_command k_commands[] = {
     {"run", cmd_run, "generate text from a prompt (or chat), streaming it"},
     {"tokenize", cmd_tokenize, "turn text into token ids with a tokenizer.json, or ids into text"},
     {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
+    {"fit-predictor", cmd_fit_predictor, "fit the cross-layer expert predictor that --prefetch reads ahead by"},
     {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
 };
 
@@ -26,7 +27,7 @@ int moe_cli_error(int st) {
 static void usage(FILE *f) {
     fprintf(f, "usage: moe COMMAND [options]   (moe COMMAND --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
-        fprintf(f, "  %-10s %s\n", k_commands[i].name, k_commands[i].summary);
+        fprintf(f, "  %-13s %s\n", k_commands[i].name, k_commands[i].summary);
     fprintf(f, "\nmoe %s, SIMD: %s\n", MOE_VERSION_STRING, moe_simd_name());
 }
 

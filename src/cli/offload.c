@@ -5,8 +5,11 @@
 #include <time.h>
 
 moe_status moe_cli_load_model(const char *dir, const moe_cli_offload *o, moe_model **out) {
-    moe_load_options lo = {o->budget, o->cache, o->prefetch, o->no_predict, o->direct_io, o->io_threads, o->no_mmap};
+    moe_load_options lo = {o->budget, o->cache, o->prefetch, o->no_predict, o->direct_io, o->io_threads, o->no_mmap,
+                           o->predictor};
     if (o->no_predict && !o->prefetch) return moe_fail(MOE_EUSAGE, "--no-predict needs --prefetch");
+    if (o->predictor && (!o->prefetch || o->no_predict))
+        return moe_fail(MOE_EUSAGE, "--predictor needs --prefetch (and no --no-predict)");
     return moe_model_load_opts(dir, &lo, out);
 }
 

@@ -1,5 +1,6 @@
 /* offload.h - the command-line face of the expert store: the options every model-running command
- * shares (--mem-budget, --cache, --prefetch, --direct-io, --io-threads, --stats, --no-mmap) and the one function
+ * shares (--mem-budget, --cache, --prefetch, --predictor, --direct-io, --io-threads, --stats,
+ * --no-mmap) and the one function
  * that reports the store's counters, so that logits, generate, eval and run print the same thing. */
 #ifndef MOE_CLI_OFFLOAD_H
 #define MOE_CLI_OFFLOAD_H
@@ -10,7 +11,7 @@
 
 typedef struct moe_cli_offload {
     int64_t budget;
-    const char *cache;
+    const char *cache, *predictor;
     int prefetch, no_predict, direct_io, io_threads, stats, no_mmap;
 } moe_cli_offload;
 
@@ -21,6 +22,7 @@ typedef struct moe_cli_offload {
     {"cache", 0, ARG_STR, &(o)->cache, "POLICY", "expert cache policy: lru (default), lfu, activation, fate, none", 0, 0}, \
     {"prefetch", 0, ARG_FLAG, &(o)->prefetch, NULL, "read experts ahead: this layer's, and the next layer's as predicted", 0, 0}, \
     {"no-predict", 0, ARG_FLAG, &(o)->no_predict, NULL, "with --prefetch: read only the experts a layer chose, no prediction", 0, 0}, \
+    {"predictor", 0, ARG_STR, &(o)->predictor, "FILE", "with --prefetch: predict with a predictor fitted by moe fit-predictor", 0, 0}, \
     {"direct-io", 0, ARG_FLAG, &(o)->direct_io, NULL, "read experts with O_DIRECT (bypass the page cache)", 0, 0}, \
     {"io-threads", 0, ARG_INT, &(o)->io_threads, "N", "expert reader threads with --prefetch (default 2)", 1, 64}, \
     {"stats", 0, ARG_FLAG, &(o)->stats, NULL, "print expert cache, prefetch and I/O statistics to stderr", 0, 0}, \

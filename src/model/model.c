@@ -342,6 +342,7 @@ void moe_model_free(moe_model *m) {
     free(m->owned);
     free(m->blocks);
     moe_store_destroy(m->store);
+    moe_st_close(m->predictor);
     moe_rope_free(&m->rope);
     moe_weights_close(m->weights);
     free(m);

@@ -32,6 +32,7 @@ struct moe_model {
     float *final_norm;
     moe_block *blocks;
     moe_store *store;
+    moe_st_file *predictor; /* fitted cross-layer predictor (moe/predictor.h), or NULL */
     moe_rope rope;
     moe_model_info info;
     char dtype_name[8];

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "moe/expert_store_disk.h"
+#include "moe/predictor.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,6 +22,25 @@ static int file_of(const moe_weights *w, const void *p, uint64_t *off) {
         }
     }
     return -1;
+}
+
+/* Bind a fitted predictor's tensors to the MoE layers (they stay in the predictor file's map). */
+static moe_status attach_predictor(moe_model *m, const char *path) {
+    const moe_config *c = &m->cfg;
+    int L = c->n_layers;
+    unsigned char *is_moe = malloc((size_t)L);
+    const float **w = malloc(sizeof *w * 2 * (size_t)L), **b = malloc(sizeof *b * 2 * (size_t)L);
+    moe_status st = is_moe && w && b ? MOE_OK : moe_fail(MOE_ENOMEM, "out of memory");
+    for (int l = 0; st == MOE_OK && l < L; l++) is_moe[l] = c->ffn_kind[l] == MOE_FFN_MOE;
+    if (st == MOE_OK) st = moe_st_open(path, &m->predictor);
+    if (st == MOE_OK) st = moe_predictor_bind(m->predictor, L, is_moe, c->n_experts, c->hidden, w, b);
+    for (int l = 0; st == MOE_OK && l < L; l++)
+        for (int g = 0; g < 2 && is_moe[l]; g++) {
+            m->blocks[l].moe.pred_w[g] = w[2 * l + g];
+            m->blocks[l].moe.pred_b[g] = b[2 * l + g];
+        }
+    free(is_moe); free(w); free(b);
+    return st;
 }
 
 static moe_status offload(moe_model *m, const moe_load_options *o) {
@@ -73,18 +93,21 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
         if (prev) prev->next = L;
         prev = L;
     }
-    return MOE_OK;
+    return o->predictor ? attach_predictor(m, o->predictor) : MOE_OK;
 }
 
 moe_status moe_model_load_opts(const char *dir, const moe_load_options *opts, moe_model **out) {
+    if (opts && opts->predictor && (!opts->prefetch || opts->no_predict))
+        return moe_fail(MOE_EUSAGE, "a fitted predictor is used only by predicting prefetch (--prefetch without --no-predict)");
     if (opts && opts->no_mmap && opts->expert_budget > 0)
         return moe_fail(MOE_EUSAGE, "reading the weights into memory (--no-mmap) and an expert budget exclude each other");
     MOE_TRY(moe_model_load_mem(dir, opts && opts->no_mmap, out));
     if (!opts || opts->expert_budget <= 0) {
-        if (opts && (opts->prefetch || opts->no_predict || opts->direct_io || (opts->cache && strcmp(opts->cache, "lru")))) {
+        if (opts && (opts->prefetch || opts->no_predict || opts->direct_io || opts->predictor ||
+                     (opts->cache && strcmp(opts->cache, "lru")))) {
             moe_model_free(*out);
             *out = NULL;
-            return moe_fail(MOE_EUSAGE, "cache, prefetch and direct I/O options need an expert memory budget");
+            return moe_fail(MOE_EUSAGE, "cache, prefetch, predictor and direct I/O options need an expert memory budget");
         }
         return MOE_OK;
     }

@@ -20,6 +20,8 @@ struct moe_session {
     moe_kv_layer *kv;
     moe_route_hook hook;
     void *hook_user;
+    moe_hidden_hook hidden;
+    void *hidden_user;
     moe_arena scratch;
     moe_timing timing;
 };
@@ -74,6 +76,17 @@ void moe_session_set_route_hook(moe_session *s, moe_route_hook hook, void *user)
     s->hook_user = user;
 }
 
+void moe_session_set_hidden_hook(moe_session *s, moe_hidden_hook hook, void *user) {
+    s->hidden = hook;
+    s->hidden_user = user;
+}
+
+static void tap(const moe_session *s, int layer, moe_hidden_point point, const float *x, int n, const int *pos) {
+    if (!s->hidden) return;
+    moe_hidden h = {layer, point, n, s->m->cfg.hidden, pos, x};
+    s->hidden(s->hidden_user, &h);
+}
+
 static void embed_rows(const moe_tensor *e, const int32_t *tokens, int n, float *x) {
     int d = (int)e->shape[1];
     size_t esz = moe_dtype_size(e->dtype);
@@ -107,6 +120,7 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
         if ((st = moe_attention_forward(m, l, h, n, s->pos, &s->kv[l], y, a)) != MOE_OK) goto done;
         moe_add(x, y, (size_t)n * d);
         moe_rmsnorm(h, x, b->ffn_norm, n, d, c->rms_eps);
+        tap(s, l, MOE_HIDDEN_FFN_INPUT, h, n, pos);
         t1 = now_s();
         T->attention_s += t1 - t0;
         t0 = t1;
@@ -116,6 +130,7 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
             moe_swiglu_forward(&b->dense, h, n, y, hg, hu);
         }
         moe_add(x, y, (size_t)n * d);
+        tap(s, l, MOE_HIDDEN_LAYER_OUTPUT, x, n, pos);
         t1 = now_s();
         *(b->ffn_kind == MOE_FFN_MOE ? &T->moe_s : &T->dense_ffn_s) += t1 - t0;
         t0 = t1;

@@ -17,6 +17,7 @@
 #include "core/matmul.h"
 #include "core/ops.h"
 #include "moe/ffn.h"
+#include "moe/predictor.h"
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -106,35 +107,31 @@ static void run_experts(const moe_layer *L, const float *x, const int *tok, cons
     }
 }
 
-/* Route x through the next MoE layer's router and tell the store what it will likely need.
- * residual == 0: x is this layer's normalised input rmsnorm(h) * g_L; the next router expects
- * rmsnorm(h') * g_N, and with h' ~ h rescaling each channel by g_N / g_L gives it.
- * residual != 0: x is the residual stream after this layer; normalise it with g_N. */
+/* Guess the next MoE layer's experts from x (moe/predictor.h) and tell the store what it will likely
+ * need. residual == 0: x is this layer's FFN input (early guess); otherwise the residual stream after
+ * this layer (late guess). */
 static moe_status predict_next(const moe_layer *L, const float *x, int n, int residual) {
     const moe_layer *N = L->next;
     if (!N->router.ops->select) return MOE_OK;   /* routers of the general form depend on the batch: no guess */
-    int E = N->router.p.n_experts, k = N->router.p.top_k, d = L->d_model;
+    int E = N->router.p.n_experts, k = N->router.p.top_k, d = L->d_model, g = residual ? MOE_GUESS_LATE : MOE_GUESS_EARLY;
     size_t nE = (size_t)n * E, nk = (size_t)n * k;
     float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4);
     int *expert = moe_alloc(nk * sizeof(int)), *pick = moe_alloc((size_t)E * sizeof(int));
     unsigned char *seen = moe_calloc((size_t)E, 1);
-    float *xs = L->norm && N->norm ? moe_alloc((size_t)n * d * 4) : NULL;
+    float *xs = moe_alloc((size_t)n * d * 4);
     moe_status st = MOE_OK;
-    if (!logits || !scores || !weight || !expert || !pick || !seen || (L->norm && N->norm && !xs)) {
+    if (!logits || !scores || !weight || !expert || !pick || !seen || !xs) {
         st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for a prediction", N->layer);
     } else {
-        if (xs && residual) {
-            moe_rmsnorm(xs, x, N->norm, n, d, L->norm_eps);
-            x = xs;
-        } else if (xs) {
+        moe_predictor_input(g, x, n, d, L->norm, N->norm, L->norm_eps, xs);
+        if (N->pred_w[g]) {
+            moe_matmul(logits, xs, n, MOE_F32, N->pred_w[g], E, d);
             for (int t = 0; t < n; t++)
-                for (int j = 0; j < d; j++) {
-                    float g = L->norm[j];
-                    xs[(size_t)t * d + j] = g != 0.0f ? x[(size_t)t * d + j] * (N->norm[j] / g) : 0.0f;
-                }
-            x = xs;
+                for (int e = 0; e < E; e++) logits[(size_t)t * E + e] += N->pred_b[g][e];
+            N->router.ops->select(&N->router, logits, n, scores, expert, weight);
+        } else {
+            moe_router_route(&N->router, xs, n, logits, scores, expert, weight);
         }
-        moe_router_route(&N->router, x, n, logits, scores, expert, weight);
         int np = 0; /* distinct experts, most preferred first (token order, then rank) */
         for (int j = 0; j < k; j++)
             for (int t = 0; t < n; t++) {
@@ -195,7 +192,7 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     for (int u = 0; u < n_jobs; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
     moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_jobs);
     moe_store_prefetch(L->store, L->layer, used, n_jobs);
-    if (L->store->predict_next && L->next && (st = predict_next(L, x, n, 0)) != MOE_OK) {
+    if (L->store->predict_next && L->next && L->norm && L->next->norm && (st = predict_next(L, x, n, 0)) != MOE_OK) {
         moe_arena_pop(scratch, mark);
         return st;
     }

@@ -23,6 +23,8 @@ typedef struct moe_layer {
     const struct moe_layer *next; /* the next MoE layer, whose router predicts prefetches (or NULL) */
     const float *norm;            /* [d_model] gain of the RMSNorm before this layer (for predictions), or NULL */
     float norm_eps;
+    const float *pred_w[2];       /* fitted predictor of this layer's experts (moe/predictor.h), per guess */
+    const float *pred_b[2];       /* [n_experts][d_model] and [n_experts]; NULL: the router's own gate */
 } moe_layer;
 
 /* out[n][d_model] = MoE(x). pos[n] are absolute positions (for the hook and the store). Scratch comes
@@ -30,9 +32,8 @@ typedef struct moe_layer {
  * When the store asks for it (predict_next), the next MoE layer's router is applied to x to guess that
  * layer's experts (the cross-layer gate of Fate and Pre-gated MoE): the residual stream changes little
  * from one layer to the next, so the guess is usually right, and its reads overlap this layer's work.
- * moe_layer_after makes a second guess once this layer's output is in the residual stream. On the
- * trained benchmark model the first guess alone finds 73% of the next layer's experts, the second
- * alone 80%, both 81%; the first has more time to hide its reads. */
+ * moe_layer_after makes a second guess once this layer's output is in the residual stream (the early
+ * and late guesses of moe/predictor.h). */
 moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const int *pos, float *out,
                              moe_route_hook hook, void *hook_user, moe_arena *scratch);
 /* After the layer's output was added to the residual stream resid[n][d_model]: a second, better guess
