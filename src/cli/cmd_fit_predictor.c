@@ -16,7 +16,7 @@ static void progress(void *user, int pass, int passes, int done, int total) {
     int tty = *(int *)user;
     if (!tty && done < total) return;
     int w = 30, fill = total ? (int)((long long)w * done / total) : w;
-    fprintf(stderr, "\rfit-predictor pass %d/%d [", pass, passes);
+    fprintf(stderr, "%sfit-predictor pass %d/%d [", tty ? "\r" : "", pass, passes);
     for (int i = 0; i < w; i++) fputc(i < fill ? '#' : '.', stderr);
     fprintf(stderr, "] %3d%% %d/%d tokens", total ? (int)(100LL * done / total) : 100, done, total);
     if (done >= total) fputc('\n', stderr);
@@ -73,6 +73,16 @@ int cmd_fit_predictor(int argc, char **argv) {
     }
     int32_t *ids = NULL;
     int n = 0, tty = isatty(2);
+    /* fail before the fit, not after it, if the output cannot be written */
+    char *dir = strdup(out), *slash = dir ? strrchr(dir, '/') : NULL;
+    if (dir && slash) *(slash == dir ? slash + 1 : slash) = 0;
+    if (dir && access(slash ? dir : ".", W_OK) != 0) {
+        fprintf(stderr, "moe: %s: cannot write there (directory missing or not writable)\n", out);
+        free(dir);
+        free(def_out);
+        return 2;
+    }
+    free(dir);
     moe_model *m = NULL;
     moe_predictor_fit_report rep = {0};
     moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, &ids, &n)

@@ -75,7 +75,7 @@ moe_status moe_predictor_bind(const moe_st_file *f, int n_layers, const unsigned
         for (int g = 0; prev >= 0 && g < 2; g++)
             if (!w[2 * l + g] || !b[2 * l + g])
                 return moe_fail(MOE_EINPUT, "%s: missing tensor \"layers.%d.%s.%s\" (a predictor covers every MoE layer "
-                                "after the first)", f->path, l, k_guess[g], w[2 * l + g] ? "bias" : "weight");
+                                "after the first; fitted for a different model?)", f->path, l, k_guess[g], w[2 * l + g] ? "bias" : "weight");
         prev = l;
     }
     return MOE_OK;

@@ -1,4 +1,4 @@
-"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json}.
+"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json,predictor}.
 
 Small valid inputs of every shape the parsers accept (each model_type, each rope scaling type,
 sharded-index JSON, safetensors with several dtypes) plus a few near-misses, so the fuzzers start
@@ -22,8 +22,9 @@ SIZES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "U
          "I64": 8, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
-def st_image(tensors, meta=True, prefix=True):
-    """tensors: [(name, dtype, shape)]; data bytes are a counter pattern."""
+def st_image(tensors, meta=True, prefix=True, align=False):
+    """tensors: [(name, dtype, shape)]; data bytes are a counter pattern. align: pad the header with
+    spaces so that the data starts at a multiple of 8 (as writers do)."""
     h, off, data = {}, 0, b""
     if meta:
         h["__metadata__"] = {"format": "pt"}
@@ -35,6 +36,8 @@ def st_image(tensors, meta=True, prefix=True):
         data += bytes((off + i) & 0xff for i in range(n))
         off += n
     hb = json.dumps(h, separators=(",", ":")).encode()
+    if align:
+        hb += b" " * (-len(hb) % 8)
     return (struct.pack("<Q", len(hb)) if prefix else b"") + hb + data
 
 
@@ -91,6 +94,15 @@ def main():
     put("config", "near_rope.json", json.dumps(dict(cfgs["llama"], rope_scaling={"type": "dynamic", "factor": 2})))
     put("config", "transformers5.json", json.dumps(dict(cfgs["qwen2"], rope_parameters={"rope_type": "default",
                                                                                         "rope_theta": 1e6})))
+
+    # fuzz_predictor binds to 4 layers, MoE at 0, 1 and 3, 4 experts, d_model 8
+    pred = [(f"layers.{l}.{g}.{k}", "F32", [4, 8] if k == "weight" else [4])
+            for l in (1, 3) for g in ("early", "late") for k in ("weight", "bias")]
+    put("predictor", "valid.safetensors", st_image(pred, align=True))
+    put("predictor", "near_missing.safetensors", st_image(pred[:-1], align=True))
+    put("predictor", "near_extra.safetensors", st_image(pred + [("layers.2.early.bias", "F32", [4])], align=True))
+    put("predictor", "near_dtype.safetensors", st_image([(n, "F16", s) for n, _, s in pred], align=True))
+    put("predictor", "near_name.safetensors", st_image([(n.replace("layers.1.", "layers.01."), d, s) for n, d, s in pred]))
 
     put("json", "index.json", json.dumps({"metadata": {"total_size": 96},
                                           "weight_map": {"a": "model-00001-of-00002.safetensors",
