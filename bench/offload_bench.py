@@ -10,6 +10,8 @@ small models falls into loops that repeat the same experts and would flatter eve
   POLICY         --mem-budget B --cache POLICY, for lru, lfu, activation, fate;
   POLICY + pf    the same with --prefetch (this layer's reads overlapped with compute, the next layer's
                  experts predicted by its router applied to the current hidden state);
+  POLICY + fitted pf  the same with --predictor DIR/moe_predictor.safetensors (if present): the next
+                 layer's experts predicted by maps fitted on calibration text (`moe fit-predictor`);
   lru + async    --prefetch --no-predict: only this layer's reads overlapped, no prediction.
 Offloaded runs use --direct-io so that the page cache cannot hide the disk, and run in the same cgroup
 (so they demonstrably fit). Before every run the model file is dropped from the page cache with
@@ -45,8 +47,11 @@ def header(path):
         return json.loads(f.read(n))
 
 
+PREDICTOR = "moe_predictor.safetensors"
+
+
 def model_files(d):
-    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".safetensors"))
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".safetensors") and f != PREDICTOR)
 
 
 def expert_bytes(d):
@@ -183,6 +188,10 @@ def bench_model(a, name, d, budget):
         variants.append((pol, ["--cache", pol]))
     for pol in POLICIES:
         variants.append((pol + " + prefetch", ["--cache", pol, "--prefetch"]))
+    pred = os.path.join(d, PREDICTOR)
+    if os.path.exists(pred):
+        for pol in POLICIES:
+            variants.append((pol + " + fitted prefetch", ["--cache", pol, "--prefetch", "--predictor", pred]))
     variants.append(("lru + async", ["--cache", "lru", "--prefetch", "--no-predict"]))
     cg = Cgroup(limit)
     if not cg.path:

@@ -26,7 +26,7 @@ static void progress(void *user, int pass, int passes, int done, int total) {
 int cmd_fit_predictor(int argc, char **argv) {
     const char *tokens_path = NULL, *text_path = NULL, *tok_path = NULL, *out = NULL;
     int ctx = 256, max_tokens = 65536, json = 0;
-    double ridge = 1e-5, holdout = 0.1;
+    double ridge = 0, holdout = 0.1;
     int64_t fit_memory = (int64_t)2 << 30;
     moe_cli_offload ol = {0};
     const moe_opt opts[] = {
@@ -36,7 +36,7 @@ int cmd_fit_predictor(int argc, char **argv) {
         {"output", 'o', ARG_STR, &out, "FILE", "where to write the predictor (default MODEL/moe_predictor.safetensors)", 0, 0},
         {"max-tokens", 0, ARG_INT, &max_tokens, "N", "use at most the first N tokens (default 65536)", 1, 2147483647},
         {"ctx", 'c', ARG_INT, &ctx, "N", "tokens per window; each window is one sequence (default 256)", 1, 1 << 20},
-        {"ridge", 0, ARG_FLOAT, &ridge, "R", "ridge strength, relative to the mean feature energy (default 1e-5)", 1e-12, 1e6},
+        {"ridge", 0, ARG_FLOAT, &ridge, "R", "ridge strength relative to the mean feature energy; 0 (default): chosen on held-out tokens", 0, 1e6},
         {"holdout", 0, ARG_FLOAT, &holdout, "F", "share of the tokens held out to measure the predictor (default 0.1)", 0, 0.9},
         {"fit-memory", 0, ARG_BYTES, &fit_memory, "BYTES", "memory for the normal equations; more layers per pass (default 2G)", 0, 0},
         {"json", 0, ARG_FLAG, &json, NULL, "print the report as one JSON object", 0, 0},
@@ -51,6 +51,8 @@ int cmd_fit_predictor(int argc, char **argv) {
         "regression on the calibration tokens, shrunk towards the layer's own router. The report gives, per\n"
         "layer, the share of the experts each token uses that the guesses find on held-out tokens, with the\n"
         "router itself as predictor (what --prefetch does without --predictor) and with the fitted maps.\n"
+        "By default the ridge strength is chosen per layer and guess (1e-6 .. 1e-1, or the router's own gate\n"
+        "if no fit beats it) on the first half of the held-out tokens, and the report uses the second half.\n"
         "The model may be loaded with --mem-budget like any other command.",
         opts, 1, 1};
     const char *pos[1];
@@ -91,6 +93,10 @@ int cmd_fit_predictor(int argc, char **argv) {
     if (!st && n > max_tokens) n = max_tokens;
     if (!st && n < 2) st = moe_fail(MOE_EINPUT, "%s: need at least 2 tokens, found %d", src, n);
     if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
+    int vocab = m ? moe_model_get_info(m)->vocab_size : 0;
+    for (int i = 0; !st && i < n; i++)
+        if (ids[i] >= vocab)
+            st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", src, ids[i], i, vocab);
     double t0 = moe_cli_seconds();
     moe_predictor_fit_options fo = {ctx, ridge, holdout, fit_memory, progress, &tty};
     if (!st) st = moe_predictor_fit(m, ids, n, &fo, out, &rep);
@@ -99,8 +105,9 @@ int cmd_fit_predictor(int argc, char **argv) {
                out, rep.fit_tokens, rep.val_tokens, rep.passes, moe_cli_seconds() - t0);
         for (int i = 0; i < rep.n_layers; i++) {
             const moe_predictor_fit_layer *L = &rep.layers[i];
-            printf("%s{\"layer\": %d, \"router\": [%.6f, %.6f, %.6f], \"fitted\": [%.6f, %.6f, %.6f]}", i ? ", " : "", L->layer,
-                   L->found[0][0], L->found[0][1], L->found[0][2], L->found[1][0], L->found[1][1], L->found[1][2]);
+            printf("%s{\"layer\": %d, \"ridge\": [%g, %g], \"router\": [%.6f, %.6f, %.6f], \"fitted\": [%.6f, %.6f, %.6f]}",
+                   i ? ", " : "", L->layer, L->ridge[0], L->ridge[1], L->found[0][0], L->found[0][1], L->found[0][2],
+                   L->found[1][0], L->found[1][1], L->found[1][2]);
         }
         printf("], \"router\": [%.6f, %.6f, %.6f], \"fitted\": [%.6f, %.6f, %.6f]}\n", rep.found[0][0], rep.found[0][1],
                rep.found[0][2], rep.found[1][0], rep.found[1][1], rep.found[1][2]);
@@ -110,14 +117,16 @@ int cmd_fit_predictor(int argc, char **argv) {
         if (rep.val_tokens > 0) {
             printf("share of each token's experts found on %d held-out tokens (early guess, late guess, either):\n",
                    rep.val_tokens);
-            printf("%8s  %-26s %-26s\n", "layer", "router as predictor", "fitted predictor");
+            printf("%8s  %-26s %-26s %s\n", "layer", "router as predictor", "fitted predictor", "ridge (early, late; 0: router)");
             for (int i = 0; i <= rep.n_layers; i++) {
                 const double (*f)[3] = i < rep.n_layers ? rep.layers[i].found : rep.found;
                 char name[16];
                 if (i < rep.n_layers) snprintf(name, sizeof name, "%d", rep.layers[i].layer);
                 else snprintf(name, sizeof name, "all");
-                printf("%8s  %5.1f%% %5.1f%% %5.1f%%       %5.1f%% %5.1f%% %5.1f%%\n", name, 100 * f[0][0], 100 * f[0][1],
+                printf("%8s  %5.1f%% %5.1f%% %5.1f%%       %5.1f%% %5.1f%% %5.1f%%", name, 100 * f[0][0], 100 * f[0][1],
                        100 * f[0][2], 100 * f[1][0], 100 * f[1][1], 100 * f[1][2]);
+                if (i < rep.n_layers) printf("        %g, %g", rep.layers[i].ridge[0], rep.layers[i].ridge[1]);
+                printf("\n");
             }
         }
     }

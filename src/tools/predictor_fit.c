@@ -14,12 +14,19 @@
 #include <string.h>
 
 enum { FIT = 0, VALIDATE = 1 };
+enum { MAX_CAND = 8 };
 
+/* Candidates per guess: one map per ridge strength, then the router's own gate (index n_ridge). With
+ * a fixed ridge the first is the answer and the router is only measured; with the automatic choice
+ * the first half of the held-out tokens picks a candidate per guess and the second half reports it. */
 typedef struct {
     int layer, prev;          /* predicted layer N and the MoE layer before it */
     double *A[2], *B[2];      /* per guess: (d+1)^2 Gram matrix and (d+1) x E cross terms (fit pass only) */
-    float *w[2], *b[2];       /* solved: [E][d] and [E] */
-    uint64_t found[2][3], total;
+    float *w[MAX_CAND][2], *b[MAX_CAND][2]; /* fitted candidates: [E][d] and [E] */
+    uint64_t one[MAX_CAND][2][2];           /* [candidate][guess][half]: experts found by that guess alone */
+    uint64_t both[MAX_CAND][MAX_CAND][2];   /* [early cand][late cand][half]: found by either guess */
+    uint64_t total[2];                      /* [half]: experts chosen */
+    int pick[2];                            /* chosen candidate per guess */
 } fit_layer;
 
 typedef struct {
@@ -32,7 +39,11 @@ typedef struct {
     float **feat;             /* [2 * n_layers]: guess inputs [cap][d+1] (last column 1) from layer l */
     int cap;                  /* rows allocated in each scratch buffer */
     float *z, *lg, *t1, *t2, *tmp, *xs, *scores, *weight, *w0;
-    int *actual, *guess;
+    int *actual, *guess, *either;
+    int n_ridge, n_cand;      /* fitted candidates; n_cand = n_ridge + 1 (the router) */
+    const double *ridges;
+    int auto_pick;            /* choose among candidates on the first half of the held-out tokens */
+    int val_base, val_half;   /* validation: tokens before the current window; first token of the second half */
     moe_status err;
 } fit_ctx;
 
@@ -56,10 +67,11 @@ static moe_status grow(fit_ctx *c, int n) {
         moe_free(*f[i]);
         if (!(*f[i] = moe_alloc(sz[i] * 4))) return moe_fail(MOE_ENOMEM, "out of memory");
     }
-    moe_free(c->actual); moe_free(c->guess);
+    moe_free(c->actual); moe_free(c->guess); moe_free(c->either);
     c->actual = moe_alloc((size_t)n * c->k * sizeof(int));
-    c->guess = moe_alloc((size_t)n * c->k * 2 * sizeof(int));
-    if (!c->actual || !c->guess) return moe_fail(MOE_ENOMEM, "out of memory");
+    c->guess = moe_alloc((size_t)n * c->k * 2 * MAX_CAND * sizeof(int));
+    c->either = moe_alloc((size_t)c->k * 2 * sizeof(int));
+    if (!c->actual || !c->guess || !c->either) return moe_fail(MOE_ENOMEM, "out of memory");
     c->cap = n;
     return MOE_OK;
 }
@@ -91,34 +103,39 @@ static uint64_t overlap(const int *a, const int *b, int nb, int k) {
     return h;
 }
 
-/* Count, per token, how many of the experts the router chose the four guesses contain. */
-static void validate(fit_ctx *c, fit_layer *f, const moe_router *r, int n) {
-    int E = c->E, k = c->k, d = c->d, d1 = d + 1;
+/* Count, per token and half of the held-out tokens, how many of the experts the router chose each
+ * candidate guess, and each pair of early and late candidates together, contain. */
+static void validate(fit_ctx *c, fit_layer *f, const moe_router *r, int n, const int *pos) {
+    int E = c->E, k = c->k, d = c->d, d1 = d + 1, K = c->n_cand;
     r->ops->select(r, c->z, n, c->scores, c->actual, c->weight);
-    for (int src = 0; src < 2; src++) {
-        for (int g = 0; g < 2; g++) {
-            const float *F = c->feat[2 * f->prev + g];
-            for (int t = 0; t < n; t++) memcpy(c->xs + (size_t)t * d, F + (size_t)t * d1, (size_t)d * 4);
-            if (src == 0) {   /* the router's own gate, as the disk store predicts without a fitted predictor */
+    for (int g = 0; g < 2; g++) {
+        const float *F = c->feat[2 * f->prev + g];
+        for (int t = 0; t < n; t++) memcpy(c->xs + (size_t)t * d, F + (size_t)t * d1, (size_t)d * 4);
+        for (int q = 0; q < K; q++) {
+            if (q < c->n_ridge && !f->w[q][g]) continue;   /* dropped candidate: its counts are never used */
+            if (q == c->n_ridge) {   /* the router's own gate, as the disk store predicts without a predictor */
                 moe_matmul(c->lg, c->xs, n, r->gate.dtype, r->gate.data, E, d);
             } else {
-                moe_matmul(c->lg, c->xs, n, MOE_F32, f->w[g], E, d);
+                moe_matmul(c->lg, c->xs, n, MOE_F32, f->w[q][g], E, d);
                 for (int t = 0; t < n; t++)
-                    for (int e = 0; e < E; e++) c->lg[(size_t)t * E + e] += f->b[g][e];
+                    for (int e = 0; e < E; e++) c->lg[(size_t)t * E + e] += f->b[q][g][e];
             }
-            r->ops->select(r, c->lg, n, c->scores, c->guess + (size_t)g * n * k, c->weight);
-        }
-        for (int t = 0; t < n; t++) {
-            const int *a = c->actual + (size_t)t * k, *e = c->guess + (size_t)t * k, *l = c->guess + (size_t)(n + t) * k;
-            int both[64], nb = 0;
-            for (int j = 0; j < k && nb < 64; j++) both[nb++] = e[j];
-            for (int j = 0; j < k && nb < 64; j++) both[nb++] = l[j];
-            f->found[src][0] += overlap(a, e, k, k);
-            f->found[src][1] += overlap(a, l, k, k);
-            f->found[src][2] += overlap(a, both, nb, k);
+            r->ops->select(r, c->lg, n, c->scores, c->guess + ((size_t)q * 2 + g) * n * k, c->weight);
         }
     }
-    f->total += (uint64_t)n * k;
+    for (int t = 0; t < n; t++) {
+        int half = c->val_base + pos[t] >= c->val_half;
+        const int *a = c->actual + (size_t)t * k;
+        for (int q = 0; q < K; q++)
+            for (int g = 0; g < 2; g++) f->one[q][g][half] += overlap(a, c->guess + ((size_t)q * 2 + g) * n * k + (size_t)t * k, k, k);
+        for (int qe = 0; qe < K; qe++)
+            for (int ql = 0; ql < K; ql++) {
+                memcpy(c->either, c->guess + ((size_t)qe * 2 + 0) * n * k + (size_t)t * k, (size_t)k * sizeof(int));
+                memcpy(c->either + k, c->guess + ((size_t)ql * 2 + 1) * n * k + (size_t)t * k, (size_t)k * sizeof(int));
+                f->both[qe][ql][half] += overlap(a, c->either, 2 * k, k);
+            }
+        f->total[half] += (uint64_t)k;
+    }
 }
 
 static void on_hidden(void *user, const moe_hidden *h) {
@@ -137,7 +154,7 @@ static void on_hidden(void *user, const moe_hidden *h) {
             if (c->mode == FIT)
                 for (int g = 0; g < 2; g++) accumulate(c, f, g, c->feat[2 * f->prev + g], n);
             else
-                validate(c, f, r, n);
+                validate(c, f, r, n, h->pos);
         }
     }
     if (nx < 0 || !active(c, c->fit_of[nx])) return;
@@ -150,47 +167,86 @@ static void on_hidden(void *user, const moe_hidden *h) {
     }
 }
 
-/* Solve (A + lambda I) X = B + lambda W0^T for X [d1][E] by Cholesky; A is overwritten by its factor. */
-static moe_status solve(double *A, double *B, const float *w0, int d1, int E, double ridge, int layer) {
+/* X = (A + lambda I)^-1 (B + lambda W0^T), X [d1][E], by Cholesky in L [d1][d1] (scratch). */
+static moe_status solve(const double *A, const double *B, const float *w0, int d1, int E, double ridge, const char *dir,
+                        int layer, double *L, double *X) {
     double tr = 0;
     for (int i = 0; i < d1; i++) tr += A[(size_t)i * d1 + i];
     double lambda = ridge * (tr > 0 ? tr / d1 : 1.0);
     if (!(lambda > 0)) lambda = 1e-12;
+    memcpy(L, A, sizeof(double) * (size_t)d1 * d1);
     for (int i = 0; i < d1; i++) {
-        A[(size_t)i * d1 + i] += lambda;
-        for (int e = 0; e < E; e++) B[(size_t)i * E + e] += lambda * w0[(size_t)e * d1 + i];
+        L[(size_t)i * d1 + i] += lambda;
+        for (int e = 0; e < E; e++) X[(size_t)i * E + e] = B[(size_t)i * E + e] + lambda * w0[(size_t)e * d1 + i];
     }
     for (int j = 0; j < d1; j++) {
-        double *Lj = A + (size_t)j * d1, s = Lj[j];
+        double *Lj = L + (size_t)j * d1, s = Lj[j];
         for (int p = 0; p < j; p++) s -= Lj[p] * Lj[p];
         if (!(s > 0) || !isfinite(s))
-            return moe_fail(MOE_EINPUT, "layer %d: the calibration hidden states are degenerate (not finite, or a "
-                            "singular system; raise --ridge)", layer);
+            return moe_fail(MOE_EINPUT, "%s: layer %d: the calibration hidden states give a singular system at ridge %g "
+                            "(too few or too repetitive tokens; raise --ridge)", dir, layer, ridge);
         double djj = sqrt(s);
         Lj[j] = djj;
         #pragma omp parallel for schedule(dynamic, 16)
         for (int i = j + 1; i < d1; i++) {
-            double *Li = A + (size_t)i * d1, v = Li[j];
+            double *Li = L + (size_t)i * d1, v = Li[j];
             for (int p = 0; p < j; p++) v -= Li[p] * Lj[p];
             Li[j] = v / djj;
         }
     }
     for (int i = 0; i < d1; i++) {          /* L y = B */
-        double *yi = B + (size_t)i * E;
-        const double *Li = A + (size_t)i * d1;
+        double *yi = X + (size_t)i * E;
+        const double *Li = L + (size_t)i * d1;
         for (int p = 0; p < i; p++)
-            for (int e = 0; e < E; e++) yi[e] -= Li[p] * B[(size_t)p * E + e];
+            for (int e = 0; e < E; e++) yi[e] -= Li[p] * X[(size_t)p * E + e];
         for (int e = 0; e < E; e++) yi[e] /= Li[i];
     }
     for (int i = d1 - 1; i >= 0; i--) {     /* L^T x = y */
-        double *xi = B + (size_t)i * E;
+        double *xi = X + (size_t)i * E;
         for (int p = i + 1; p < d1; p++) {
-            double lpi = A[(size_t)p * d1 + i];
-            for (int e = 0; e < E; e++) xi[e] -= lpi * B[(size_t)p * E + e];
+            double lpi = L[(size_t)p * d1 + i];
+            for (int e = 0; e < E; e++) xi[e] -= lpi * X[(size_t)p * E + e];
         }
-        for (int e = 0; e < E; e++) xi[e] /= A[(size_t)i * d1 + i];
+        for (int e = 0; e < E; e++) xi[e] /= L[(size_t)i * d1 + i];
     }
     return MOE_OK;
+}
+
+/* The router's gate of layer l as [E][d1] floats with a zero bias column. */
+static void gate_f32(const moe_model *m, int l, int E, int d, float *w0) {
+    const moe_router *r = &m->blocks[l].moe.router;
+    size_t row = (size_t)d * moe_dtype_size(r->gate.dtype);
+    for (int e = 0; e < E; e++) {
+        moe_to_f32(r->gate.dtype, (const char *)r->gate.data + (size_t)e * row, w0 + (size_t)e * (d + 1), (size_t)d);
+        w0[(size_t)e * (d + 1) + d] = 0.0f;
+    }
+}
+
+/* Solve every candidate of layer f from its normal equations, then free them. The Gram matrices are
+ * sums of float products, so the smallest strengths can meet a matrix that rounding made indefinite
+ * (repetitive calibration text): with the automatic choice such a candidate is dropped (w stays NULL). */
+static moe_status solve_layer(fit_ctx *c, fit_layer *f) {
+    int d = c->d, d1 = d + 1, E = c->E;
+    double *L = moe_alloc(sizeof(double) * (size_t)d1 * d1), *X = moe_alloc(sizeof(double) * (size_t)d1 * E);
+    moe_status st = L && X ? MOE_OK : moe_fail(MOE_ENOMEM, "out of memory for solving layer %d", f->layer);
+    if (st == MOE_OK) gate_f32(c->m, f->layer, E, d, c->w0);
+    for (int g = 0; st == MOE_OK && g < 2; g++) {
+        for (int q = 0; st == MOE_OK && q < c->n_ridge; q++) {
+            st = solve(f->A[g], f->B[g], c->w0, d1, E, c->ridges[q], c->m->weights->dir, f->layer, L, X);
+            if (st == MOE_EINPUT && c->auto_pick) { st = MOE_OK; continue; }
+            f->w[q][g] = moe_alloc((size_t)E * d * 4);
+            f->b[q][g] = moe_alloc((size_t)E * 4);
+            if (!f->w[q][g] || !f->b[q][g]) { st = moe_fail(MOE_ENOMEM, "out of memory"); break; }
+            for (int e = 0; st == MOE_OK && e < E; e++) {
+                for (int j = 0; j < d; j++) f->w[q][g][(size_t)e * d + j] = (float)X[(size_t)j * E + e];
+                f->b[q][g][e] = (float)X[(size_t)d * E + e];
+            }
+        }
+        moe_free(f->A[g]); moe_free(f->B[g]);
+        f->A[g] = NULL; f->B[g] = NULL;
+    }
+    moe_free(L); moe_free(X);
+    return st;
 }
 
 /* One pass of the forward over tokens in windows of ctx. */
@@ -198,6 +254,7 @@ static moe_status run_pass(fit_ctx *c, moe_session *s, const int32_t *tok, int n
                            int pass, int passes) {
     for (int w = 0; w < n; w += ctx) {
         int len = n - w < ctx ? n - w : ctx;
+        c->val_base = w;
         moe_session_reset(s);
         MOE_TRY(moe_session_eval(s, tok + w, len, NULL, 0));
         if (c->err) return c->err;
@@ -206,11 +263,29 @@ static moe_status run_pass(fit_ctx *c, moe_session *s, const int32_t *tok, int n
     return MOE_OK;
 }
 
+/* Pick each guess's candidate on the first half of the held-out tokens (automatic ridge), and make
+ * the router's gate a tensor where it won. */
+static moe_status pick(fit_ctx *c, fit_layer *f) {
+    for (int g = 0; g < 2; g++) {
+        f->pick[g] = c->auto_pick ? c->n_ridge : 0;   /* a fit must beat the router to replace it */
+        for (int q = 0; c->auto_pick && q < c->n_ridge; q++)
+            if (f->w[q][g] && f->one[q][g][0] > f->one[f->pick[g]][g][0]) f->pick[g] = q;
+        int q = f->pick[g];
+        if (q < c->n_ridge) continue;
+        f->w[q][g] = moe_alloc((size_t)c->E * c->d * 4);
+        f->b[q][g] = moe_calloc((size_t)c->E, 4);
+        if (!f->w[q][g] || !f->b[q][g]) return moe_fail(MOE_ENOMEM, "out of memory");
+        gate_f32(c->m, f->layer, c->E, c->d, c->w0);
+        for (int e = 0; e < c->E; e++) memcpy(f->w[q][g] + (size_t)e * c->d, c->w0 + (size_t)e * (c->d + 1), (size_t)c->d * 4);
+    }
+    return MOE_OK;
+}
+
 static moe_status tensor_data(void *user, int i, const void **out) {
     fit_ctx *c = user;
     fit_layer *f = &c->layers[i / 4];
-    int g = (i / 2) % 2;
-    *out = i % 2 ? (const void *)f->b[g] : (const void *)f->w[g];
+    int g = (i / 2) % 2, q = f->pick[g];
+    *out = i % 2 ? (const void *)f->b[q][g] : (const void *)f->w[q][g];
     return MOE_OK;
 }
 
@@ -241,15 +316,17 @@ static void free_ctx(fit_ctx *c) {
     for (int i = 0; c->layers && i < c->n_fit; i++)
         for (int g = 0; g < 2; g++) {
             moe_free(c->layers[i].A[g]); moe_free(c->layers[i].B[g]);
-            moe_free(c->layers[i].w[g]); moe_free(c->layers[i].b[g]);
+            for (int q = 0; q < MAX_CAND; q++) { moe_free(c->layers[i].w[q][g]); moe_free(c->layers[i].b[q][g]); }
         }
     for (int i = 0; c->feat && i < 2 * L; i++) moe_free(c->feat[i]);
     free(c->feat); free(c->layers); free(c->fit_of); free(c->next_of);
     moe_free(c->z); moe_free(c->lg); moe_free(c->t1); moe_free(c->t2); moe_free(c->tmp); moe_free(c->xs);
-    moe_free(c->scores); moe_free(c->weight); moe_free(c->w0); moe_free(c->actual); moe_free(c->guess);
+    moe_free(c->scores); moe_free(c->weight); moe_free(c->w0); moe_free(c->actual); moe_free(c->guess); moe_free(c->either);
 }
 
 static double share(uint64_t a, uint64_t b) { return b ? (double)a / (double)b : 0.0; }
+
+static const double k_auto_ridges[] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1};
 
 moe_status moe_predictor_fit(moe_model *m, const int32_t *tokens, int n, const moe_predictor_fit_options *o,
                              const char *out_path, moe_predictor_fit_report *rep) {
@@ -257,9 +334,19 @@ moe_status moe_predictor_fit(moe_model *m, const int32_t *tokens, int n, const m
     const moe_config *cfg = &m->cfg;
     int L = cfg->n_layers, d = cfg->hidden, d1 = d + 1, E = cfg->n_experts, k = cfg->top_k;
     if (o->ctx < 1) return moe_fail(MOE_EUSAGE, "the window length must be at least 1 token");
-    if (!(o->ridge > 0) || !isfinite(o->ridge)) return moe_fail(MOE_EUSAGE, "the ridge strength must be positive");
+    if (!(o->ridge >= 0) || !isfinite(o->ridge)) return moe_fail(MOE_EUSAGE, "the ridge strength must be positive (or 0: automatic)");
     if (!(o->val_fraction >= 0 && o->val_fraction < 1)) return moe_fail(MOE_EUSAGE, "the held-out share must be in [0, 1)");
+    int n_val = (int)(n * o->val_fraction), n_fit = n - n_val;
+    if (o->ridge == 0 && n_val < 2)
+        return moe_fail(MOE_EUSAGE, "choosing the ridge automatically needs held-out tokens (%d held out of %d); give a "
+                        "larger held-out share or a fixed ridge", n_val, n);
+    if (n_fit < 1) return moe_fail(MOE_EINPUT, "no calibration tokens left to fit on");
     fit_ctx c = {.m = m, .d = d, .E = E, .k = k};
+    c.auto_pick = o->ridge == 0;
+    c.ridges = c.auto_pick ? k_auto_ridges : &o->ridge;
+    c.n_ridge = c.auto_pick ? (int)(sizeof k_auto_ridges / sizeof *k_auto_ridges) : 1;
+    c.n_cand = c.n_ridge + 1;
+    c.val_half = c.auto_pick ? n_val / 2 : 0;   /* fixed ridge: nothing to choose, report on all held-out tokens */
     c.fit_of = malloc(sizeof(int) * (size_t)L);
     c.next_of = malloc(sizeof(int) * (size_t)L);
     c.layers = calloc((size_t)L, sizeof *c.layers);
@@ -284,8 +371,6 @@ moe_status moe_predictor_fit(moe_model *m, const int32_t *tokens, int n, const m
     }
     if (st == MOE_OK && c.n_fit == 0)
         st = moe_fail(MOE_EUSAGE, "%s: a cross-layer predictor needs at least two MoE layers", m->weights->dir);
-    int n_val = (int)(n * o->val_fraction), n_fit = n - n_val;
-    if (st == MOE_OK && n_fit < 1) st = moe_fail(MOE_EINPUT, "no calibration tokens left to fit on");
     moe_session *s = NULL;
     if (st == MOE_OK) st = moe_session_new(m, o->ctx, &s);
     if (st == MOE_OK) {
@@ -304,62 +389,49 @@ moe_status moe_predictor_fit(moe_model *m, const int32_t *tokens, int n, const m
                     fit_layer *f = &c.layers[i];
                     f->A[g] = moe_calloc((size_t)d1 * d1, sizeof(double));
                     f->B[g] = moe_calloc((size_t)d1 * E, sizeof(double));
-                    f->w[g] = moe_alloc((size_t)E * d * 4);
-                    f->b[g] = moe_alloc((size_t)E * 4);
-                    if (!f->A[g] || !f->B[g] || !f->w[g] || !f->b[g])
-                        st = moe_fail(MOE_ENOMEM, "out of memory for the normal equations of layer %d (lower the memory limit)",
+                    if (!f->A[g] || !f->B[g])
+                        st = moe_fail(MOE_ENOMEM, "out of memory for the normal equations of layer %d (lower --fit-memory)",
                                       f->layer);
                 }
             if (st == MOE_OK) st = run_pass(&c, s, tokens, n_fit, o->ctx, o, p + 1, passes + (n_val > 0));
-            for (int i = c.g0; st == MOE_OK && i < c.g1; i++) {
-                fit_layer *f = &c.layers[i];
-                const moe_router *r = &m->blocks[f->layer].moe.router;
-                for (int e = 0; e < E; e++) {
-                    moe_to_f32(r->gate.dtype, (const char *)r->gate.data + (size_t)e * d * moe_dtype_size(r->gate.dtype),
-                               c.w0 + (size_t)e * d1, (size_t)d);
-                    c.w0[(size_t)e * d1 + d] = 0.0f;
-                }
-                for (int g = 0; st == MOE_OK && g < 2; g++) {
-                    st = solve(f->A[g], f->B[g], c.w0, d1, E, o->ridge, f->layer);
-                    for (int e = 0; st == MOE_OK && e < E; e++) {
-                        for (int j = 0; j < d; j++) f->w[g][(size_t)e * d + j] = (float)f->B[g][(size_t)j * E + e];
-                        f->b[g][e] = (float)f->B[g][(size_t)d * E + e];
-                    }
-                    moe_free(f->A[g]); moe_free(f->B[g]);
-                    f->A[g] = NULL; f->B[g] = NULL;
-                }
-            }
+            for (int i = c.g0; st == MOE_OK && i < c.g1; i++) st = solve_layer(&c, &c.layers[i]);
         }
     }
     if (st == MOE_OK && n_val > 0) {
         c.mode = VALIDATE;
         st = run_pass(&c, s, tokens + n_fit, n_val, o->ctx, o, rep->passes + 1, rep->passes + 1);
     }
+    for (int i = 0; st == MOE_OK && i < c.n_fit; i++) st = pick(&c, &c.layers[i]);
     if (st == MOE_OK) {
         rep->fit_tokens = n_fit;
-        rep->val_tokens = n_val;
+        rep->val_tokens = n_val - c.val_half;
         rep->n_layers = c.n_fit;
         rep->layers = calloc((size_t)c.n_fit, sizeof *rep->layers);
         if (!rep->layers) st = moe_fail(MOE_ENOMEM, "out of memory");
         uint64_t tot[2][3] = {{0}}, all = 0;
+        int R = c.n_ridge;
         for (int i = 0; st == MOE_OK && i < c.n_fit; i++) {
             fit_layer *f = &c.layers[i];
-            rep->layers[i].layer = f->layer;
+            moe_predictor_fit_layer *y = &rep->layers[i];
+            uint64_t cnt[2][3] = {{f->one[R][0][1], f->one[R][1][1], f->both[R][R][1]},
+                                  {f->one[f->pick[0]][0][1], f->one[f->pick[1]][1][1], f->both[f->pick[0]][f->pick[1]][1]}};
+            y->layer = f->layer;
+            for (int g = 0; g < 2; g++) y->ridge[g] = f->pick[g] < R ? c.ridges[f->pick[g]] : 0.0;
             for (int a = 0; a < 2; a++)
                 for (int b = 0; b < 3; b++) {
-                    rep->layers[i].found[a][b] = share(f->found[a][b], f->total);
-                    tot[a][b] += f->found[a][b];
+                    y->found[a][b] = share(cnt[a][b], f->total[1]);
+                    tot[a][b] += cnt[a][b];
                 }
-            all += f->total;
+            all += f->total[1];
         }
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 3; b++) rep->found[a][b] = share(tot[a][b], all);
     }
     if (st == MOE_OK) {
         char meta[512];
-        snprintf(meta, sizeof meta, "{\"version\": 1, \"fit_tokens\": %d, \"ctx\": %d, \"ridge\": %g, \"val_tokens\": %d, "
-                 "\"found_router\": %.6f, \"found_fitted\": %.6f}", n_fit, o->ctx, o->ridge, n_val, rep->found[0][2],
-                 rep->found[1][2]);
+        snprintf(meta, sizeof meta, "{\"version\": 1, \"fit_tokens\": %d, \"ctx\": %d, \"ridge\": \"%s\", \"report_tokens\": %d, "
+                 "\"found_router\": %.6f, \"found_fitted\": %.6f}", n_fit, o->ctx, c.auto_pick ? "auto" : "fixed",
+                 rep->val_tokens, rep->found[0][2], rep->found[1][2]);
         st = write_file(&c, out_path, meta);
     }
     if (st != MOE_OK) { free(rep->layers); rep->layers = NULL; }

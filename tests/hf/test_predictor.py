@@ -5,7 +5,8 @@ between MoE layers), `moe fit-predictor` runs on random token ids; the test reco
 regression in float64 numpy from transformers' own hidden states (hooks on the FFN norm and on each
 decoder layer) and requires the written weights to match. For top-k-of-logits routers it also
 recomputes the held-out report (share of each token's experts found by the router-as-predictor and by
-the fitted predictor). Then the predictor is used by the disk store: outputs must stay byte-identical
+the fitted predictor), and with the default automatic ridge that every map is the solution for the
+strength it reports (or the router's gate). Then the predictor is used by the disk store: outputs must stay byte-identical
 to the resident run, and --stats must count predictions. Last, hostile predictor files and bad flags
 must give a one-line error naming the problem."""
 import argparse
@@ -78,10 +79,10 @@ def features(x_prev, h_prev, g_prev, g_next, eps):
     return early, late
 
 
-def ridge(F, Z, G):
+def ridge(F, Z, G, strength=RIDGE):
     F1 = np.concatenate([F, np.ones((len(F), 1))], 1)
     A = F1.T @ F1
-    lam = RIDGE * np.trace(A) / A.shape[0]
+    lam = strength * np.trace(A) / A.shape[0]
     W0 = np.concatenate([G.T, np.zeros((1, G.shape[0]))], 0)
     return np.linalg.solve(A + lam * np.eye(A.shape[0]), F1.T @ Z + lam * W0)  # [d+1][E]
 
@@ -168,6 +169,51 @@ def check_case(case, moe, work, failures):
     return d, pred
 
 
+AUTO_RIDGES = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+
+
+def check_auto(case, moe, work, failures):
+    """Default (automatic) ridge: each guess's map is the ridge solution for the strength the report
+    names, or the router's own gate (reported as 0)."""
+    name = case[0]
+    d = os.path.join(work, name)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    eps = float(np.float32(model.config.rms_norm_eps))
+    tokens = [int(x) for x in open(os.path.join(work, f"{name}.ids")).read().split()]
+    pred = os.path.join(work, f"{name}.auto.safetensors")
+    out, _ = run([moe, "fit-predictor", d, "--tokens-file", os.path.join(work, f"{name}.ids"), "--ctx", str(CTX),
+                  "--holdout", str(HOLDOUT), "-o", pred, "--json"])
+    rep = json.loads(out)
+    n_val = int(N_TOKENS * HOLDOUT)
+    if rep["val_tokens"] != n_val - n_val // 2:
+        failures.append(f"{name} auto: report on {rep['val_tokens']} tokens, expected the second half ({n_val - n_val // 2})")
+    got = load_file(pred)
+    layers = moe_layers(model)
+    X, H = capture(model, tokens[:N_TOKENS - n_val])
+    by_layer = {r["layer"]: r for r in rep["layers"]}
+    chosen = []
+    for (p, gp, _), (n, gn, G) in zip(layers, layers[1:]):
+        Z = (X[n].double() @ G.double().T).numpy()
+        for gi, guess in enumerate(("early", "late")):
+            r = by_layer[n]["ridge"][gi]
+            chosen.append(r)
+            if r == 0:
+                ref_w, ref_b = G.numpy(), np.zeros(G.shape[0])
+            elif r not in AUTO_RIDGES:
+                failures.append(f"{name} auto: layer {n} {guess}: ridge {r} is not a candidate")
+                continue
+            else:
+                W = ridge(features(X[p], H[p], gp, gn, eps)[gi].double().numpy(), Z, G.double().numpy(), r)
+                ref_w, ref_b = W[:-1].T, W[-1]
+            scale = max(np.abs(ref_w).max(), 1e-6)
+            for key, ref in ((f"layers.{n}.{guess}.weight", ref_w), (f"layers.{n}.{guess}.bias", ref_b)):
+                err = np.abs(got[key].astype(np.float64) - ref).max() / scale
+                if err > 2e-2 if r and r < 1e-4 else err > 2e-3:
+                    failures.append(f"{name} auto: {key} (ridge {r}) differs from the reference (max rel err {err:.2e})")
+    print(f"{name:20s} automatic ridge per guess {chosen}, held-out found router {rep['router'][2]:.3f} fitted "
+          f"{rep['fitted'][2]:.3f}", flush=True)
+
+
 def check_bad(moe, work, d, pred, other, failures):
     """Hostile predictor files and bad flags: one line naming the problem, the right exit code."""
     good = load_file(pred)
@@ -210,7 +256,7 @@ def check_bad(moe, work, d, pred, other, failures):
     one_moe, _, _, _, _ = hf_cases.build_case(("pred_one_moe", "mixtral", C(num_local_experts=4, num_experts_per_tok=2,
                                                                              num_hidden_layers=1), "f32", 4), work)
     big = os.path.join(work, "big.ids")
-    open(big, "w").write("5 6 7 1000000")
+    open(big, "w").write(" ".join(["5 6 7"] * 100 + ["1000000"]))
     fit = [
         ([dense, "--tokens-file", ids], 1, "at least two MoE layers"),
         ([one_moe, "--tokens-file", ids], 1, "at least two MoE layers"),
@@ -218,10 +264,18 @@ def check_bad(moe, work, d, pred, other, failures):
         ([d, "--text", os.path.join(work, "nonexistent.txt")], 2, "nonexistent.txt"),
         ([d, "--tokens-file", big], 2, "outside the vocabulary"),
         ([d, "--tokens-file", ids, "-o", os.path.join(work, "no_such_dir", "p.safetensors")], 2, "no_such_dir"),
-        ([d, "--tokens-file", ids, "--ridge", "0"], 1, "--ridge"),
+        ([d, "--tokens-file", ids, "--ridge", "-1"], 1, "--ridge"),
+        ([d, "--tokens-file", ids, "--holdout", "0"], 1, "held-out tokens"),
         ([d, "--tokens-file", ids, "--holdout", "1.5"], 1, "--holdout"),
         ([d, "--tokens-file", ids, "--prefetch"], 1, "do not apply"),
     ]
+    # repetitive calibration tokens: the automatic choice drops strengths whose system is singular
+    rep_ids = os.path.join(work, "repetitive.ids")
+    open(rep_ids, "w").write(" ".join(["5 6 7"] * 300))
+    p = subprocess.run([moe, "fit-predictor", d, "--tokens-file", rep_ids, "-o", os.path.join(work, "rep.safetensors")],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        failures.append(f"fit-predictor on repetitive tokens: exit {p.returncode} ({p.stderr.strip()})")
     for argv, code, msg in fit:
         p = subprocess.run([moe, "fit-predictor"] + argv, capture_output=True, text=True)
         lines = [l for l in p.stderr.strip().splitlines() if not l.startswith("fit-predictor pass")]
@@ -244,6 +298,10 @@ def main():
         except Exception as e:
             failures.append(f"{case[0]}: {e}")
             print(f"{case[0]}: ERROR {e}", flush=True)
+    try:
+        check_auto(CASES[0], a.moe, a.work, failures)
+    except Exception as e:
+        failures.append(f"automatic ridge: {e}")
     if len(made) >= 2:
         check_bad(a.moe, a.work, made[0][0], made[0][1], made[1][1], failures)
     for f in failures:
