@@ -9,6 +9,8 @@ prefetch accuracy) contain, and what the router looks like: experts used, the ef
 (exp of the entropy of the assignment counts), the five most used experts' share of the assignments, the
 share of a token's experts that the previous token also used, the mean per-token router entropy, the mean logit gap between the k-th
 and (k+1)-th expert, the spread (std) of the logits, and the rms error of the late guess's centred logits.
+If MODEL_DIR/moe_predictor.safetensors exists (`moe fit-predictor`), the same three shares are given
+for the fitted maps (what --prefetch --predictor uses) in the columns "fitted ...".
 
 usage: prefetch_predictor.py MODEL_DIR [--tokens 128] [--json FILE]"""
 import argparse
@@ -39,7 +41,19 @@ def main():
     m(torch.tensor([ids]))
     n = len(ids)
     centred = lambda z: z - z.mean(-1, keepdim=True)
-    rows, hit_all, tot_all = [], 0, 0
+    rows, hit_all, tot_all, fit_all = [], 0, 0, 0
+    pred_path = os.path.join(a.model, "moe_predictor.safetensors")
+    fitted = None
+    if os.path.exists(pred_path):
+        from safetensors.torch import load_file
+        fitted = load_file(pred_path)
+
+    def shares(act, early, late):
+        he = hl = hu = 0
+        for t in range(n):
+            s, e, la = set(act[t].tolist()), set(early[t].tolist()), set(late[t].tolist())
+            he, hl, hu = he + len(s & e), hl + len(s & la), hu + len(s & (e | la))
+        return he, hl, hu
     for l, lay in enumerate(m.model.layers):
         g, x = lay.post_attention_layernorm.weight, cap[("x", l)]
         logit = lay.mlp.gate(x)
@@ -60,27 +74,37 @@ def main():
             late_in = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * g
             ll = lay.mlp.gate(late_in)
             early, late = torch.topk(lay.mlp.gate(early_in), k, -1).indices, torch.topk(ll, k, -1).indices
-            he = hl = hu = 0
-            for t in range(n):
-                s, e, la = set(act[t].tolist()), set(early[t].tolist()), set(late[t].tolist())
-                he, hl, hu = he + len(s & e), hl + len(s & la), hu + len(s & (e | la))
+            he, hl, hu = shares(act, early, late)
             r.update({"acc_early": he / (n * k), "acc_late": hl / (n * k), "acc_union": hu / (n * k),
                       "late_logit_err": float((centred(ll) - centred(logit)).pow(2).mean(-1).sqrt().mean())})
             hit_all, tot_all = hit_all + hu, tot_all + n * k
+            if fitted:
+                fw = lambda g, x: x @ fitted[f"layers.{l}.{g}.weight"].T + fitted[f"layers.{l}.{g}.bias"]
+                fe = torch.topk(fw("early", early_in), k, -1).indices
+                fl = torch.topk(fw("late", late_in), k, -1).indices
+                fe_, fl_, fu_ = shares(act, fe, fl)
+                r.update({"fit_early": fe_ / (n * k), "fit_late": fl_ / (n * k), "fit_union": fu_ / (n * k)})
+                fit_all += fu_
         rows.append(r)
-    print(f"{a.model}: {n} tokens, predicted layers' union accuracy {100 * hit_all / tot_all:.1f}%")
+    print(f"{a.model}: {n} tokens, predicted layers' union accuracy {100 * hit_all / tot_all:.1f}%"
+          + (f", with the fitted predictor {100 * fit_all / tot_all:.1f}%" if fitted else ""))
     print("| layer | early | late | union | experts used | effective experts | top-5 share | shared with previous token | "
-          "router entropy | logit gap k/k+1 | logit std | late logit rms error |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "router entropy | logit gap k/k+1 | logit std | late logit rms error |" +
+          (" fitted early | fitted late | fitted union |" if fitted else ""))
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if fitted else ""))
     for r in rows:
         acc = (f"{100 * r['acc_early']:.1f}% | {100 * r['acc_late']:.1f}% | {100 * r['acc_union']:.1f}% | " if "acc_union" in r
                else "- | - | - | ")
         err = f"{r['late_logit_err']:.2f}" if "late_logit_err" in r else "-"
+        if fitted:
+            err += (f" | {100 * r['fit_early']:.1f}% | {100 * r['fit_late']:.1f}% | {100 * r['fit_union']:.1f}%" if "fit_union" in r
+                    else " | - | - | -")
         print(f"| {r['layer']} | {acc}{r['experts_used']} | {r['effective_experts']:.1f} | {100 * r['top5_share']:.1f}% | "
               f"{100 * r['prev_token_share']:.1f}% | {r['router_entropy']:.2f} | {r['logit_gap_k']:.2f} | "
               f"{r['logit_std']:.2f} | {err} |")
     if a.json:
-        json.dump({"model": a.model, "tokens": n, "acc_union": hit_all / tot_all, "layers": rows}, open(a.json, "w"), indent=1)
+        json.dump({"model": a.model, "tokens": n, "acc_union": hit_all / tot_all,
+                   "fit_union": fit_all / tot_all if fitted else None, "layers": rows}, open(a.json, "w"), indent=1)
 
 
 if __name__ == "__main__":
