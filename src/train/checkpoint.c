@@ -135,10 +135,29 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     return o;
 }
 
+/* Whether path already holds exactly buf[0..len): checkpoints are saved again and again into the same
+ * folder, and files that do not change (config, tokenizer) need not be rewritten and synced. */
+static int unchanged(const char *path, const char *buf, size_t len) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != (uint64_t)len) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char chunk[65536];
+    size_t off = 0, n;
+    int same = 1;
+    while (same && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        same = off + n <= len && !memcmp(chunk, buf + off, n);
+        off += n;
+    }
+    fclose(f);
+    return same && off == len;
+}
+
 moe_status moe_ckpt_copy_file(const char *from, const char *to) {
     char *buf;
     size_t len;
     MOE_TRY(moe_read_file(from, (size_t)1 << 30, &buf, &len));
+    if (unchanged(to, buf, len)) { free(buf); return MOE_OK; }
     moe_atomic_file af;
     moe_status st = moe_atomic_open(&af, to);
     if (!st) {
@@ -156,12 +175,18 @@ moe_status moe_ckpt_copy_file(const char *from, const char *to) {
 static moe_status write_json(const char *path, const cJSON *o) {
     char *s = cJSON_Print(o);
     if (!s) return moe_fail(MOE_ENOMEM, "out of memory");
-    moe_atomic_file af;
-    moe_status st = moe_atomic_open(&af, path);
-    if (!st) {
-        fputs(s, af.f);
-        fputc('\n', af.f);
-        st = moe_atomic_commit(&af);
+    size_t len = strlen(s);
+    s[len] = '\n';   /* cJSON_Print's terminator becomes the final newline; len + 1 bytes to write */
+    moe_status st = MOE_OK;
+    if (!unchanged(path, s, len + 1)) {
+        moe_atomic_file af;
+        st = moe_atomic_open(&af, path);
+        if (!st && fwrite(s, 1, len + 1, af.f) != len + 1) {
+            moe_atomic_abort(&af);
+            st = moe_fail(MOE_EIO, "%s: write failed", path);
+        } else if (!st) {
+            st = moe_atomic_commit(&af);
+        }
     }
     free(s);
     return st;

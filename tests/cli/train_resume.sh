@@ -3,7 +3,8 @@
 #  1. the same seed gives identical per-step losses, on 1 thread and on 2;
 #  2. a run stopped at step 6 and continued with --resume gives, for steps 7..12, exactly the losses
 #     and held-out losses of the uninterrupted run, and a byte-identical final model.safetensors;
-#  3. a different seed gives different losses (the check above could not pass by accident).
+#  3. a different seed gives different losses (the check above could not pass by accident);
+#  4. saving again leaves unchanged files (tokenizer.json) alone and replaces the weights.
 # Usage: train_resume.sh MOE_BINARY SCRATCH_DIR
 set -euo pipefail
 moe=$1; work=$2
@@ -27,7 +28,11 @@ for router in softmax_topk deepseek_v3 thor; do
   out=$work/resumed_$router
   "$moe" train "${common[@]}" --router "$router" --seed 5 -t 2 --out "$out" --save-every 6 --stop-after 6 > "$work/r1.json"
   [ -f "$out/train_state.bin" ] || fail "$router: no train_state.bin after --stop-after 6"
+  ino_tok=$(stat -c %i "$out/tokenizer.json"); ino_model=$(stat -c %i "$out/model.safetensors")
   "$moe" train --data "$data" --out "$out" --resume --json --quiet -t 1 > "$work/r2.json"
+  # files that do not change between saves are left alone; the weights are replaced (a new file)
+  [ "$(stat -c %i "$out/tokenizer.json")" = "$ino_tok" ] || fail "$router: an unchanged tokenizer.json was rewritten"
+  [ "$(stat -c %i "$out/model.safetensors")" != "$ino_model" ] || fail "$router: model.safetensors was not rewritten"
   cat "$work/r1.json" "$work/r2.json" > "$work/r.json"
   cmp -s <(losses "$work/a.json") <(losses "$work/r.json") || {
     diff <(losses "$work/a.json") <(losses "$work/r.json") | head -5; fail "$router: resumed run differs from the uninterrupted one"; }
