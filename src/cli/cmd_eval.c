@@ -7,6 +7,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
+#include "cli/progress.h"
 #include "cli/token_file.h"
 #include "core/error.h"
 #include <math.h>
@@ -28,11 +29,9 @@ static double nll(const float *row, int vocab, int target) {
 
 static void progress(int done, int total, double sum, int scored, int tty) {
     if (!tty && done < total) return;
-    int w = 30, fill = total ? (int)((long long)w * done / total) : w;
-    fprintf(stderr, "\reval [");
-    for (int i = 0; i < w; i++) fputc(i < fill ? '#' : '.', stderr);
-    fprintf(stderr, "] %3d%% %d/%d tokens, perplexity %.4f", total ? (int)(100LL * done / total) : 100, done, total,
-            scored ? exp(sum / scored) : 0.0);
+    fprintf(stderr, "\reval ");
+    moe_cli_bar(stderr, done, total, 30);
+    fprintf(stderr, " %d/%d tokens, perplexity %.4f", done, total, scored ? exp(sum / scored) : 0.0);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
 }

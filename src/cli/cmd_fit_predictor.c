@@ -4,6 +4,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
+#include "cli/progress.h"
 #include "cli/token_file.h"
 #include "core/error.h"
 #include "tools/predictor_fit.h"
@@ -15,10 +16,9 @@
 static void progress(void *user, int pass, int passes, int done, int total) {
     int tty = *(int *)user;
     if (!tty && done < total) return;
-    int w = 30, fill = total ? (int)((long long)w * done / total) : w;
-    fprintf(stderr, "%sfit-predictor pass %d/%d [", tty ? "\r" : "", pass, passes);
-    for (int i = 0; i < w; i++) fputc(i < fill ? '#' : '.', stderr);
-    fprintf(stderr, "] %3d%% %d/%d tokens", total ? (int)(100LL * done / total) : 100, done, total);
+    fprintf(stderr, "%sfit-predictor pass %d/%d ", tty ? "\r" : "", pass, passes);
+    moe_cli_bar(stderr, done, total, 30);
+    fprintf(stderr, " %d/%d tokens", done, total);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
 }
