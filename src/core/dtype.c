@@ -9,7 +9,7 @@ static const struct { const char *st_name, *name; size_t size; } k_dtypes[MOE_DT
     [MOE_U32] = {"U32", "u32", 4},   [MOE_I64] = {"I64", "i64", 8},   [MOE_U64] = {"U64", "u64", 8},
     [MOE_BOOL] = {"BOOL", "bool", 1}, [MOE_F8_E4M3] = {"F8_E4M3", "f8_e4m3", 1},
     [MOE_F8_E5M2] = {"F8_E5M2", "f8_e5m2", 1},
-    [MOE_Q8_0] = {NULL, "q8_0", 0},   [MOE_Q4] = {NULL, "q4", 0},
+    [MOE_Q8_0] = {NULL, "q8_0", 0},   [MOE_Q4] = {NULL, "q4", 0},     [MOE_BF16P] = {NULL, "bf16p", 2},
 };
 
 size_t moe_dtype_size(moe_dtype t) { return (unsigned)t < MOE_DTYPE_COUNT ? k_dtypes[t].size : 0; }

@@ -13,6 +13,7 @@ typedef enum moe_dtype {
     MOE_I8, MOE_U8, MOE_I16, MOE_U16, MOE_I32, MOE_U32, MOE_I64, MOE_U64, MOE_BOOL,
     MOE_F8_E4M3, MOE_F8_E5M2,
     MOE_Q8_0, MOE_Q4,          /* block-quantized matrices (core/quant.h); size 0: bytes are per row */
+    MOE_BF16P,                 /* bf16 matrix in 4-row panels for decode (core/packed.h); never in files */
     MOE_DTYPE_COUNT
 } moe_dtype;
 

@@ -7,6 +7,7 @@
  * batch of products (the experts of a MoE layer), which matters when each product is only a few
  * hundred microseconds of work and a fork/join costs tens of microseconds. */
 #include "core/matmul.h"
+#include "core/packed.h"
 #include "core/quant.h"
 #include <math.h>
 #include <omp.h>
@@ -73,6 +74,7 @@ static moe_gemm_kernel kernel_of(const moe_gemm_kernels *k, moe_dtype dt) {
 /* The best kernel at or below the current SIMD level (a level may leave a dtype to the one below). */
 moe_gemm_kernel moe_gemm_pick(moe_dtype dt) {
     if (moe_dtype_is_quant(dt)) return moe_qgemm_pick(dt); /* quantized dtypes: core/quant.c */
+    if (dt == MOE_BF16P) return moe_bf16p_pick();          /* 4-row panels: core/packed.c */
     for (int s = moe_simd_level(); s >= MOE_SIMD_SCALAR; s--) {
         moe_gemm_kernel k = kernel_of(moe_gemm_kernels_for((moe_simd)s), dt);
         if (k) return k;

@@ -329,6 +329,7 @@ moe_status moe_model_load_mem(const char *dir, int in_memory, moe_model **out) {
     if (st == MOE_OK) st = moe_weights_open_ex(dir, in_memory, &m->weights);
     if (st == MOE_OK) st = moe_model_bind(m);
     if (st == MOE_OK) warn_unused(m, dir);
+    if (st == MOE_OK && in_memory) st = moe_model_pack_decode(m);
     if (st != MOE_OK) { moe_model_free(m); return st; }
     *out = m;
     return MOE_OK;

@@ -43,6 +43,10 @@ struct moe_model {
 /* moe_model_load with the weight files read into memory (in_memory != 0) instead of mapped. */
 moe_status moe_model_load_mem(const char *dir, int in_memory, moe_model **out);
 
+/* With the weights in memory: rewrite the bf16 matrices that only moe_matmul reads into 4-row panels
+ * for decode (core/packed.h; model/pack_decode.c). */
+moe_status moe_model_pack_decode(moe_model *m);
+
 /* Load weights for a parsed config from an open weights table (used by moe_model_load). */
 moe_status moe_model_bind(moe_model *m);
 #endif

@@ -55,4 +55,6 @@ void moe_store_destroy(moe_store *s);
 /* The resident store: views into weights that are already in memory (mmapped safetensors). */
 moe_store *moe_store_resident_new(int n_layers, int n_experts);
 void moe_store_resident_set(moe_store *s, int layer, int expert, const moe_ffn_weights *w);
+/* The resident store's entry for (layer, expert), to rewrite its views (NULL for another store). */
+moe_ffn_weights *moe_store_resident_entry(moe_store *s, int layer, int expert);
 #endif

@@ -39,6 +39,13 @@ void moe_store_resident_set(moe_store *s, int layer, int expert, const moe_ffn_w
     r->w[(size_t)layer * r->n_experts + expert] = *w;
 }
 
+moe_ffn_weights *moe_store_resident_entry(moe_store *s, int layer, int expert) {
+    if (!s || s->ops != &k_resident_ops) return NULL;
+    resident *r = s->self;
+    if (layer < 0 || layer >= r->n_layers || expert < 0 || expert >= r->n_experts) return NULL;
+    return &r->w[(size_t)layer * r->n_experts + expert];
+}
+
 void moe_store_destroy(moe_store *s) {
     if (!s) return;
     if (s->ops->destroy) s->ops->destroy(s->self);
