@@ -42,14 +42,19 @@ void moe_bf16p_gemv_row(float *y, const float *x, const uint16_t *w, int in, int
     *y = s2[0] + s2[1];
 }
 
-/* Tiles of 48 rows from o0, the last one taking the remainder (48..95 rows): the row-major kernel
- * decides per call whether a range is long enough for its bf16 pair loads (8 rows), so tiles must
- * never be shorter than the whole range would be for the result to be that of one call. */
+/* Tiles of about 4 MiB (a multiple of 48 rows, at least 48) from o0, the last one taking a remainder
+ * shorter than 48 rows: large tiles because the ordinary kernel repacks x for every call (prefill's
+ * x is much larger than a 48-row tile of W), and never a tile shorter than 48 rows where the whole
+ * range is longer, because that kernel decides per call whether a range is long enough for its bf16
+ * pair loads (8 rows): so the result is exactly that of one call over the whole range. */
 void moe_bf16p_gemm_rows(float *y, size_t ldy, const float *x, size_t ldx, int n, const uint16_t *w, int in, int o0, int o1) {
     moe_gemm_kernel k = moe_gemm_pick(MOE_BF16);
-    uint16_t *tile = malloc((size_t)96 * in * sizeof(uint16_t));
+    int step = (int)(((size_t)4 << 20) / ((size_t)in * sizeof(uint16_t)) / 48 * 48);
+    if (step < 48) step = 48;
+    int cap = o1 - o0 < step + 47 ? o1 - o0 : step + 47;   /* the longest tile */
+    uint16_t *tile = malloc((size_t)cap * in * sizeof(uint16_t));
     for (int o = o0; o < o1;) {
-        int nr = o1 - o < 96 ? o1 - o : 48;
+        int nr = o1 - o < step + 48 ? o1 - o : step;
         if (tile && k) {
             moe_bf16p_unpack_rows(w, in, o, nr, tile);
             k(y + o, ldy, x, ldx, n, tile, in, 0, nr);

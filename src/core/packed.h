@@ -10,7 +10,7 @@
  *
  * The element order inside a 16-column block is that of the row, so a row of a block is one load.
  * Matrices qualify when rows % 4 == 0 and cols % 16 == 0. Products with one x row run the panel
- * kernel; with more rows (prefill) tiles of 48-95 rows are unpacked into a row-major buffer and
+ * kernel; with more rows (prefill) tiles of about 4 MiB are unpacked into a row-major buffer and
  * handed to the ordinary bf16 kernel, so those results are bit-identical to the row-major layout's. The scalar
  * one-row kernel computes exactly what the AVX2 one does (same lanes, fused multiply-adds, the same
  * reduction tree), so it is an exact oracle. */

@@ -126,7 +126,8 @@ int main(void) {
     moe_set_threads(2);
     for (int s = 0; s < 4; s++) {
         g_rng = seeds[s];
-        int fixed[][2] = {{4, 16}, {8, 32}, {12, 48}, {48, 64}, {96, 1024}, {768, 1024}, {1024, 768}, {100, 112}};
+        /* 4200 x 1024 (8.4 MB) spans several of the multi-token path's 4 MiB tiles */
+        int fixed[][2] = {{4, 16}, {8, 32}, {12, 48}, {48, 64}, {96, 1024}, {768, 1024}, {1024, 768}, {100, 112}, {4200, 1024}};
         for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) one_shape(fixed[i][0], fixed[i][1]);
         for (int i = 0; i < 6; i++) one_shape(4 * rint_(1, 80), 16 * rint_(1, 40));
     }
