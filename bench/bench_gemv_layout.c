@@ -1,24 +1,24 @@
-/* bench_gemv_layout.c - does the row-major weight layout cost decode bandwidth, and would a packed one
- * recover it? (docs/PERFORMANCE.md, "What would close the gap".)
+/* bench_gemv_layout.c - what the weight layout costs decode bandwidth: moe_matmul on row-major bf16
+ * against the 4-row-panel layout of core/packed.h (MOE_BF16P, what --no-mmap loads), one token.
  *
  * Decode multiplies one token by every weight matrix once, each read cold from memory. moe_matmul
  * (n = 1) reads R rows side by side: R streams, each as long as a row. With 1-2 KiB rows (bf16 x
  * 512..1024 columns, the attention and fine-grained expert matrices of the models in PERFORMANCE.md) a
  * stream ends before the hardware prefetcher is up to speed. This benchmark times, on one thread, over
  * enough distinct matrices (512 MiB) that each is read from memory:
- *   - moe_matmul, the engine's kernel, on the row-major layout;
- *   - a prototype (here only, AVX2, bf16) on a *packed* layout: rows in groups of 4, each group stored
- *     as consecutive 8-column x 4-row blocks, so one group is one sequential stream; two groups (from
- *     the two halves of the matrix) are read at once, so two long streams;
+ *   - moe_matmul on the row-major layout (MOE_BF16);
+ *   - moe_matmul on the packed layout (MOE_BF16P: groups of 4 rows stored as consecutive 16-column x
+ *     4-row blocks, so a group is one sequential stream; two groups are read at once);
  *   - the yardstick: a plain sequential read of the same bytes (vector loads and adds).
  * Rounds are interleaved (each takes its best time over the rounds) because the VM's bandwidth moves;
- * the prototype's output is checked against moe_matmul's, so the timed code computes the product.
+ * the two products are compared, so the timed code computes the product.
  *
  * Usage: bench_gemv_layout [--rounds N]   (markdown table on stdout) */
 #include "core/alloc.h"
 #include "core/cpu.h"
 #include "core/dtype.h"
 #include "core/matmul.h"
+#include "core/packed.h"
 #include "moe.h"
 #include <immintrin.h>
 #include <math.h>
@@ -31,48 +31,6 @@ static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-__attribute__((target("avx2,fma"))) static inline __m256 bf16x8(const uint16_t *p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
-}
-
-__attribute__((target("avx2,fma"))) static float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* row-major [rows][cols] -> packed: group g of rows 4g..4g+3 at g*4*cols, block k/8 at +32*(k/8) holding
- * 8 columns of row 4g, then of 4g+1, 4g+2, 4g+3 */
-static void pack(const uint16_t *w, int rows, int cols, uint16_t *p) {
-    for (int g = 0; g < rows / 4; g++)
-        for (int k = 0; k < cols; k += 8)
-            for (int r = 0; r < 4; r++)
-                memcpy(p + (size_t)g * 4 * cols + (size_t)k * 4 + r * 8, w + (size_t)(4 * g + r) * cols + k, 16);
-}
-
-/* y = W x on the packed layout, two groups (two sequential streams) at a time; rows % 8 == 0, cols % 8 == 0 */
-__attribute__((target("avx2,fma"))) static void gemv_packed2(const uint16_t *p, const float *x, float *y, int rows, int cols) {
-    int h = rows / 2;
-    for (int r = 0; r < h; r += 4) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        const uint16_t *s = p + (size_t)r * cols, *t = p + (size_t)(r + h) * cols;
-        for (int k = 0; k < cols; k += 8, s += 32, t += 32) {
-            __m256 xv = _mm256_loadu_ps(x + k);
-            a0 = _mm256_fmadd_ps(bf16x8(s), xv, a0);
-            a1 = _mm256_fmadd_ps(bf16x8(s + 8), xv, a1);
-            a2 = _mm256_fmadd_ps(bf16x8(s + 16), xv, a2);
-            a3 = _mm256_fmadd_ps(bf16x8(s + 24), xv, a3);
-            b0 = _mm256_fmadd_ps(bf16x8(t), xv, b0);
-            b1 = _mm256_fmadd_ps(bf16x8(t + 8), xv, b1);
-            b2 = _mm256_fmadd_ps(bf16x8(t + 16), xv, b2);
-            b3 = _mm256_fmadd_ps(bf16x8(t + 24), xv, b3);
-        }
-        y[r] = hsum(a0); y[r + 1] = hsum(a1); y[r + 2] = hsum(a2); y[r + 3] = hsum(a3);
-        y[r + h] = hsum(b0); y[r + h + 1] = hsum(b1); y[r + h + 2] = hsum(b2); y[r + h + 3] = hsum(b3);
-    }
 }
 
 __attribute__((target("avx2"))) static uint32_t plain_read(const uint16_t *w, size_t n) {
@@ -93,7 +51,7 @@ int main(int argc, char **argv) {
     }
     if (rounds < 1) rounds = 1;
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
-        fprintf(stderr, "bench_gemv_layout: the prototype needs AVX2 and FMA\n");
+        fprintf(stderr, "bench_gemv_layout: the plain-read yardstick needs AVX2\n");
         return 1;
     }
     moe_set_threads(1);
@@ -101,8 +59,8 @@ int main(int argc, char **argv) {
     const size_t total = (size_t)512 << 20;
     printf("One thread, bf16 weights, %d rounds (best of each), 512 MiB of distinct matrices per round; "
            "SIMD level of moe_matmul: %s.\n\n", rounds, moe_simd_name());
-    printf("| matrix (rows x cols) | row bytes | moe_matmul GB/s | packed prototype GB/s | plain read GB/s | "
-           "moe_matmul / read | prototype / read | max rel. diff |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| matrix (rows x cols) | row bytes | row-major GB/s | packed GB/s | plain read GB/s | "
+           "row-major / read | packed / read | max rel. diff |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         int rows = shapes[si][0], cols = shapes[si][1];
         size_t per = (size_t)rows * cols, nm = total / (per * 2);
@@ -115,14 +73,14 @@ int main(int argc, char **argv) {
             w[i] = moe_f32_to_bf16(((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.1f);
         }
         for (int k = 0; k < cols; k++) x[k] = sinf((float)k * 0.37f);
-        for (size_t m = 0; m < nm; m++) pack(w + m * per, rows, cols, p + m * per);
+        for (size_t m = 0; m < nm; m++) moe_bf16p_pack(w + m * per, rows, cols, p + m * per);
         double best[3] = {1e30, 1e30, 1e30}, maxdiff = 0;
         volatile uint32_t sink = 0;
         for (int r = 0; r < rounds; r++) {
             double t0 = now_s();
             for (size_t m = 0; m < nm; m++) moe_matmul(y0, x, 1, MOE_BF16, w + m * per, rows, cols);
             double t1 = now_s();
-            for (size_t m = 0; m < nm; m++) gemv_packed2(p + m * per, x, y1, rows, cols);
+            for (size_t m = 0; m < nm; m++) moe_matmul(y1, x, 1, MOE_BF16P, p + m * per, rows, cols);
             double t2 = now_s();
             for (size_t m = 0; m < nm; m++) sink ^= plain_read(w + m * per, per);
             double t3 = now_s();
@@ -130,7 +88,7 @@ int main(int argc, char **argv) {
             best[1] = fmin(best[1], t2 - t1);
             best[2] = fmin(best[2], t3 - t2);
         }
-        /* both computed the last matrix's product */
+        /* both computed the last matrix's product (summed in another order) */
         double scale = 0;
         for (int i = 0; i < rows; i++) scale = fmax(scale, fabs(y0[i]));
         for (int i = 0; i < rows; i++) maxdiff = fmax(maxdiff, fabs(y0[i] - y1[i]) / (scale > 0 ? scale : 1));
@@ -138,7 +96,7 @@ int main(int argc, char **argv) {
         printf("| %d x %d | %d | %.1f | %.1f | %.1f | %.0f%% | %.0f%% | %.1e |\n", rows, cols, cols * 2, gb / best[0],
                gb / best[1], gb / best[2], 100 * best[2] / best[0], 100 * best[2] / best[1], maxdiff);
         fflush(stdout);
-        if (maxdiff > 1e-4) { fprintf(stderr, "bench_gemv_layout: the prototype's product differs\n"); return 1; }
+        if (maxdiff > 1e-4) { fprintf(stderr, "bench_gemv_layout: the packed product differs\n"); return 1; }
         moe_free(w); moe_free(p); moe_free(x); moe_free(y0); moe_free(y1);
     }
     return 0;
