@@ -21,22 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "unit/testrand.h"
 
 static int g_fail, g_checks;
-static uint64_t g_rng;
-
-static uint64_t rnd(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static int rint_(int lo, int hi) { return lo + (int)(rnd() % (uint64_t)(hi - lo + 1)); }
-/* Uniform in [-1,1) scaled by a random power of two in [2^-3, 2^3]: values of mixed magnitude. */
-static float rfloat(void) {
-    float u = (float)((rnd() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-    return ldexpf(u, rint_(-3, 3));
-}
 
 static const char *dt_name(moe_dtype dt) { return moe_dtype_name(dt); }
 static float w_at(moe_dtype dt, const void *w, size_t i) {

@@ -15,19 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "unit/testrand.h"
 
 static int g_fail, g_checks;
-static uint64_t g_rng;
 static const char *g_level;
 
-static uint64_t rnd(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 static float runif(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 40) * (1.0 / 16777216.0)); }
-static int rint_(int lo, int hi) { return lo + (int)(rnd() % (uint64_t)(hi - lo + 1)); }
 
 /* got vs want within rel*|want| + abs; NaN must match NaN, inf and zero exactly (sign of zero aside). */
 static int close_to(float got, float want, double rel, double abs_) {

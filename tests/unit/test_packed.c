@@ -18,21 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "unit/testrand.h"
 
 static int g_fail, g_checks;
-static uint64_t g_rng;
-
-static uint64_t rnd(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static int rint_(int lo, int hi) { return lo + (int)(rnd() % (uint64_t)(hi - lo + 1)); }
-static float rfloat(void) {
-    float u = (float)((rnd() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-    return ldexpf(u, rint_(-3, 3));
-}
 
 #define CHECK(cond, ...) do { g_checks++; if (!(cond)) { g_fail++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
 
