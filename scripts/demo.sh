@@ -6,8 +6,5 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-bash scripts/setup.sh
-venv=${MOE_VENV:-$HOME/.cache/moe-venv}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_PYTHON="$venv/bin/python" >/dev/null
-cmake --build build -j"$(nproc)" --target moe_cli >/dev/null
+bash scripts/build.sh --target moe_cli
 exec bash scripts/train_demo.sh "$@"

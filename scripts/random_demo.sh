@@ -5,10 +5,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-bash scripts/setup.sh
+bash scripts/build.sh
 venv=${MOE_VENV:-$HOME/.cache/moe-venv}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_PYTHON="$venv/bin/python" >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
 model=build/demo-model
 [ -f "$model/model.safetensors" ] || "$venv/bin/python" bench/make_random_model.py tiny "$model"
 echo; echo "== moe info $model"; build/moe info "$model"

@@ -125,9 +125,7 @@ static moe_status predict_next(const moe_layer *L, const float *x, int n, int re
     } else {
         moe_predictor_input(g, x, n, d, L->norm, N->norm, L->norm_eps, xs);
         if (N->pred_w[g]) {
-            moe_matmul(logits, xs, n, MOE_F32, N->pred_w[g], E, d);
-            for (int t = 0; t < n; t++)
-                for (int e = 0; e < E; e++) logits[(size_t)t * E + e] += N->pred_b[g][e];
+            moe_predictor_logits(xs, n, d, N->pred_w[g], N->pred_b[g], E, logits);
             N->router.ops->select(&N->router, logits, n, scores, expert, weight);
         } else {
             moe_router_route(&N->router, xs, n, logits, scores, expert, weight);

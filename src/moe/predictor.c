@@ -1,6 +1,7 @@
 /* predictor.c - inputs of the cross-layer guesses and the validation of predictor files (predictor.h). */
 #include "moe/predictor.h"
 #include "core/error.h"
+#include "core/matmul.h"
 #include "core/ops.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,12 @@ void moe_predictor_input(moe_guess g, const float *x, int n, int d, const float 
             float gp = g_prev[j];
             out[(size_t)t * d + j] = gp != 0.0f ? x[(size_t)t * d + j] * (g_next[j] / gp) : 0.0f;
         }
+}
+
+void moe_predictor_logits(const float *x, int n, int d, const float *w, const float *b, int E, float *logits) {
+    moe_matmul(logits, x, n, MOE_F32, w, E, d);
+    for (int t = 0; t < n; t++)
+        for (int e = 0; e < E; e++) logits[(size_t)t * E + e] += b[e];
 }
 
 static const char *const k_guess[2] = {"early", "late"};

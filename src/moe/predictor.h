@@ -25,6 +25,9 @@ typedef enum { MOE_GUESS_EARLY = 0, MOE_GUESS_LATE = 1 } moe_guess;
 void moe_predictor_input(moe_guess g, const float *x, int n, int d, const float *g_prev, const float *g_next, float eps,
                          float *out);
 
+/* logits[n][E] = x[n][d] . w^T + b: a fitted guess's router logits (w [E][d], b [E]). */
+void moe_predictor_logits(const float *x, int n, int d, const float *w, const float *b, int E, float *logits);
+
 /* Bind a parsed predictor file to a model shape: is_moe[l] says which layers are MoE. On success
  * w[2*l + g] and b[2*l + g] point at layer l's tensors for guess g (NULL for layers without a
  * predecessor MoE layer). Any missing, extra, misshapen, non-F32 or misaligned tensor is an error

@@ -36,11 +36,11 @@ typedef struct {
     int n_fit;
     int *fit_of;              /* transformer layer -> index in layers, or -1 */
     int *next_of;             /* MoE layer -> next MoE layer, or -1 */
-    float **feat;             /* [2 * n_layers]: guess inputs [cap][d+1] (last column 1) from layer l */
+    float **feat;             /* [2 * n_layers]: guess inputs [cap][d] from layer l */
     int cap;                  /* rows allocated in each scratch buffer */
-    float *z, *lg, *t1, *t2, *tmp, *xs, *scores, *weight, *w0;
+    float *z, *lg, *t1, *t2, *tmp, *scores, *weight, *w0;   /* w0: the router gate being fitted towards, [E][d] */
     int *actual, *guess, *either;
-    int n_ridge, n_cand;      /* fitted candidates; n_cand = n_ridge + 1 (the router) */
+    int n_ridge;              /* fitted candidates; candidate n_ridge is the router */
     const double *ridges;
     int auto_pick;            /* choose among candidates on the first half of the held-out tokens */
     int val_base, val_half;   /* validation: tokens before the current window; first token of the second half */
@@ -58,12 +58,11 @@ static moe_status grow(fit_ctx *c, int n) {
     for (int i = 0; i < 2 * L; i++) {
         if (!c->feat[i] && c->next_of[i / 2] < 0) continue;
         moe_free(c->feat[i]);
-        if (!(c->feat[i] = moe_alloc((size_t)n * d1 * 4))) return moe_fail(MOE_ENOMEM, "out of memory");
+        if (!(c->feat[i] = moe_alloc((size_t)n * c->d * 4))) return moe_fail(MOE_ENOMEM, "out of memory");
     }
-    float **f[] = {&c->z, &c->lg, &c->t1, &c->t2, &c->xs, &c->scores, &c->weight};
-    size_t sz[] = {(size_t)n * E, (size_t)n * E, (size_t)n * big, (size_t)n * big, (size_t)n * d1, (size_t)n * E,
-                   (size_t)n * c->k};
-    for (int i = 0; i < 7; i++) {
+    float **f[] = {&c->z, &c->lg, &c->t1, &c->t2, &c->scores, &c->weight};
+    size_t sz[] = {(size_t)n * E, (size_t)n * E, (size_t)n * big, (size_t)n * big, (size_t)n * E, (size_t)n * c->k};
+    for (int i = 0; i < 6; i++) {
         moe_free(*f[i]);
         if (!(*f[i] = moe_alloc(sz[i] * 4))) return moe_fail(MOE_ENOMEM, "out of memory");
     }
@@ -82,10 +81,12 @@ static void transpose(const float *in, int rows, int cols, float *out) {
         for (int j = 0; j < cols; j++) out[(size_t)j * rows + r] = in[(size_t)r * cols + j];
 }
 
-/* Accumulate guess g's normal equations of layer f from n rows of features F and targets Z. */
+/* Accumulate guess g's normal equations of layer f from n rows of features F [n][d] (with a constant
+ * 1 appended for the bias) and targets Z. */
 static void accumulate(fit_ctx *c, fit_layer *f, int g, const float *F, int n) {
-    int d1 = c->d + 1, E = c->E;
-    transpose(F, n, d1, c->t1);                              /* F^T [d1][n] */
+    int d = c->d, d1 = d + 1, E = c->E;
+    transpose(F, n, d, c->t1);                               /* [F 1]^T [d1][n] */
+    for (int t = 0; t < n; t++) c->t1[(size_t)d * n + t] = 1.0f;
     transpose(c->z, n, E, c->t2);                            /* Z^T [E][n] */
     moe_matmul(c->tmp, c->t1, d1, MOE_F32, c->t1, d1, n);     /* F^T F */
     for (size_t i = 0; i < (size_t)d1 * d1; i++) f->A[g][i] += c->tmp[i];
@@ -106,20 +107,16 @@ static uint64_t overlap(const int *a, const int *b, int nb, int k) {
 /* Count, per token and half of the held-out tokens, how many of the experts the router chose each
  * candidate guess, and each pair of early and late candidates together, contain. */
 static void validate(fit_ctx *c, fit_layer *f, const moe_router *r, int n, const int *pos) {
-    int E = c->E, k = c->k, d = c->d, d1 = d + 1, K = c->n_cand;
+    int E = c->E, k = c->k, d = c->d, K = c->n_ridge + 1;
     r->ops->select(r, c->z, n, c->scores, c->actual, c->weight);
     for (int g = 0; g < 2; g++) {
         const float *F = c->feat[2 * f->prev + g];
-        for (int t = 0; t < n; t++) memcpy(c->xs + (size_t)t * d, F + (size_t)t * d1, (size_t)d * 4);
         for (int q = 0; q < K; q++) {
             if (q < c->n_ridge && !f->w[q][g]) continue;   /* dropped candidate: its counts are never used */
-            if (q == c->n_ridge) {   /* the router's own gate, as the disk store predicts without a predictor */
-                moe_matmul(c->lg, c->xs, n, r->gate.dtype, r->gate.data, E, d);
-            } else {
-                moe_matmul(c->lg, c->xs, n, MOE_F32, f->w[q][g], E, d);
-                for (int t = 0; t < n; t++)
-                    for (int e = 0; e < E; e++) c->lg[(size_t)t * E + e] += f->b[q][g][e];
-            }
+            if (q == c->n_ridge)   /* the router's own gate, as the disk store predicts without a predictor */
+                moe_matmul(c->lg, F, n, r->gate.dtype, r->gate.data, E, d);
+            else
+                moe_predictor_logits(F, n, d, f->w[q][g], f->b[q][g], E, c->lg);
             r->ops->select(r, c->lg, n, c->scores, c->guess + ((size_t)q * 2 + g) * n * k, c->weight);
         }
     }
@@ -141,7 +138,7 @@ static void validate(fit_ctx *c, fit_layer *f, const moe_router *r, int n, const
 static void on_hidden(void *user, const moe_hidden *h) {
     fit_ctx *c = user;
     const moe_model *m = c->m;
-    int l = h->layer, n = h->n_tokens, d = c->d, d1 = d + 1;
+    int l = h->layer, n = h->n_tokens, d = c->d;
     if (c->err || m->blocks[l].ffn_kind != MOE_FFN_MOE) return;
     if ((c->err = grow(c, n)) != MOE_OK) return;
     int nx = c->next_of[l];
@@ -159,15 +156,12 @@ static void on_hidden(void *user, const moe_hidden *h) {
     }
     if (nx < 0 || !active(c, c->fit_of[nx])) return;
     moe_guess g = h->point == MOE_HIDDEN_FFN_INPUT ? MOE_GUESS_EARLY : MOE_GUESS_LATE;
-    moe_predictor_input(g, h->x, n, d, m->blocks[l].ffn_norm, m->blocks[nx].ffn_norm, (float)m->cfg.rms_eps, c->xs);
-    float *F = c->feat[2 * l + g];
-    for (int t = 0; t < n; t++) {
-        memcpy(F + (size_t)t * d1, c->xs + (size_t)t * d, (size_t)d * 4);
-        F[(size_t)t * d1 + d] = 1.0f;
-    }
+    moe_predictor_input(g, h->x, n, d, m->blocks[l].ffn_norm, m->blocks[nx].ffn_norm, (float)m->cfg.rms_eps,
+                        c->feat[2 * l + g]);
 }
 
-/* X = (A + lambda I)^-1 (B + lambda W0^T), X [d1][E], by Cholesky in L [d1][d1] (scratch). */
+/* X = (A + lambda I)^-1 (B + lambda [W0 | 0]^T), X [d1][E], W0 the gate [E][d1 - 1], by Cholesky in
+ * L [d1][d1] (scratch). */
 static moe_status solve(const double *A, const double *B, const float *w0, int d1, int E, double ridge, const char *dir,
                         int layer, double *L, double *X) {
     double tr = 0;
@@ -177,7 +171,8 @@ static moe_status solve(const double *A, const double *B, const float *w0, int d
     memcpy(L, A, sizeof(double) * (size_t)d1 * d1);
     for (int i = 0; i < d1; i++) {
         L[(size_t)i * d1 + i] += lambda;
-        for (int e = 0; e < E; e++) X[(size_t)i * E + e] = B[(size_t)i * E + e] + lambda * w0[(size_t)e * d1 + i];
+        for (int e = 0; e < E; e++)
+            X[(size_t)i * E + e] = B[(size_t)i * E + e] + (i < d1 - 1 ? lambda * w0[(size_t)e * (d1 - 1) + i] : 0.0);
     }
     for (int j = 0; j < d1; j++) {
         double *Lj = L + (size_t)j * d1, s = Lj[j];
@@ -212,16 +207,6 @@ static moe_status solve(const double *A, const double *B, const float *w0, int d
     return MOE_OK;
 }
 
-/* The router's gate of layer l as [E][d1] floats with a zero bias column. */
-static void gate_f32(const moe_model *m, int l, int E, int d, float *w0) {
-    const moe_router *r = &m->blocks[l].moe.router;
-    size_t row = (size_t)d * moe_dtype_size(r->gate.dtype);
-    for (int e = 0; e < E; e++) {
-        moe_to_f32(r->gate.dtype, (const char *)r->gate.data + (size_t)e * row, w0 + (size_t)e * (d + 1), (size_t)d);
-        w0[(size_t)e * (d + 1) + d] = 0.0f;
-    }
-}
-
 /* Solve every candidate of layer f from its normal equations, then free them. The Gram matrices are
  * sums of float products, so the smallest strengths can meet a matrix that rounding made indefinite
  * (repetitive calibration text): with the automatic choice such a candidate is dropped (w stays NULL). */
@@ -229,7 +214,8 @@ static moe_status solve_layer(fit_ctx *c, fit_layer *f) {
     int d = c->d, d1 = d + 1, E = c->E;
     double *L = moe_alloc(sizeof(double) * (size_t)d1 * d1), *X = moe_alloc(sizeof(double) * (size_t)d1 * E);
     moe_status st = L && X ? MOE_OK : moe_fail(MOE_ENOMEM, "out of memory for solving layer %d", f->layer);
-    if (st == MOE_OK) gate_f32(c->m, f->layer, E, d, c->w0);
+    const moe_tensor *gate = &c->m->blocks[f->layer].moe.router.gate;
+    if (st == MOE_OK) moe_to_f32(gate->dtype, gate->data, c->w0, (size_t)E * d);
     for (int g = 0; st == MOE_OK && g < 2; g++) {
         for (int q = 0; st == MOE_OK && q < c->n_ridge; q++) {
             st = solve(f->A[g], f->B[g], c->w0, d1, E, c->ridges[q], c->m->weights->dir, f->layer, L, X);
@@ -272,11 +258,11 @@ static moe_status pick(fit_ctx *c, fit_layer *f) {
             if (f->w[q][g] && f->one[q][g][0] > f->one[f->pick[g]][g][0]) f->pick[g] = q;
         int q = f->pick[g];
         if (q < c->n_ridge) continue;
+        const moe_tensor *gate = &c->m->blocks[f->layer].moe.router.gate;
         f->w[q][g] = moe_alloc((size_t)c->E * c->d * 4);
         f->b[q][g] = moe_calloc((size_t)c->E, 4);
         if (!f->w[q][g] || !f->b[q][g]) return moe_fail(MOE_ENOMEM, "out of memory");
-        gate_f32(c->m, f->layer, c->E, c->d, c->w0);
-        for (int e = 0; e < c->E; e++) memcpy(f->w[q][g] + (size_t)e * c->d, c->w0 + (size_t)e * (c->d + 1), (size_t)c->d * 4);
+        moe_to_f32(gate->dtype, gate->data, f->w[q][g], (size_t)c->E * c->d);
     }
     return MOE_OK;
 }
@@ -320,7 +306,7 @@ static void free_ctx(fit_ctx *c) {
         }
     for (int i = 0; c->feat && i < 2 * L; i++) moe_free(c->feat[i]);
     free(c->feat); free(c->layers); free(c->fit_of); free(c->next_of);
-    moe_free(c->z); moe_free(c->lg); moe_free(c->t1); moe_free(c->t2); moe_free(c->tmp); moe_free(c->xs);
+    moe_free(c->z); moe_free(c->lg); moe_free(c->t1); moe_free(c->t2); moe_free(c->tmp);
     moe_free(c->scores); moe_free(c->weight); moe_free(c->w0); moe_free(c->actual); moe_free(c->guess); moe_free(c->either);
 }
 
@@ -345,14 +331,13 @@ moe_status moe_predictor_fit(moe_model *m, const int32_t *tokens, int n, const m
     c.auto_pick = o->ridge == 0;
     c.ridges = c.auto_pick ? k_auto_ridges : &o->ridge;
     c.n_ridge = c.auto_pick ? (int)(sizeof k_auto_ridges / sizeof *k_auto_ridges) : 1;
-    c.n_cand = c.n_ridge + 1;
     c.val_half = c.auto_pick ? n_val / 2 : 0;   /* fixed ridge: nothing to choose, report on all held-out tokens */
     c.fit_of = malloc(sizeof(int) * (size_t)L);
     c.next_of = malloc(sizeof(int) * (size_t)L);
     c.layers = calloc((size_t)L, sizeof *c.layers);
     c.feat = calloc(2 * (size_t)L, sizeof *c.feat);
     c.tmp = moe_alloc((size_t)d1 * (d1 > E ? d1 : E) * 4 + 4);
-    c.w0 = moe_alloc((size_t)E * d1 * 4);
+    c.w0 = moe_alloc((size_t)E * d * 4);
     moe_status st = c.fit_of && c.next_of && c.layers && c.feat && c.tmp && c.w0 ? MOE_OK : moe_fail(MOE_ENOMEM, "out of memory");
     int prev = -1;
     for (int l = 0; st == MOE_OK && l < L; l++) {
