@@ -153,21 +153,23 @@ static int unchanged(const char *path, const char *buf, size_t len) {
     return same && off == len;
 }
 
+/* Write buf[0..len) to path atomically, unless path already holds exactly that. */
+static moe_status write_if_changed(const char *path, const char *buf, size_t len) {
+    if (unchanged(path, buf, len)) return MOE_OK;
+    moe_atomic_file af;
+    MOE_TRY(moe_atomic_open(&af, path));
+    if (len && fwrite(buf, 1, len, af.f) != len) {
+        moe_atomic_abort(&af);
+        return moe_fail(MOE_EIO, "%s: write failed", path);
+    }
+    return moe_atomic_commit(&af);
+}
+
 moe_status moe_ckpt_copy_file(const char *from, const char *to) {
     char *buf;
     size_t len;
     MOE_TRY(moe_read_file(from, (size_t)1 << 30, &buf, &len));
-    if (unchanged(to, buf, len)) { free(buf); return MOE_OK; }
-    moe_atomic_file af;
-    moe_status st = moe_atomic_open(&af, to);
-    if (!st) {
-        if (len && fwrite(buf, 1, len, af.f) != len) {
-            moe_atomic_abort(&af);
-            st = moe_fail(MOE_EIO, "%s: write failed", to);
-        } else {
-            st = moe_atomic_commit(&af);
-        }
-    }
+    moe_status st = write_if_changed(to, buf, len);
     free(buf);
     return st;
 }
@@ -177,17 +179,7 @@ static moe_status write_json(const char *path, const cJSON *o) {
     if (!s) return moe_fail(MOE_ENOMEM, "out of memory");
     size_t len = strlen(s);
     s[len] = '\n';   /* cJSON_Print's terminator becomes the final newline; len + 1 bytes to write */
-    moe_status st = MOE_OK;
-    if (!unchanged(path, s, len + 1)) {
-        moe_atomic_file af;
-        st = moe_atomic_open(&af, path);
-        if (!st && fwrite(s, 1, len + 1, af.f) != len + 1) {
-            moe_atomic_abort(&af);
-            st = moe_fail(MOE_EIO, "%s: write failed", path);
-        } else if (!st) {
-            st = moe_atomic_commit(&af);
-        }
-    }
+    moe_status st = write_if_changed(path, s, len + 1);
     free(s);
     return st;
 }
