@@ -135,7 +135,7 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
         *(b->ffn_kind == MOE_FFN_MOE ? &T->moe_s : &T->dense_ffn_s) += t1 - t0;
         t0 = t1;
         /* experts on disk: guess the next MoE layer's experts from the residual stream */
-        if (b->ffn_kind == MOE_FFN_MOE && (st = moe_layer_after(&b->moe, x, n)) != MOE_OK) goto done;
+        if (b->ffn_kind == MOE_FFN_MOE && (st = moe_layer_after(&b->moe, x, n, a)) != MOE_OK) goto done;
     }
     if (logits && first_row < n) {
         int rows = n - first_row;

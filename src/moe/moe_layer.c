@@ -110,19 +110,21 @@ static void run_experts(const moe_layer *L, const float *x, const int *tok, cons
 /* Guess the next MoE layer's experts from x (moe/predictor.h) and tell the store what it will likely
  * need. residual == 0: x is this layer's FFN input (early guess); otherwise the residual stream after
  * this layer (late guess). */
-static moe_status predict_next(const moe_layer *L, const float *x, int n, int residual) {
+static moe_status predict_next(const moe_layer *L, const float *x, int n, int residual, moe_arena *scratch) {
     const moe_layer *N = L->next;
     if (!N->router.ops->select) return MOE_OK;   /* routers of the general form depend on the batch: no guess */
     int E = N->router.p.n_experts, k = N->router.p.top_k, d = L->d_model, g = residual ? MOE_GUESS_LATE : MOE_GUESS_EARLY;
     size_t nE = (size_t)n * E, nk = (size_t)n * k;
-    float *logits = moe_alloc(nE * 4), *scores = moe_alloc(nE * 4), *weight = moe_alloc(nk * 4);
-    int *expert = moe_alloc(nk * sizeof(int)), *pick = moe_alloc((size_t)E * sizeof(int));
-    unsigned char *seen = moe_calloc((size_t)E, 1);
-    float *xs = moe_alloc((size_t)n * d * 4);
+    moe_arena_mark mark = moe_arena_push(scratch);
+    float *logits = moe_arena_alloc(scratch, nE * 4), *scores = moe_arena_alloc(scratch, nE * 4);
+    float *weight = moe_arena_alloc(scratch, nk * 4), *xs = moe_arena_alloc(scratch, (size_t)n * d * 4);
+    int *expert = moe_arena_alloc(scratch, nk * sizeof(int)), *pick = moe_arena_alloc(scratch, (size_t)E * sizeof(int));
+    unsigned char *seen = moe_arena_alloc(scratch, (size_t)E);
     moe_status st = MOE_OK;
     if (!logits || !scores || !weight || !expert || !pick || !seen || !xs) {
         st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for a prediction", N->layer);
     } else {
+        memset(seen, 0, (size_t)E);
         moe_predictor_input(g, x, n, d, L->norm, N->norm, L->norm_eps, xs);
         if (N->pred_w[g]) {
             moe_predictor_logits(xs, n, d, N->pred_w[g], N->pred_b[g], E, logits);
@@ -138,14 +140,13 @@ static moe_status predict_next(const moe_layer *L, const float *x, int n, int re
             }
         moe_store_predict(N->store, N->layer, pick, np);
     }
-    moe_free(logits); moe_free(scores); moe_free(weight); moe_free(expert); moe_free(pick); moe_free(seen);
-    moe_free(xs);
+    moe_arena_pop(scratch, mark);
     return st;
 }
 
-moe_status moe_layer_after(const moe_layer *L, const float *resid, int n) {
+moe_status moe_layer_after(const moe_layer *L, const float *resid, int n, moe_arena *scratch) {
     if (!L->store->predict_next || !L->next || !L->norm || !L->next->norm) return MOE_OK;
-    return predict_next(L, resid, n, 1);
+    return predict_next(L, resid, n, 1, scratch);
 }
 
 moe_status moe_layer_forward_tokens(const moe_layer *L, const float *x, int n, const int *pos, const int32_t *tokens,
@@ -190,7 +191,7 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
     for (int u = 0; u < n_jobs; u++) counts[u] = offset[used[u] + 1] - offset[used[u]];
     moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_jobs);
     moe_store_prefetch(L->store, L->layer, used, n_jobs);
-    if (L->store->predict_next && L->next && L->norm && L->next->norm && (st = predict_next(L, x, n, 0)) != MOE_OK) {
+    if (L->store->predict_next && L->next && L->norm && L->next->norm && (st = predict_next(L, x, n, 0, scratch)) != MOE_OK) {
         moe_arena_pop(scratch, mark);
         return st;
     }

@@ -38,7 +38,7 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
                              moe_route_hook hook, void *hook_user, moe_arena *scratch);
 /* After the layer's output was added to the residual stream resid[n][d_model]: a second, better guess
  * of the next MoE layer's experts from the residual itself (it lacks only the next attention). */
-moe_status moe_layer_after(const moe_layer *L, const float *resid, int n);
+moe_status moe_layer_after(const moe_layer *L, const float *resid, int n, moe_arena *scratch);
 /* The same with the input token ids, which the hash router needs (may be NULL for other routers).
  * Routers of the general form (router.h `route`) run here: a variable number of experts per token
  * (expert choice, capacity drops, top-p, sparsemax, BASE), Soft MoE's slot mixing, and Autonomy-of-
