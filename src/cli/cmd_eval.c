@@ -80,9 +80,7 @@ int cmd_eval(int argc, char **argv) {
     if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
     const moe_model_info *I = m ? moe_model_get_info(m) : NULL;
     int vocab = I ? I->vocab_size : 0;
-    for (int i = 0; !st && i < n; i++)
-        if (ids[i] >= vocab)
-            st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", src, ids[i], i, vocab);
+    if (!st) st = moe_cli_check_vocab(src, ids, n, vocab);
     if (!st && ctx > n) ctx = n;
     if (!st) st = moe_session_new(m, ctx, &s);
     if (!st && !(logits = malloc(sizeof(float) * (size_t)EVAL_CHUNK * (size_t)vocab))) st = moe_fail(MOE_ENOMEM, "out of memory");

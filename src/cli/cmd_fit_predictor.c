@@ -94,9 +94,7 @@ int cmd_fit_predictor(int argc, char **argv) {
     if (!st && n < 2) st = moe_fail(MOE_EINPUT, "%s: need at least 2 tokens, found %d", src, n);
     if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
     int vocab = m ? moe_model_get_info(m)->vocab_size : 0;
-    for (int i = 0; !st && i < n; i++)
-        if (ids[i] >= vocab)
-            st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", src, ids[i], i, vocab);
+    if (!st) st = moe_cli_check_vocab(src, ids, n, vocab);
     double t0 = moe_cli_seconds();
     moe_predictor_fit_options fo = {ctx, ridge, holdout, fit_memory, progress, &tty};
     if (!st) st = moe_predictor_fit(m, ids, n, &fo, out, &rep);

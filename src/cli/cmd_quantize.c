@@ -85,9 +85,7 @@ int cmd_quantize(int argc, char **argv) {
             if (!st) st = calib_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], calib_path, &ids, &n_ids)
                                      : moe_cli_read_token_file(calib_ids, &ids, &n_ids);
             const char *src = calib_path ? calib_path : calib_ids;
-            for (int i = 0; !st && i < n_ids; i++)
-                if (ids[i] >= I->vocab_size)
-                    st = moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", src, ids[i], i, I->vocab_size);
+            if (!st) st = moe_cli_check_vocab(src, ids, n_ids, I->vocab_size);
             if (!st) st = calibrate(m, ids, n_ids < calib_tokens ? n_ids : calib_tokens, ctx, freq);
         } else {
             fprintf(stderr, "moe quantize: warning: no --calib: every expert counts as equally frequent\n");

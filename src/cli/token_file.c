@@ -55,3 +55,10 @@ moe_status moe_cli_tokenize_file(const char *tok_path, const char *text_path, in
     free(text);
     return st;
 }
+
+moe_status moe_cli_check_vocab(const char *src, const int32_t *ids, int n, int vocab) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return moe_fail(MOE_EINPUT, "%s: token id %d at index %d is outside the vocabulary [0, %d)", src, ids[i], i, vocab);
+    return MOE_OK;
+}
