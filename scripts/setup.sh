@@ -23,4 +23,19 @@ if ! cmp -s "$here/requirements.txt" "$stamp"; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
   cp "$here/requirements.txt" "$stamp"
 fi
-echo "setup: ok ($venv)"
+# The transformers 5.x overlay: its own site-packages first, then the main environment's.
+venv5=${MOE_VENV5:-$HOME/.cache/moe-venv-tf5}
+if [ ! -x "$venv5/bin/python" ]; then
+  echo "setup: creating $venv5"
+  python3 -m venv "$venv5"
+fi
+base_sp=$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')
+over_sp=$("$venv5/bin/python" -c 'import site; print(site.getsitepackages()[0])')
+echo "$base_sp" >"$over_sp/moe-base.pth"
+stamp5="$venv5/.moe-requirements"
+if ! cat "$here/requirements.txt" "$here/requirements-tf5.txt" | cmp -s - "$stamp5"; then
+  echo "setup: installing transformers 5.x into $venv5"
+  "$venv5/bin/pip" install -q --disable-pip-version-check -r "$here/requirements-tf5.txt"
+  cat "$here/requirements.txt" "$here/requirements-tf5.txt" >"$stamp5"
+fi
+echo "setup: ok ($venv, $venv5)"
