@@ -24,6 +24,13 @@ typedef struct moe_common_defaults {
 /* Shared parsing helpers used by the arch files. */
 moe_status moe_config_common(const char *path, const cJSON *root, const moe_common_defaults *d, moe_config *c);
 moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c);
+/* An integer field with two names: transformers 5 accepts either spelling of some keys (its config
+ * classes' attribute_map, e.g. qwen3_moe's num_experts / num_local_experts). Reads whichever is present;
+ * both present with different values is an error naming both. */
+moe_status moe_config_int_alias(const char *path, const cJSON *root, const char *key, const char *alias, int required,
+                                int def, int min, int max, int *out);
+/* YaRN's mscale: 0.1 * m * ln(scale) + 1, or 1 for scale <= 1. */
+double moe_yarn_mscale(double scale, double m);
 /* Read "mlp_only_layers"/"decoder_sparse_step" (Qwen) into ffn_kind. */
 moe_status moe_config_qwen_sparse_layers(const char *path, const cJSON *root, moe_config *c);
 /* Reject keys whose non-default values we do not implement: key must be absent, null or equal to ok. */

@@ -7,8 +7,12 @@
  *     RoPE on interleaved pairs (complex multiplication).
  * V3: sigmoid scores plus e_score_correction_bias for the choice only, group score = sum of the top 2,
  *     top-k inside the best topk_group groups, optional renormalisation, times routed_scaling_factor.
- *     RoPE on interleaved pairs when rope_interleave (default), else on halves. With rope scaling
- *     the softmax scale is multiplied by mscale(factor, mscale_all_dim)^2. */
+ *     RoPE on interleaved pairs when rope_interleave (default), else on halves.
+ * Both: with rope scaling the softmax scale is multiplied by mscale(factor, mscale_all_dim)^2, as in
+ * DeepSeek's reference code, vLLM, llama.cpp and transformers >= 5 (transformers 4.x does it for V3
+ * only: its V2 attention is a factor of mscale^2, 1.59 for V2-Lite's YaRN, too flat; docs/ARCHITECTURE.md).
+ * transformers 5 spells the expert count either way (attribute_map): V2 n_routed_experts or
+ * num_experts, V3 n_routed_experts or num_local_experts. */
 #include "core/error.h"
 #include "io/json.h"
 #include "model/arch.h"
@@ -16,8 +20,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static moe_status parse_mla_and_moe(const char *path, const cJSON *root, moe_config *c, int def_experts, int def_topk,
-                                    int def_moe_inter, int def_shared, int def_first_dense, double def_scaling) {
+static moe_status parse_mla_and_moe(const char *path, const cJSON *root, moe_config *c, const char *experts_alias,
+                                    int def_experts, int def_topk, int def_moe_inter, int def_shared, int def_first_dense,
+                                    double def_scaling) {
     c->mla = 1;
     MOE_TRY(moe_json_int32(path, root, "q_lora_rank", 0, 1536, 1, 1 << 20, &c->q_lora_rank));
     if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, "q_lora_rank"))) c->q_lora_rank = 0; /* plain q_proj */
@@ -33,8 +38,12 @@ static moe_status parse_mla_and_moe(const char *path, const cJSON *root, moe_con
     c->head_dim = c->qk_nope_dim + c->qk_rope_dim;
     c->rope.dim = c->qk_rope_dim;
     c->attn_scale = 1.0 / sqrt((double)c->head_dim);
+    if (strcmp(c->rope.type, "default") != 0 && c->rope.mscale_all_dim != 0) {
+        double m = moe_yarn_mscale(c->rope.factor, c->rope.mscale_all_dim);
+        c->attn_scale *= m * m;
+    }
 
-    MOE_TRY(moe_json_int32(path, root, "n_routed_experts", 0, def_experts, 0, 65536, &c->n_experts));
+    MOE_TRY(moe_config_int_alias(path, root, "n_routed_experts", experts_alias, 0, def_experts, 0, 65536, &c->n_experts));
     MOE_TRY(moe_json_int32(path, root, "num_experts_per_tok", def_topk < 0, def_topk, 1, 65536, &c->top_k));
     MOE_TRY(moe_json_int32(path, root, "moe_intermediate_size", 0, def_moe_inter, 1, 1 << 20, &c->moe_intermediate));
     MOE_TRY(moe_json_int32(path, root, "n_shared_experts", 0, def_shared, 0, 65536, &c->n_shared_experts));
@@ -57,7 +66,7 @@ static moe_status parse_mla_and_moe(const char *path, const cJSON *root, moe_con
 static moe_status parse_v2(const char *path, const cJSON *root, moe_config *c) {
     static const moe_common_defaults d = {32000, 4096, 11008, 32, 32, 32, 2048, 1e-6, 10000};
     MOE_TRY(moe_config_common(path, root, &d, c));
-    MOE_TRY(parse_mla_and_moe(path, root, c, 64, -1, 1407, 2, 0, 1.0));
+    MOE_TRY(parse_mla_and_moe(path, root, c, "num_experts", 64, -1, 1407, 2, 0, 1.0));
     const char *method;
     MOE_TRY(moe_json_str(path, root, "topk_method", 0, "greedy", &method));
     if (!strcmp(method, "group_limited_greedy")) {
@@ -77,7 +86,7 @@ static moe_status parse_v2(const char *path, const cJSON *root, moe_config *c) {
 static moe_status parse_v3(const char *path, const cJSON *root, moe_config *c) {
     static const moe_common_defaults d = {129280, 7168, 18432, 61, 128, 128, 4096, 1e-6, 10000};
     MOE_TRY(moe_config_common(path, root, &d, c));
-    MOE_TRY(parse_mla_and_moe(path, root, c, 256, 8, 2048, 1, 3, 2.5));
+    MOE_TRY(parse_mla_and_moe(path, root, c, "num_local_experts", 256, 8, 2048, 1, 3, 2.5));
     MOE_TRY(moe_json_int32(path, root, "n_group", 0, 8, 1, 65536, &c->n_group));
     MOE_TRY(moe_json_int32(path, root, "topk_group", 0, 4, 1, 65536, &c->topk_group));
     MOE_TRY(moe_json_bool(path, root, "norm_topk_prob", 0, 1, &c->norm_topk_prob));
@@ -87,16 +96,6 @@ static moe_status parse_v3(const char *path, const cJSON *root, moe_config *c) {
     c->has_score_bias = 1;
     c->group_limited = 1;
     snprintf(c->router, sizeof c->router, "deepseek_v3");
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (cJSON_IsObject(rs)) {
-        double mad, factor;
-        MOE_TRY(moe_json_num(path, rs, "mscale_all_dim", 0, 0, -1e6, 1e6, &mad));
-        MOE_TRY(moe_json_num(path, rs, "factor", 1, 1, 1e-6, 1e6, &factor));
-        if (mad != 0) {
-            double m = factor <= 1 ? 1.0 : 0.1 * mad * log(factor) + 1.0;
-            c->attn_scale *= m * m;
-        }
-    }
     return MOE_OK;
 }
 

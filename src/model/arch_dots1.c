@@ -18,7 +18,7 @@ static moe_status parse(const char *path, const cJSON *root, moe_config *c) {
     MOE_TRY(moe_json_bool(path, root, "attention_bias", 0, 0, &c->qkv_bias));
     c->o_bias = c->qkv_bias;
     c->qk_norm = MOE_QKNORM_HEAD;
-    MOE_TRY(moe_json_int32(path, root, "n_routed_experts", 1, 0, 1, 65536, &c->n_experts));
+    MOE_TRY(moe_config_int_alias(path, root, "n_routed_experts", "num_local_experts", 1, 0, 1, 65536, &c->n_experts));
     MOE_TRY(moe_json_int32(path, root, "num_experts_per_tok", 1, 0, 1, 65536, &c->top_k));
     MOE_TRY(moe_json_int32(path, root, "moe_intermediate_size", 0, 1408, 1, 1 << 20, &c->moe_intermediate));
     MOE_TRY(moe_json_int32(path, root, "n_shared_experts", 1, 0, 0, 65536, &c->n_shared_experts));

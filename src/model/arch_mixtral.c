@@ -8,7 +8,7 @@
 static moe_status parse(const char *path, const cJSON *root, moe_config *c) {
     static const moe_common_defaults d = {32000, 4096, 14336, 32, 32, 8, 131072, 1e-5, 1e6};
     MOE_TRY(moe_config_common(path, root, &d, c));
-    MOE_TRY(moe_json_int32(path, root, "num_local_experts", 0, 8, 1, 65536, &c->n_experts));
+    MOE_TRY(moe_config_int_alias(path, root, "num_local_experts", "num_experts", 0, 8, 1, 65536, &c->n_experts));
     MOE_TRY(moe_json_int32(path, root, "num_experts_per_tok", 0, 2, 1, 65536, &c->top_k));
     MOE_TRY(moe_config_sliding_all(path, root, c));
     c->moe_intermediate = c->intermediate;

@@ -14,7 +14,7 @@ static moe_status parse(const char *path, const cJSON *root, moe_config *c) {
     c->head_dim = c->hidden / c->n_heads; /* OLMoE ignores any head_dim key */
     c->rope.dim = c->head_dim;
     c->attn_scale = 1.0 / sqrt((double)c->head_dim);
-    MOE_TRY(moe_json_int32(path, root, "num_experts", 0, 64, 1, 65536, &c->n_experts));
+    MOE_TRY(moe_config_int_alias(path, root, "num_experts", "num_local_experts", 0, 64, 1, 65536, &c->n_experts));
     MOE_TRY(moe_json_int32(path, root, "num_experts_per_tok", 0, 8, 1, 65536, &c->top_k));
     MOE_TRY(moe_json_bool(path, root, "norm_topk_prob", 0, 0, &c->norm_topk_prob));
     MOE_TRY(moe_json_bool(path, root, "attention_bias", 0, 0, &c->qkv_bias));

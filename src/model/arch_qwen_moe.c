@@ -8,9 +8,12 @@
 #include "model/arch.h"
 #include <stdio.h>
 
-static moe_status parse_common(const char *path, const cJSON *root, moe_config *c, int def_experts, int def_topk,
-                               int def_moe_inter) {
-    MOE_TRY(moe_json_int32(path, root, "num_experts", 0, def_experts, 0, 65536, &c->n_experts));
+static moe_status parse_common(const char *path, const cJSON *root, moe_config *c, const char *experts_alias,
+                               int def_experts, int def_topk, int def_moe_inter) {
+    if (experts_alias)
+        MOE_TRY(moe_config_int_alias(path, root, "num_experts", experts_alias, 0, def_experts, 0, 65536, &c->n_experts));
+    else
+        MOE_TRY(moe_json_int32(path, root, "num_experts", 0, def_experts, 0, 65536, &c->n_experts));
     MOE_TRY(moe_json_int32(path, root, "num_experts_per_tok", 0, def_topk, 1, 65536, &c->top_k));
     MOE_TRY(moe_json_int32(path, root, "moe_intermediate_size", 0, def_moe_inter, 1, 1 << 20, &c->moe_intermediate));
     MOE_TRY(moe_json_bool(path, root, "norm_topk_prob", 0, 0, &c->norm_topk_prob));
@@ -24,7 +27,7 @@ static moe_status parse_common(const char *path, const cJSON *root, moe_config *
 static moe_status parse_qwen2_moe(const char *path, const cJSON *root, moe_config *c) {
     static const moe_common_defaults d = {151936, 2048, 5632, 24, 16, 16, 32768, 1e-6, 10000};
     MOE_TRY(moe_config_common(path, root, &d, c));
-    MOE_TRY(parse_common(path, root, c, 60, 4, 1408));
+    MOE_TRY(parse_common(path, root, c, NULL, 60, 4, 1408));
     MOE_TRY(moe_json_bool(path, root, "qkv_bias", 0, 1, &c->qkv_bias));
     MOE_TRY(moe_json_int32(path, root, "shared_expert_intermediate_size", 0, 5632, 0, 1 << 20, &c->shared_intermediate));
     MOE_TRY(moe_config_require_bool(path, root, "use_sliding_window", 0));
@@ -37,7 +40,7 @@ static moe_status parse_qwen2_moe(const char *path, const cJSON *root, moe_confi
 static moe_status parse_qwen3_moe(const char *path, const cJSON *root, moe_config *c) {
     static const moe_common_defaults d = {151936, 2048, 6144, 24, 32, 4, 32768, 1e-6, 10000};
     MOE_TRY(moe_config_common(path, root, &d, c));
-    MOE_TRY(parse_common(path, root, c, 128, 8, 768));
+    MOE_TRY(parse_common(path, root, c, "num_local_experts", 128, 8, 768));  /* 5.x writes num_local_experts */
     MOE_TRY(moe_json_bool(path, root, "attention_bias", 0, 0, &c->qkv_bias));
     c->o_bias = c->qkv_bias;
     c->qk_norm = MOE_QKNORM_HEAD;

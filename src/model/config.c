@@ -69,24 +69,72 @@ moe_status moe_config_common(const char *path, const cJSON *root, const moe_comm
     return moe_config_rope(path, root, c);
 }
 
+double moe_yarn_mscale(double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * log(scale) + 1.0; }
+
+moe_status moe_config_int_alias(const char *path, const cJSON *root, const char *key, const char *alias, int required,
+                                int def, int min, int max, int *out) {
+    int has_key = moe_json_has(root, key), has_alias = moe_json_has(root, alias), a;
+    if (!has_key && has_alias) return moe_json_int32(path, root, alias, 0, def, min, max, out);
+    if (required && !has_key)
+        return moe_fail(MOE_EINPUT, "%s: missing required field \"%s\" (or \"%s\")", path, key, alias);
+    MOE_TRY(moe_json_int32(path, root, key, 0, def, min, max, out));
+    if (has_alias) {
+        MOE_TRY(moe_json_int32(path, root, alias, 0, def, min, max, &a));
+        if (a != *out)
+            return moe_fail(MOE_EINPUT, "%s: fields \"%s\" = %d and \"%s\" = %d disagree", path, key, *out, alias, a);
+    }
+    return MOE_OK;
+}
+
+/* The rope dictionary: transformers 4.x reads "rope_scaling" (theta outside it, in "rope_theta") and
+ * ignores "rope_parameters"; 5.x writes "rope_parameters" (theta inside) but still takes "rope_scaling"
+ * first when a file has both, so both versions agree on: rope_scaling if set, else rope_parameters.
+ * 5.x may nest the dictionary per layer type ({"full_attention": {...}, "sliding_attention": {...}});
+ * moe has one rope for all layers, so nested entries must be equal. */
+static moe_status rope_dict(const char *path, const cJSON *root, const cJSON **out, const char **name) {
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    *name = "rope_scaling";
+    if (!rs || cJSON_IsNull(rs)) { rs = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"); *name = "rope_parameters"; }
+    *out = NULL;
+    if (!rs || cJSON_IsNull(rs)) return MOE_OK;
+    if (!cJSON_IsObject(rs)) return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be an object or null", path, *name);
+    const cJSON *first = NULL;
+    int nested = 0, plain = 0;
+    for (const cJSON *e = rs->child; e; e = e->next) {
+        if (cJSON_IsObject(e)) {
+            nested = 1;
+            if (!first) first = e;
+            else if (!cJSON_Compare(first, e, 1))
+                return moe_fail(MOE_EINPUT, "%s: %s: different rope parameters per layer type (\"%.40s\", \"%.40s\") are not supported",
+                                path, *name, first->string, e->string);
+        } else if (!cJSON_IsNull(e)) {
+            plain = 1;
+        }
+    }
+    if (nested && plain)
+        return moe_fail(MOE_EINPUT, "%s: field \"%s\" mixes per-layer-type dictionaries with plain values", path, *name);
+    *out = nested ? first : rs;
+    return MOE_OK;
+}
+
 moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c) {
     double prf;
     MOE_TRY(moe_json_num(path, root, "partial_rotary_factor", 0, 1.0, 0, 1, &prf));
     if (prf != 1.0) return moe_fail(MOE_EINPUT, "%s: field \"partial_rotary_factor\" = %g is not supported", path, prf);
-    /* transformers 5 keeps theta and scaling in "rope_parameters"; 4.x in "rope_theta" + "rope_scaling" */
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-    const char *rs_name = "rope_parameters";
-    if (!rs || cJSON_IsNull(rs)) { rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"); rs_name = "rope_scaling"; }
+    const cJSON *rs;
+    const char *rs_name;
+    MOE_TRY(rope_dict(path, root, &rs, &rs_name));
     MOE_TRY(moe_json_num(path, root, "rope_theta", 0, c->rope.theta, 1e-6, 1e300, &c->rope.theta));
     strcpy(c->rope.type, "default");
     c->rope.factor = 1;
     c->rope.attention_factor = 1;
     c->rope.original_max_pos = c->max_pos;
-    if (!rs || cJSON_IsNull(rs)) return MOE_OK;
-    if (!cJSON_IsObject(rs)) return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be an object or null", path, rs_name);
+    if (!rs) return MOE_OK;
     char p[600];
     snprintf(p, sizeof p, "%s: %s", path, rs_name);
     MOE_TRY(moe_json_num(p, rs, "rope_theta", 0, c->rope.theta, 1e-6, 1e300, &c->rope.theta));
+    MOE_TRY(moe_json_num(p, rs, "partial_rotary_factor", 0, 1.0, 0, 1, &prf));   /* where 5.x moves it */
+    if (prf != 1.0) return moe_fail(MOE_EINPUT, "%s: field \"partial_rotary_factor\" = %g is not supported", p, prf);
     const char *type;
     MOE_TRY(moe_json_str(p, rs, "type", 0, "default", &type));
     MOE_TRY(moe_json_str(p, rs, "rope_type", 0, type, &type));
@@ -95,17 +143,19 @@ moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c) {
     snprintf(c->rope.type, sizeof c->rope.type, "%s", type);
     if (!strcmp(type, "default")) return MOE_OK;
     MOE_TRY(moe_json_num(p, rs, "factor", 1, 1, 1e-6, 1e6, &c->rope.factor));
+    /* MLA (DeepSeek) scales its softmax by mscale(factor, mscale_all_dim)^2 with any scaled rope */
+    MOE_TRY(moe_json_num(p, rs, "mscale_all_dim", 0, 0, -1e6, 1e6, &c->rope.mscale_all_dim));
     if (!strcmp(type, "llama3")) {
         MOE_TRY(moe_json_num(p, rs, "low_freq_factor", 1, 1, 1e-6, 1e6, &c->rope.low_freq_factor));
         MOE_TRY(moe_json_num(p, rs, "high_freq_factor", 1, 4, 1e-6, 1e6, &c->rope.high_freq_factor));
         if (c->rope.high_freq_factor == c->rope.low_freq_factor)
             return moe_fail(MOE_EINPUT, "%s: high_freq_factor must differ from low_freq_factor", p);
-        MOE_TRY(moe_json_int32(p, rs, "original_max_position_embeddings", 1, 8192, 1, 1 << 30, &c->rope.original_max_pos));
+        /* absent: max_position_embeddings, as transformers 5 fills it in (4.x requires the key) */
+        MOE_TRY(moe_json_int32(p, rs, "original_max_position_embeddings", 0, c->max_pos, 1, 1 << 30, &c->rope.original_max_pos));
     } else if (!strcmp(type, "yarn")) {
         double af;
         MOE_TRY(moe_json_num(p, rs, "attention_factor", 0, -1, 0, 1e6, &af));
         MOE_TRY(moe_json_num(p, rs, "mscale", 0, 0, -1e6, 1e6, &c->rope.mscale));
-        MOE_TRY(moe_json_num(p, rs, "mscale_all_dim", 0, 0, -1e6, 1e6, &c->rope.mscale_all_dim));
         MOE_TRY(moe_json_num(p, rs, "beta_fast", 0, 32, -1e6, 1e6, &c->rope.beta_fast));
         MOE_TRY(moe_json_num(p, rs, "beta_slow", 0, 1, -1e6, 1e6, &c->rope.beta_slow));
         if (c->rope.beta_fast == 0) c->rope.beta_fast = 32; /* Python's `x or 32` */
@@ -117,11 +167,10 @@ moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c) {
         if (af >= 0) c->rope.attention_factor = af;
         else {
             double f = c->rope.factor;
-#define YARN_MSCALE(s, m) ((s) <= 1 ? 1.0 : 0.1 * (m) * log(s) + 1.0)
             if (c->rope.mscale != 0 && c->rope.mscale_all_dim != 0)
-                c->rope.attention_factor = YARN_MSCALE(f, c->rope.mscale) / YARN_MSCALE(f, c->rope.mscale_all_dim);
+                c->rope.attention_factor = moe_yarn_mscale(f, c->rope.mscale) / moe_yarn_mscale(f, c->rope.mscale_all_dim);
             else
-                c->rope.attention_factor = YARN_MSCALE(f, 1.0);
+                c->rope.attention_factor = moe_yarn_mscale(f, 1.0);
         }
     }
     return MOE_OK;

@@ -75,6 +75,13 @@ CASES = [
     ("deepseek_v3_bf16", "deepseek_v3", C(n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=12,
                                           n_shared_experts=1, first_k_dense_replace=1, n_group=2, topk_group=1,
                                           num_key_value_heads=4, **DS_MLA), "bf16", 15),
+    ("dots1_e8k2", "dots1", C(n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=12, n_shared_experts=1,
+                              first_k_dense_replace=1, n_group=2, topk_group=1, routed_scaling_factor=2.0,
+                              norm_topk_prob=True, head_dim=16, sliding_window=None), "f32", 17),
+    ("dots1_sliding_nonorm", "dots1", C(n_routed_experts=16, num_experts_per_tok=4, moe_intermediate_size=8,
+                                        n_shared_experts=2, first_k_dense_replace=0, n_group=4, topk_group=2,
+                                        norm_topk_prob=False, num_hidden_layers=3, sliding_window=5,
+                                        max_window_layers=1), "f32", 19),
     ("qwen3_moe_sharded", "qwen3_moe", C(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=16,
                                          num_hidden_layers=3), "f32", 9),
     ("qwen3_moe_long_chunked", "qwen3_moe", C(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=8,
@@ -91,11 +98,17 @@ CASES = [
 ]
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
+# transformers 5 runs experts through grouped products by default (which refuse odd widths); the
+# reference is its plain per-expert loop
+EAGER = {"attn_implementation": "eager", **({"experts_implementation": "eager"} if TRANSFORMERS_MAJOR >= 5 else {})}
 
 
 def make_config(model_type, overrides):
     cfg = transformers.CONFIG_MAPPING[model_type](**overrides)
     cfg._attn_implementation = "eager"
+    if TRANSFORMERS_MAJOR >= 5:
+        cfg._experts_implementation = "eager"
     return cfg
 
 
@@ -133,11 +146,11 @@ class RouteCapture:
 
     def _hook(self, layer, model_type, cfg):
         def fn(mod, inputs, output):
-            if model_type in ("deepseek_v2", "deepseek_v3"):
+            if model_type in ("deepseek_v2", "deepseek_v3", "dots1"):
                 idx, w = output
                 x = inputs[0].reshape(-1, inputs[0].shape[-1]).float()
                 logits = torch.nn.functional.linear(x, mod.weight.float())
-                scores = logits.sigmoid() if model_type == "deepseek_v3" else logits.softmax(-1)
+                scores = logits.softmax(-1) if model_type == "deepseek_v2" else logits.sigmoid()
                 idx, w = idx.reshape(-1, idx.shape[-1]), w.reshape(-1, w.shape[-1])
             else:
                 logits = output.reshape(-1, output.shape[-1]).float()
@@ -186,8 +199,25 @@ def fuse_experts_like_v5(out_dir):
     save_file(out, path, metadata={"format": "pt"})
 
 
-def build_case(case, workdir, seed=1234):
-    """Save the model to workdir/name and return (dir, tokens, ref logits [n][V], routes, info)."""
+def mla_mscale_v4_fix(model, cfg, model_type):
+    """transformers 4.x leaves DeepSeek-V2's softmax scale at qk_head_dim^-0.5 with YaRN, while DeepSeek's
+    reference code, vLLM, llama.cpp, transformers >= 5 (and its own V3) multiply it by
+    mscale(factor, mscale_all_dim)^2; moe does the same for V2. Under 4.x the reference gets that factor
+    here (tests/hf5 compares against 5.x's own V2 with nothing patched), so the rest of V2 is still
+    checked against 4.x."""
+    rs = getattr(cfg, "rope_scaling", None)
+    if TRANSFORMERS_MAJOR >= 5 or model_type != "deepseek_v2" or not rs or not rs.get("mscale_all_dim"):
+        return
+    factor, mad = rs["factor"], rs["mscale_all_dim"]
+    m = 1.0 if factor <= 1 else 0.1 * mad * math.log(factor) + 1.0
+    for mod in model.modules():
+        if type(mod).__name__ == "DeepseekV2Attention":
+            mod.scaling = mod.scaling * m * m
+
+
+def build_case(case, workdir, seed=1234, capture_routes=True):
+    """Save the model to workdir/name and return (dir, tokens, ref logits [n][V], routes, info).
+    capture_routes=False (transformers 5, whose routers return other tuples) gives routes = {}."""
     name, model_type, overrides, dtype, seq = case
     torch.manual_seed(seed)
     cfg = make_config(model_type, dict(overrides))
@@ -202,14 +232,14 @@ def build_case(case, workdir, seed=1234):
     # The reference is transformers loading the saved folder in float32: exactly the stored (rounded)
     # weights, with non-persistent buffers such as rotary frequencies computed afresh in float32.
     if dtype != "f32":
-        model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32,
-                                                     attn_implementation="eager").eval()
+        model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32, **EAGER).eval()
     if "fused" in name:
         fuse_experts_like_v5(out_dir)
+    mla_mscale_v4_fix(model, cfg, model_type)
     rng = np.random.default_rng(seed + seq)
     tokens = rng.integers(0, cfg.vocab_size, size=seq).tolist()
-    cap = RouteCapture(model, model_type, cfg)
+    cap = RouteCapture(model, model_type, cfg) if capture_routes else None
     with torch.no_grad():
         logits = model(torch.tensor([tokens])).logits[0].float().numpy()
     total, active = active_params(model, cfg, model_type)
-    return out_dir, tokens, logits, cap.routes, {"params": total, "active_params": active}
+    return out_dir, tokens, logits, cap.routes if cap else {}, {"params": total, "active_params": active}

@@ -507,6 +507,15 @@ def main():
     cfg_case("config.rope_scaling_string", r"rope_scaling", rope_scaling="linear")
     cfg_case("config.rope_linear_no_factor", r"factor", rope_scaling={"rope_type": "linear"})
     cfg_case("config.rope_theta_zero", r"rope_theta", rope_theta=0)
+    # transformers 5's spellings: per-layer-type rope dictionaries moe cannot follow, partial rotation
+    # moved inside rope_parameters, and the two names of the expert count disagreeing
+    cfg_case("config.rope_parameters_per_layer_type", r"per layer type",
+             rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e4},
+                              "sliding_attention": {"rope_type": "default", "rope_theta": 1e6}})
+    cfg_case("config.rope_parameters_partial_rotary", r"partial_rotary_factor",
+             rope_parameters={"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5})
+    cfg_case("config.rope_parameters_not_object", r"rope_parameters", rope_parameters=[1])
+    cfg_case("config.experts_two_spellings", r"num_experts.*num_local_experts.*disagree", num_local_experts=8)
     cfg_case("config.eps_negative", r"rms_norm_eps", rms_norm_eps=-1e-6)
     cfg_case("config.topk_over_experts", r"num_experts_per_tok", num_experts_per_tok=5)
     cfg_case("config.topk_zero", r"num_experts_per_tok", num_experts_per_tok=0)

@@ -94,6 +94,15 @@ def main():
     put("config", "near_rope.json", json.dumps(dict(cfgs["llama"], rope_scaling={"type": "dynamic", "factor": 2})))
     put("config", "transformers5.json", json.dumps(dict(cfgs["qwen2"], rope_parameters={"rope_type": "default",
                                                                                         "rope_theta": 1e6})))
+    # transformers 5's spellings: rope_parameters with theta inside, per layer type; the expert count's alias
+    q3 = {k: v for k, v in cfgs["qwen3_moe"].items() if k not in ("num_experts", "rope_theta")}
+    put("config", "transformers5_qwen3_moe.json", json.dumps(dict(q3, num_local_experts=4, rope_parameters={
+        "full_attention": {"rope_type": "default", "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 1e6}})))
+    ds2 = {k: v for k, v in cfgs["deepseek_v2"].items() if k not in ("n_routed_experts", "rope_theta")}
+    put("config", "transformers5_deepseek_v2.json", json.dumps(dict(ds2, num_experts=4, rope_parameters={
+        "rope_type": "yarn", "rope_theta": 1e4, "factor": 40, "mscale": 0.707, "mscale_all_dim": 0.707,
+        "original_max_position_embeddings": 16})))
 
     # fuzz_predictor binds to 4 layers, MoE at 0, 1 and 3, 4 experts, d_model 8
     pred = [(f"layers.{l}.{g}.{k}", "F32", [4, 8] if k == "weight" else [4])
