@@ -5,6 +5,7 @@
 #define MOE_CORE_CPU_H
 
 typedef enum moe_simd { MOE_SIMD_SCALAR = 0, MOE_SIMD_AVX2 = 1, MOE_SIMD_AVX512 = 2 } moe_simd;
+#define MOE_SIMD_LEVELS 3
 
 moe_simd moe_simd_detect(void);     /* what the hardware and OS allow */
 moe_simd moe_simd_level(void);      /* what is in use: detected, lowered by MOE_SIMD=scalar|avx2 */

@@ -1,25 +1,7 @@
-/* dtype.c - dtype table and portable half-precision conversions (the SIMD kernels have their own). */
+/* dtype.c - portable conversions of the plain float types to f32 (the SIMD kernels have their own);
+ * the table that says which type uses which is dtype_table.c. */
 #include "core/dtype.h"
 #include <math.h>
-
-static const struct { const char *st_name, *name; size_t size; } k_dtypes[MOE_DTYPE_COUNT] = {
-    [MOE_F32] = {"F32", "f32", 4},   [MOE_F16] = {"F16", "f16", 2},   [MOE_BF16] = {"BF16", "bf16", 2},
-    [MOE_F64] = {"F64", "f64", 8},   [MOE_I8] = {"I8", "i8", 1},      [MOE_U8] = {"U8", "u8", 1},
-    [MOE_I16] = {"I16", "i16", 2},   [MOE_U16] = {"U16", "u16", 2},   [MOE_I32] = {"I32", "i32", 4},
-    [MOE_U32] = {"U32", "u32", 4},   [MOE_I64] = {"I64", "i64", 8},   [MOE_U64] = {"U64", "u64", 8},
-    [MOE_BOOL] = {"BOOL", "bool", 1}, [MOE_F8_E4M3] = {"F8_E4M3", "f8_e4m3", 1},
-    [MOE_F8_E5M2] = {"F8_E5M2", "f8_e5m2", 1},
-    [MOE_Q8_0] = {NULL, "q8_0", 0},   [MOE_Q4] = {NULL, "q4", 0},     [MOE_BF16P] = {NULL, "bf16p", 2},
-};
-
-size_t moe_dtype_size(moe_dtype t) { return (unsigned)t < MOE_DTYPE_COUNT ? k_dtypes[t].size : 0; }
-const char *moe_dtype_name(moe_dtype t) { return (unsigned)t < MOE_DTYPE_COUNT ? k_dtypes[t].name : "?"; }
-
-int moe_dtype_from_safetensors(const char *s) {
-    for (int i = 0; i < MOE_DTYPE_COUNT; i++)
-        if (k_dtypes[i].st_name && strcmp(s, k_dtypes[i].st_name) == 0) return i;
-    return -1;
-}
 
 float moe_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
@@ -58,12 +40,26 @@ uint16_t moe_f32_to_f16(float f) {
     return sign | (uint16_t)h;
 }
 
-void moe_to_f32(moe_dtype t, const void *src, float *dst, size_t n) {
-    switch (t) {
-    case MOE_F32: memcpy(dst, src, n * 4); break;
-    case MOE_BF16: { const uint16_t *s = src; for (size_t i = 0; i < n; i++) dst[i] = moe_bf16_to_f32(s[i]); } break;
-    case MOE_F16: { const uint16_t *s = src; for (size_t i = 0; i < n; i++) dst[i] = moe_f16_to_f32(s[i]); } break;
-    case MOE_F64: { const double *s = src; for (size_t i = 0; i < n; i++) dst[i] = (float)s[i]; } break;
-    default: for (size_t i = 0; i < n; i++) dst[i] = NAN; break;
-    }
+void moe_row_f32_to_f32(const void *src, int64_t n, float *dst) { memcpy(dst, src, (size_t)n * 4); }
+void moe_row_bf16_to_f32(const void *src, int64_t n, float *dst) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = moe_bf16_to_f32(s[i]);
+}
+void moe_row_f16_to_f32(const void *src, int64_t n, float *dst) {
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = moe_f16_to_f32(s[i]);
+}
+void moe_row_f64_to_f32(const void *src, int64_t n, float *dst) {
+    const double *s = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = (float)s[i];
+}
+
+void moe_row_f32_from_f32(const float *x, int64_t n, void *dst) { memcpy(dst, x, (size_t)n * 4); }
+void moe_row_f16_from_f32(const float *x, int64_t n, void *dst) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = moe_f32_to_f16(x[i]);
+}
+void moe_row_bf16_from_f32(const float *x, int64_t n, void *dst) {
+    uint16_t *d = dst;
+    for (int64_t i = 0; i < n; i++) d[i] = moe_f32_to_bf16(x[i]);
 }

@@ -7,15 +7,15 @@
  * batch of products (the experts of a MoE layer), which matters when each product is only a few
  * hundred microseconds of work and a fork/join costs tens of microseconds. */
 #include "core/matmul.h"
-#include "core/packed.h"
+#include "core/dtype_traits.h"
 #include "core/quant.h"
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-static void gemm_f32_scalar(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in,
-                            int o0, int o1) {
+void moe_gemm_f32_scalar(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0,
+                         int o1) {
     const float *W = w;
     for (int t = 0; t < n; t++)
         for (int o = o0; o < o1; o++) {
@@ -26,8 +26,8 @@ static void gemm_f32_scalar(float *y, size_t ldy, const float *x, size_t ldx, in
         }
 }
 
-static void gemm_bf16_scalar(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in,
-                             int o0, int o1) {
+void moe_gemm_bf16_scalar(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0,
+                          int o1) {
     const uint16_t *W = w;
     for (int t = 0; t < n; t++)
         for (int o = o0; o < o1; o++) {
@@ -39,8 +39,8 @@ static void gemm_bf16_scalar(float *y, size_t ldy, const float *x, size_t ldx, i
         }
 }
 
-static void gemm_f16_scalar(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in,
-                            int o0, int o1) {
+void moe_gemm_f16_scalar(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0,
+                         int o1) {
     const uint16_t *W = w;
     for (int t = 0; t < n; t++)
         for (int o = o0; o < o1; o++) {
@@ -52,35 +52,8 @@ static void gemm_f16_scalar(float *y, size_t ldy, const float *x, size_t ldx, in
         }
 }
 
-const moe_gemm_kernels moe_gemm_scalar = {gemm_f32_scalar, gemm_bf16_scalar, gemm_f16_scalar};
-
-const moe_gemm_kernels *moe_gemm_kernels_for(moe_simd s) {
-    switch (s) {
-    case MOE_SIMD_AVX512: return &moe_gemm_avx512;
-    case MOE_SIMD_AVX2: return &moe_gemm_avx2;
-    default: return &moe_gemm_scalar;
-    }
-}
-
-static moe_gemm_kernel kernel_of(const moe_gemm_kernels *k, moe_dtype dt) {
-    switch (dt) {
-    case MOE_F32: return k->f32;
-    case MOE_BF16: return k->bf16;
-    case MOE_F16: return k->f16;
-    default: return NULL;
-    }
-}
-
 /* The best kernel at or below the current SIMD level (a level may leave a dtype to the one below). */
-moe_gemm_kernel moe_gemm_pick(moe_dtype dt) {
-    if (moe_dtype_is_quant(dt)) return moe_qgemm_pick(dt); /* quantized dtypes: core/quant.c */
-    if (dt == MOE_BF16P) return moe_bf16p_pick();          /* 4-row panels: core/packed.c */
-    for (int s = moe_simd_level(); s >= MOE_SIMD_SCALAR; s--) {
-        moe_gemm_kernel k = kernel_of(moe_gemm_kernels_for((moe_simd)s), dt);
-        if (k) return k;
-    }
-    return NULL;
-}
+moe_gemm_kernel moe_gemm_pick(moe_dtype dt) { return moe_dtype_gemm(dt, moe_simd_level()); }
 
 /* Columns are handed out in blocks of this many rows of W: a multiple of every kernel's tile height
  * (1, 2, 3, 4; matmul_shapes.h), so that a split never changes which instructions compute an output
@@ -91,7 +64,8 @@ moe_gemm_kernel moe_gemm_pick(moe_dtype dt) {
 /* Relative cost of a job: decode streams W (bytes at ~30 GB/s), prefill is bound by FMAs (~100
  * GFLOP/s per core); only ratios between jobs matter. */
 static double job_cost(const moe_matmul_job *j) {
-    double mem = (double)moe_dtype_size(j->dt) / 30.0, flop = 2.0 * j->n / 100.0;
+    const moe_dtype_traits *tr = moe_dtype_traits_of(j->dt);
+    double mem = (double)tr->block_bytes / tr->block / 30.0, flop = 2.0 * j->n / 100.0;
     return (double)j->out * j->in * (mem > flop ? mem : flop) + 1.0;
 }
 
@@ -104,8 +78,8 @@ static int threads_for(double work) {
 
 void moe_matmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w,
                    int out, int in) {
-    /* quantized dtypes have their own kernels and dispatch (core/quant.c) */
-    if (moe_dtype_is_quant(dt)) { moe_qmatmul_ld(y, ldy, x, ldx, n, dt, w, out, in); return; }
+    /* types whose kernels take int8 activations quantize x once for all threads (core/quant.c) */
+    if (moe_dtype_qgemm(dt, MOE_SIMD_SCALAR)) { moe_qmatmul_ld(y, ldy, x, ldx, n, dt, w, out, in); return; }
     moe_gemm_kernel k = moe_gemm_pick(dt);
     if (!k || n <= 0 || out <= 0) return;
     int nth = threads_for((double)n * out * in);

@@ -1,6 +1,7 @@
 /* matmul.h - dense products against weight matrices stored as [out][in] (the nn.Linear layout) in
- * f32, bf16 or f16. The activations are always f32. Each SIMD level provides one kernel per dtype
- * that computes a block of output columns; moe_matmul splits the columns across threads.
+ * any type of the dtype table (core/dtype_traits.h). The activations are always f32. Each SIMD level
+ * provides one kernel per dtype that computes a block of output columns; moe_matmul splits the
+ * columns across threads.
  * The scalar kernels are the oracles for the SIMD ones (tests/unit/test_matmul.c). */
 #ifndef MOE_CORE_MATMUL_H
 #define MOE_CORE_MATMUL_H
@@ -12,15 +13,18 @@
 typedef void (*moe_gemm_kernel)(float *y, size_t ldy, const float *x, size_t ldx, int n,
                                 const void *w, int in, int o0, int o1);
 
-typedef struct moe_gemm_kernels {
-    moe_gemm_kernel f32, bf16, f16;
-} moe_gemm_kernels;
-
-/* Kernel table for a SIMD level, or NULL if that level is not compiled in. */
-const moe_gemm_kernels *moe_gemm_kernels_for(moe_simd s);
-extern const moe_gemm_kernels moe_gemm_scalar;
-extern const moe_gemm_kernels moe_gemm_avx2;
-extern const moe_gemm_kernels moe_gemm_avx512;
+/* The kernels of the plain float types at each SIMD level (the scalar ones are the oracles of the
+ * others); the dtype table (core/dtype_traits.h) says which serves which type and level. */
+#define MOE_GEMM_DECLARE(isa)                                                                            \
+    void moe_gemm_f32_##isa(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, \
+                            int o0, int o1);                                                              \
+    void moe_gemm_bf16_##isa(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, \
+                             int o0, int o1);                                                             \
+    void moe_gemm_f16_##isa(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, \
+                            int o0, int o1);
+MOE_GEMM_DECLARE(scalar)
+MOE_GEMM_DECLARE(avx2)
+MOE_GEMM_DECLARE(avx512)
 
 /* The best single-threaded kernel for a dtype at the current SIMD level (NULL if none), for callers
  * that schedule many small products themselves (the MoE layer runs all experts in one region).

@@ -2,6 +2,6 @@
  * tile shapes in matmul_shapes.h. */
 #include "core/vec_avx2.h"
 #include "core/matmul_shapes.h"
+#define MM_LINK
 #include "core/matmul_tmpl.h"
 
-const moe_gemm_kernels moe_gemm_avx2 = {gemm_f32_avx2, gemm_bf16_avx2, gemm_f16_avx2};

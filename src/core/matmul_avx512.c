@@ -8,6 +8,6 @@
  * bf16, which costs ~3 significant digits and would break agreement with PyTorch in f32. */
 #include "core/vec_avx512.h"
 #include "core/matmul_shapes.h"
+#define MM_LINK
 #include "core/matmul_tmpl.h"
 
-const moe_gemm_kernels moe_gemm_avx512 = {gemm_f32_avx512, gemm_bf16_avx512, gemm_f16_avx512};

@@ -452,11 +452,16 @@ VINLINE void gemm_any(float *y, size_t ldy, const float *x, size_t ldx, int n, c
     if (xp && xp != stackbuf) moe_free(xp);
 }
 
-#define MM_CAT_(a, b, c) a##_##b##_##c
-#define MM_CAT(a, b, c) MM_CAT_(a, b, c)
+/* The kernels, moe_gemm_<type>_<isa>: extern in the library's ISA files (they define MM_LINK empty,
+ * and the dtype table points at them), static in a test build of the template. */
+#ifndef MM_LINK
+#define MM_LINK static
+#endif
+#define MM_NAME_(a, b) moe_gemm_##a##_##b
+#define MM_NAME(a, b) MM_NAME_(a, b)
 #define MM_DEFINE(DTNAME, DT)                                                                           \
-    static void MM_CAT(gemm, DTNAME, VEC_ISA)(float *y, size_t ldy, const float *x, size_t ldx, int n,    \
-                                              const void *w, int in, int o0, int o1) {                     \
+    MM_LINK void MM_NAME(DTNAME, VEC_ISA)(float *y, size_t ldy, const float *x, size_t ldx, int n,        \
+                                          const void *w, int in, int o0, int o1) {                         \
         gemm_any(y, ldy, x, ldx, n, w, in, o0, o1, DT);                                                   \
     }
 MM_DEFINE(f32, DT_F32)

@@ -71,7 +71,3 @@ void moe_gemm_bf16p_scalar(float *y, size_t ldy, const float *x, size_t ldx, int
     if (n != 1) { moe_bf16p_gemm_rows(y, ldy, x, ldx, n, w, in, o0, o1); return; }
     for (int o = o0; o < o1; o++) moe_bf16p_gemv_row(y + o, x, w, in, o);
 }
-
-moe_gemm_kernel moe_bf16p_pick(void) {
-    return moe_simd_level() >= MOE_SIMD_AVX2 ? moe_gemm_bf16p_avx2 : moe_gemm_bf16p_scalar;
-}

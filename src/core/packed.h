@@ -32,8 +32,6 @@ void moe_bf16p_unpack_rows(const uint16_t *p, int cols, int r0, int nr, uint16_t
 /* Kernels with the moe_gemm_kernel signature (w packed). */
 void moe_gemm_bf16p_scalar(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1);
 void moe_gemm_bf16p_avx2(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1);
-/* The kernel for the current SIMD level. */
-moe_gemm_kernel moe_bf16p_pick(void);
 
 /* Shared by the kernels: the multi-row path (unpack tiles, ordinary bf16 kernel), and single
  * rows outside whole groups (o0 or o1 not a multiple of 4), computed like the scalar kernel. */

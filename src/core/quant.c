@@ -7,23 +7,18 @@
  * Gaussian weights, at no cost to the format or the kernels. */
 #include "core/quant.h"
 #include "core/alloc.h"
+#include "core/dtype_traits.h"
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
 size_t moe_quant_row_bytes(moe_dtype t, int64_t cols) {
-    int64_t nb = moe_quant_blocks(cols);
-    switch (t) {
-    case MOE_Q8_0: return (size_t)nb * (2 + 32);
-    case MOE_Q4: return (size_t)nb * (2 + 2 + 16);
-    default: return 0;
-    }
+    return moe_dtype_is_quant(t) ? moe_dtype_row_bytes(t, cols) : 0;
 }
 
 int moe_quant_type_from_name(const char *s) {
-    if (!strcmp(s, "q8_0")) return MOE_Q8_0;
-    if (!strcmp(s, "q4")) return MOE_Q4;
-    return -1;
+    int t = moe_dtype_from_name(s);
+    return t >= 0 && moe_dtype_is_quant((moe_dtype)t) && moe_dtype_traits_of((moe_dtype)t)->quantize ? t : -1;
 }
 
 static inline uint16_t load_u16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -54,7 +49,8 @@ static int block_values(const float *x, int64_t cols, int64_t b, float v[32]) {
     return real;
 }
 
-static void quantize_q8_0(const float *x, int64_t cols, unsigned char *out) {
+void moe_q8_0_quantize_row(const float *x, int64_t cols, void *row) {
+    unsigned char *out = row;
     int64_t nb = moe_quant_blocks(cols);
     int8_t *q = (int8_t *)(out + 2 * nb);
     for (int64_t b = 0; b < nb; b++) {
@@ -82,7 +78,8 @@ static double q4_error(const float *v, int real, float d, float m, const int *lv
     return e;
 }
 
-static void quantize_q4(const float *x, int64_t cols, unsigned char *out) {
+void moe_q4_quantize_row(const float *x, int64_t cols, void *row) {
+    unsigned char *out = row;
     int64_t nb = moe_quant_blocks(cols);
     unsigned char *qs = out + 4 * nb;
     for (int64_t b = 0; b < nb; b++) {
@@ -117,25 +114,32 @@ static void quantize_q4(const float *x, int64_t cols, unsigned char *out) {
     }
 }
 
-void moe_quantize_row(moe_dtype t, const float *x, int64_t cols, void *out) {
-    if (t == MOE_Q8_0) quantize_q8_0(x, cols, out);
-    else if (t == MOE_Q4) quantize_q4(x, cols, out);
+void moe_q8_0_dequantize_row(const void *row, int64_t cols, float *out) {
+    const unsigned char *p = row;
+    int64_t nb = moe_quant_blocks(cols);
+    for (int64_t c = 0; c < cols; c++) out[c] = f16_at(p, c / 32) * (float)((const int8_t *)(p + 2 * nb))[c];
 }
 
-void moe_dequantize_row(moe_dtype t, const void *row, int64_t cols, float *out) {
+void moe_q4_dequantize_row(const void *row, int64_t cols, float *out) {
     const unsigned char *p = row;
     int64_t nb = moe_quant_blocks(cols);
     for (int64_t c = 0; c < cols; c++) {
         int64_t b = c / 32;
         int j = (int)(c % 32);
-        if (t == MOE_Q8_0) {
-            out[c] = f16_at(p, b) * (float)((const int8_t *)(p + 2 * nb))[c];
-        } else {
-            unsigned char byte = p[4 * nb + b * 16 + (j & 15)];
-            int q = j < 16 ? byte & 15 : byte >> 4;
-            out[c] = f16_at(p, b) * (float)q + f16_at(p + 2 * nb, b);
-        }
+        unsigned char byte = p[4 * nb + b * 16 + (j & 15)];
+        int q = j < 16 ? byte & 15 : byte >> 4;
+        out[c] = f16_at(p, b) * (float)q + f16_at(p + 2 * nb, b);
     }
+}
+
+void moe_quantize_row(moe_dtype t, const float *x, int64_t cols, void *out) {
+    const moe_dtype_traits *tr = moe_dtype_traits_of(t);
+    if (tr->quantize) tr->quantize(x, cols, out);
+}
+
+void moe_dequantize_row(moe_dtype t, const void *row, int64_t cols, float *out) {
+    const moe_dtype_traits *tr = moe_dtype_traits_of(t);
+    if (tr->to_f32) tr->to_f32(row, cols, out);
 }
 
 void moe_quantize_act_row(const float *x, int cols, int nb, int8_t *q, float *d, float *s) {
@@ -157,8 +161,8 @@ void moe_quantize_act_row(const float *x, int cols, int nb, int8_t *q, float *d,
 
 /* ---- scalar kernels: the oracles ------------------------------------------------------------ */
 
-static void gemm_q8_0_scalar(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
-                             int o1) {
+void moe_qgemm_q8_0_scalar(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
+                           int o1) {
     int nb = x->nb;
     for (int t = 0; t < n; t++) {
         const int8_t *xq = x->q + (size_t)t * nb * 32;
@@ -177,8 +181,8 @@ static void gemm_q8_0_scalar(float *y, size_t ldy, const moe_qact *x, int n, con
     }
 }
 
-static void gemm_q4_scalar(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
-                           int o1) {
+void moe_qgemm_q4_scalar(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
+                         int o1) {
     int nb = x->nb;
     for (int t = 0; t < n; t++) {
         const int8_t *xq = x->q + (size_t)t * nb * 32;
@@ -200,19 +204,10 @@ static void gemm_q4_scalar(float *y, size_t ldy, const moe_qact *x, int n, const
     }
 }
 
-const moe_qgemm_kernels moe_qgemm_scalar = {gemm_q8_0_scalar, gemm_q4_scalar};
-
-const moe_qgemm_kernels *moe_qgemm_kernels_for(moe_simd s) {
-    if (s >= MOE_SIMD_AVX512 && moe_cpu_has_avx512_vnni()) return &moe_qgemm_avx512;
-    if (s >= MOE_SIMD_AVX2) return &moe_qgemm_avx2;
-    return &moe_qgemm_scalar;
-}
-
 void moe_qmatmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w, int out,
                     int in) {
     if (n <= 0 || out <= 0 || in <= 0) return;
-    const moe_qgemm_kernels *kt = moe_qgemm_kernels_for(moe_simd_level());
-    moe_qgemm_kernel k = dt == MOE_Q8_0 ? kt->q8_0 : dt == MOE_Q4 ? kt->q4 : NULL;
+    moe_qgemm_kernel k = moe_dtype_qgemm(dt, moe_simd_level());
     if (!k) return;
     int nb = (int)moe_quant_blocks(in);
     int8_t *q = moe_alloc((size_t)n * nb * 32);
@@ -260,18 +255,13 @@ static void qgemm_adapter(moe_dtype dt, float *y, size_t ldy, const float *x, si
     for (int t = 0; t < n; t++)
         moe_quantize_act_row(x + t * ldx, in, nb, q + (size_t)t * nb * 32, d + (size_t)t * nb, s + (size_t)t * nb);
     moe_qact a = {nb, q, d, s};
-    const moe_qgemm_kernels *kt = moe_qgemm_kernels_for(moe_simd_level());
-    (dt == MOE_Q8_0 ? kt->q8_0 : kt->q4)(y, ldy, &a, n, w, moe_quant_row_bytes(dt, in), o0, o1);
+    moe_dtype_qgemm(dt, moe_simd_level())(y, ldy, &a, n, w, moe_quant_row_bytes(dt, in), o0, o1);
     if (buf != stack) moe_free(buf);
 }
 
-static void qgemm_q8_0(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1) {
+void moe_qgemm_adapt_q8_0(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1) {
     qgemm_adapter(MOE_Q8_0, y, ldy, x, ldx, n, w, in, o0, o1);
 }
-static void qgemm_q4(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1) {
+void moe_qgemm_adapt_q4(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1) {
     qgemm_adapter(MOE_Q4, y, ldy, x, ldx, n, w, in, o0, o1);
-}
-
-moe_gemm_kernel moe_qgemm_pick(moe_dtype dt) {
-    return dt == MOE_Q8_0 ? qgemm_q8_0 : dt == MOE_Q4 ? qgemm_q4 : NULL;
 }

@@ -25,16 +25,20 @@
 
 #define MOE_QBLOCK 32
 
-static inline int moe_dtype_is_quant(moe_dtype t) { return t == MOE_Q8_0 || t == MOE_Q4; }
 /* Blocks per row and bytes per row of a quantized matrix with `cols` columns (0 if not quantized). */
 static inline int64_t moe_quant_blocks(int64_t cols) { return (cols + MOE_QBLOCK - 1) / MOE_QBLOCK; }
 size_t moe_quant_row_bytes(moe_dtype t, int64_t cols);
-/* "q8_0" -> MOE_Q8_0, "q4" -> MOE_Q4; -1 otherwise. */
+/* The block type moe writes under this name ("q8_0", "q4": a quantizer in the dtype table); -1 otherwise. */
 int moe_quant_type_from_name(const char *s);
 
-/* Quantize / dequantize one row (cols values). */
+/* Quantize / dequantize one row (cols values) of any type with a quantizer / converter in the table. */
 void moe_quantize_row(moe_dtype t, const float *x, int64_t cols, void *out);
 void moe_dequantize_row(moe_dtype t, const void *row, int64_t cols, float *out);
+/* The two formats' own row functions (the table's entries). */
+void moe_q8_0_quantize_row(const float *x, int64_t cols, void *out);
+void moe_q8_0_dequantize_row(const void *row, int64_t cols, float *out);
+void moe_q4_quantize_row(const float *x, int64_t cols, void *out);
+void moe_q4_dequantize_row(const void *row, int64_t cols, float *out);
 
 /* Activations quantized per block: n rows of nb blocks. */
 typedef struct moe_qact {
@@ -48,16 +52,20 @@ void moe_quantize_act_row(const float *x, int cols, int nb, int8_t *q, float *d,
 /* y[t*ldy + o] = row o of W . x_t  for t in [0,n), o in [o0,o1); W rows are row_bytes apart. */
 typedef void (*moe_qgemm_kernel)(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes,
                                  int o0, int o1);
-typedef struct moe_qgemm_kernels {
-    moe_qgemm_kernel q8_0, q4;
-} moe_qgemm_kernels;
-extern const moe_qgemm_kernels moe_qgemm_scalar, moe_qgemm_avx2, moe_qgemm_avx512;
-/* The kernel table a SIMD level would use (AVX-512 needs VNNI; else the AVX2 table), never NULL. */
-const moe_qgemm_kernels *moe_qgemm_kernels_for(moe_simd s);
+/* The kernels per SIMD level (the AVX-512 ones need VNNI; the dtype table says so). */
+#define MOE_QGEMM_DECLARE(isa)                                                                            \
+    void moe_qgemm_q8_0_##isa(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, \
+                              int o0, int o1);                                                            \
+    void moe_qgemm_q4_##isa(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes,   \
+                            int o0, int o1);
+MOE_QGEMM_DECLARE(scalar)
+MOE_QGEMM_DECLARE(avx2)
+MOE_QGEMM_DECLARE(avx512)
 
-/* Kernels with the moe_gemm_kernel signature (f32 activations, quantized on each call) for callers
- * that schedule small products themselves; moe_gemm_pick returns them for quantized dtypes. */
-moe_gemm_kernel moe_qgemm_pick(moe_dtype dt);
+/* Kernels with the moe_gemm_kernel signature (f32 activations, quantized on each call, then the
+ * current level's kernel) for callers that schedule small products themselves (moe_gemm_pick). */
+void moe_qgemm_adapt_q8_0(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1);
+void moe_qgemm_adapt_q4(float *y, size_t ldy, const float *x, size_t ldx, int n, const void *w, int in, int o0, int o1);
 
 /* Y[n][out] = X[n][in] . W^T for quantized W (the hook moe_matmul calls for these dtypes). */
 void moe_qmatmul_ld(float *y, size_t ldy, const float *x, size_t ldx, int n, moe_dtype dt, const void *w, int out,

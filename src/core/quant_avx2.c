@@ -40,7 +40,7 @@ static inline __m256i dot_q4(const unsigned char *qs, const int8_t *x, __m256i o
     return _mm256_madd_epi16(p16, ones);
 }
 
-static void gemm_q8_0_avx2(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
+void moe_qgemm_q8_0_avx2(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
                            int o1) {
     const int nb = x->nb;
     const __m256i ones = _mm256_set1_epi16(1);
@@ -70,7 +70,7 @@ static void gemm_q8_0_avx2(float *y, size_t ldy, const moe_qact *x, int n, const
     }
 }
 
-static void gemm_q4_avx2(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
+void moe_qgemm_q4_avx2(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
                          int o1) {
     const int nb = x->nb;
     const __m256i ones = _mm256_set1_epi16(1);
@@ -106,4 +106,3 @@ static void gemm_q4_avx2(float *y, size_t ldy, const moe_qact *x, int n, const v
     }
 }
 
-const moe_qgemm_kernels moe_qgemm_avx2 = {gemm_q8_0_avx2, gemm_q4_avx2};

@@ -44,7 +44,7 @@ static inline __m256i dot1_q4(const unsigned char *qs, const int8_t *x) {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, _mm256_loadu_si256((const __m256i *)x));
 }
 
-static void gemm_q8_0_avx512(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
+void moe_qgemm_q8_0_avx512(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
                              int o1) {
     const int nb = x->nb;
     for (int t = 0; t < n; t++) {
@@ -72,7 +72,7 @@ static void gemm_q8_0_avx512(float *y, size_t ldy, const moe_qact *x, int n, con
     }
 }
 
-static void gemm_q4_avx512(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
+void moe_qgemm_q4_avx512(float *y, size_t ldy, const moe_qact *x, int n, const void *w, size_t row_bytes, int o0,
                            int o1) {
     const int nb = x->nb;
     for (int t = 0; t < n; t++) {
@@ -103,4 +103,3 @@ static void gemm_q4_avx512(float *y, size_t ldy, const moe_qact *x, int n, const
     }
 }
 
-const moe_qgemm_kernels moe_qgemm_avx512 = {gemm_q8_0_avx512, gemm_q4_avx512};

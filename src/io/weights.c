@@ -4,7 +4,7 @@
 #include "core/error.h"
 #include "io/json.h"
 #include "io/quant_meta.h"
-#include "core/quant.h"
+#include "core/dtype_traits.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,9 +159,12 @@ moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int
     if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\"", w->source, name);
     moe_tensor *t = w->list[k];
     const char *path = w->files[w->file_of[k]]->path;
-    if (t->dtype != MOE_F32 && t->dtype != MOE_BF16 && t->dtype != MOE_F16 && !moe_dtype_is_quant(t->dtype))
-        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has dtype %s; only F32, BF16, F16 and moe's q8_0/q4 are supported",
-                        path, name, moe_dtype_name(t->dtype));
+    if (!moe_dtype_is_matrix(t->dtype)) {
+        char names[256];
+        moe_dtype_matrix_names(names, sizeof names);
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has dtype %s; supported: %s", path, name,
+                        moe_dtype_name(t->dtype), names);
+    }
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
     if (!ok) {
@@ -170,7 +173,7 @@ moe_status moe_weights_get(moe_weights *w, const char *name, int ndim, const int
         fmt_shape(want, sizeof want, ndim, shape);
         return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" has shape %s, expected %s", path, name, got, want);
     }
-    size_t esz = moe_dtype_is_quant(t->dtype) ? 1 : moe_dtype_size(t->dtype);
+    size_t esz = moe_dtype_is_quant(t->dtype) ? 1 : moe_dtype_size(t->dtype); /* block kernels load unaligned */
     if ((uintptr_t)t->data % esz != 0) { /* a hostile or odd header length: copy to aligned memory once */
         void *copy = moe_alloc(t->nbytes);
         void **no = realloc(w->owned, sizeof *no * (size_t)(w->n_owned + 1));
@@ -189,13 +192,15 @@ moe_status moe_weights_get_f32(moe_weights *w, const char *name, int ndim, const
     moe_tensor t;
     *out = NULL;
     MOE_TRY(moe_weights_get(w, name, ndim, shape, &t));
-    if (moe_dtype_is_quant(t.dtype))
-        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" is quantized (%s) but must be F32, BF16 or F16",
-                        moe_weights_file_of(w, name), name, moe_dtype_name(t.dtype));
     size_t n = (size_t)moe_tensor_numel(&t);
-    float *buf = moe_alloc(n * sizeof(float));
+    int64_t cols = t.ndim > 0 ? t.shape[t.ndim - 1] : 1;
+    float *buf = moe_alloc((n ? n : 1) * sizeof(float));
     if (!buf) return moe_fail(MOE_ENOMEM, "%s: out of memory", name);
-    moe_to_f32(t.dtype, t.data, buf, n);
+    if (cols > 0 && moe_rows_to_f32(t.dtype, t.data, (int64_t)n / cols, cols, buf) != 0) {
+        moe_free(buf);
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" (%s) cannot be converted to f32", moe_weights_file_of(w, name),
+                        name, moe_dtype_name(t.dtype));
+    }
     *out = buf;
     return MOE_OK;
 }

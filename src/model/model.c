@@ -120,12 +120,12 @@ static moe_status bind_ffn(moe_model *m, moe_ffn_weights *f, int ff, const char 
 /* A view of rows [r0, r0+rows) of a 3-D tensor's slice e, as a 2-D matrix (no copy). */
 static moe_tensor slice_rows(const moe_tensor *t, int64_t e, int64_t r0, int64_t rows) {
     moe_tensor v = *t;
-    size_t esz = moe_dtype_size(t->dtype), cols = (size_t)t->shape[2];
+    size_t rb = moe_dtype_row_bytes(t->dtype, t->shape[2]);
     v.ndim = 2;
     v.shape[0] = rows;
     v.shape[1] = t->shape[2];
-    v.data = (const char *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * cols * esz;
-    v.nbytes = (size_t)rows * cols * esz;
+    v.data = (const char *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * rb;
+    v.nbytes = (size_t)rows * rb;
     return v;
 }
 
@@ -278,9 +278,6 @@ moe_status moe_model_bind(moe_model *m) {
     m->blocks = calloc((size_t)c->n_layers, sizeof *m->blocks);
     if (!m->store || !m->blocks) return moe_fail(MOE_ENOMEM, "out of memory");
     MOE_TRY(get_mat(m, &m->embed, c->vocab, d, "model.embed_tokens.weight"));
-    if (moe_dtype_size(m->embed.dtype) == 0) /* rows are read directly: quantized tables are not supported */
-        return moe_fail(MOE_EINPUT, "%s: model.embed_tokens.weight is %s; it must be F32, BF16 or F16",
-                        moe_weights_file_of(m->weights, "model.embed_tokens.weight"), moe_dtype_name(m->embed.dtype));
     MOE_TRY(get_vec(m, &m->final_norm, d, "model.norm.weight"));
     if (c->tie_embeddings && !has(m, "lm_head.weight")) m->lm_head = m->embed;
     else MOE_TRY(get_mat(m, &m->lm_head, c->vocab, d, "lm_head.weight"));

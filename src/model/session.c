@@ -89,9 +89,9 @@ static void tap(const moe_session *s, int layer, moe_hidden_point point, const f
 
 static void embed_rows(const moe_tensor *e, const int32_t *tokens, int n, float *x) {
     int d = (int)e->shape[1];
-    size_t esz = moe_dtype_size(e->dtype);
+    size_t rb = moe_dtype_row_bytes(e->dtype, d);
     for (int t = 0; t < n; t++)
-        moe_to_f32(e->dtype, (const char *)e->data + (size_t)tokens[t] * d * esz, x + (size_t)t * d, (size_t)d);
+        moe_rows_to_f32(e->dtype, (const char *)e->data + (size_t)tokens[t] * rb, 1, d, x + (size_t)t * d);
 }
 
 /* One chunk of n tokens at positions s->pos.. ; writes logits rows [first_row, n) if logits != NULL. */

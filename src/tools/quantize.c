@@ -2,6 +2,7 @@
 #include "tools/quantize.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/dtype_traits.h"
 #include "core/quant.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
@@ -37,7 +38,8 @@ typedef struct job {
     FILE *log;
 } job;
 
-static int is_matrix_dtype(moe_dtype d) { return d == MOE_F32 || d == MOE_BF16 || d == MOE_F16; }
+/* Sources must be plain float matrices (quantizing a quantized model again would compound errors). */
+static int is_matrix_dtype(moe_dtype d) { return moe_dtype_is_matrix(d) && !moe_dtype_is_quant(d); }
 
 static void upper(char *dst, const char *src, size_t cap) {
     size_t i = 0;
@@ -47,12 +49,12 @@ static void upper(char *dst, const char *src, size_t cap) {
 
 static moe_status quantize_tensor(job *j, const moe_tensor *t, int qtype, unsigned char *out) {
     int64_t rows = t->shape[0], cols = t->shape[1];
-    size_t rb = moe_quant_row_bytes((moe_dtype)qtype, cols), esz = moe_dtype_size(t->dtype);
+    size_t rb = moe_quant_row_bytes((moe_dtype)qtype, cols), srb = moe_dtype_row_bytes(t->dtype, cols);
     int bad = -1;
     #pragma omp parallel for schedule(static) reduction(max:bad)
     for (int64_t r = 0; r < rows; r++) {
         float *row = j->row + (size_t)omp_get_thread_num() * j->row_cap;
-        moe_to_f32(t->dtype, (const char *)t->data + (size_t)r * cols * esz, row, (size_t)cols);
+        moe_rows_to_f32(t->dtype, (const char *)t->data + (size_t)r * srb, 1, cols, row);
         for (int64_t c = 0; c < cols; c++)
             if (!isfinite(row[c]) && bad < 0) bad = (int)(r < INT_MAX ? r : INT_MAX);
         moe_quantize_row((moe_dtype)qtype, row, cols, out + (size_t)r * rb);
@@ -82,14 +84,14 @@ static moe_status data_of(void *user, int i, const void **out) {
 /* Squared error of quantizing t to qtype, summed over all weights. */
 static double quant_error(job *j, const moe_tensor *t, int qtype) {
     int64_t rows = t->shape[0], cols = t->shape[1];
-    size_t esz = moe_dtype_size(t->dtype);
+    size_t srb = moe_dtype_row_bytes(t->dtype, cols);
     double err = 0;
     #pragma omp parallel for schedule(static) reduction(+:err)
     for (int64_t r = 0; r < rows; r++) {
         float *row = j->row + (size_t)omp_get_thread_num() * j->row_cap;
         float *deq = row + cols;
         unsigned char *qb = (unsigned char *)(deq + cols); /* row_cap leaves room for one quantized row */
-        moe_to_f32(t->dtype, (const char *)t->data + (size_t)r * cols * esz, row, (size_t)cols);
+        moe_rows_to_f32(t->dtype, (const char *)t->data + (size_t)r * srb, 1, cols, row);
         moe_quantize_row((moe_dtype)qtype, row, cols, qb);
         moe_dequantize_row((moe_dtype)qtype, qb, cols, deq);
         double e = 0;
@@ -132,7 +134,7 @@ static moe_status copy_small_files(const char *src_dir, const char *dst_dir) {
 moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quantize_options *o) {
     const moe_config *c = &m->cfg;
     moe_weights *W = m->weights;
-    if (o->type != MOE_Q8_0 && o->type != MOE_Q4 && o->type != MOE_QUANT_MIXED)
+    if (o->type != MOE_QUANT_MIXED && (o->type < 0 || moe_quant_type_from_name(moe_dtype_name((moe_dtype)o->type)) < 0))
         return moe_fail(MOE_EUSAGE, "quantize: unknown type");
     char rin[PATH_MAX], rout[PATH_MAX];
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) return moe_fail(MOE_EIO, "%s: cannot create folder: %s", out_dir, strerror(errno));

@@ -16,7 +16,8 @@
 #include "core/matmul_shapes.h"
 #include "core/matmul_tmpl.h"
 #include "core/ops_tmpl.h"
-static const moe_gemm_kernels emu16_gemm = {gemm_f32_emu16, gemm_bf16_emu16, gemm_f16_emu16};
+static const moe_gemm_kernel emu16_gemm[MOE_DTYPE_COUNT] = {
+    [MOE_F32] = moe_gemm_f32_emu16, [MOE_BF16] = moe_gemm_bf16_emu16, [MOE_F16] = moe_gemm_f16_emu16};
 static const moe_ops_kernels emu16_ops = OPS_TABLE;
 #if defined(__clang__)
 #pragma clang attribute pop

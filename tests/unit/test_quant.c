@@ -8,6 +8,7 @@
  *  4. the quantized product approximates the f32 product (q8_0 within 2%, q4 within 15%). */
 #include "core/alloc.h"
 #include "core/matmul.h"
+#include "core/dtype_traits.h"
 #include "core/quant.h"
 #include "moe.h"
 #include <math.h>
@@ -121,11 +122,11 @@ static void test_kernels(void) {
                             int runnable = l == 0 || (l == 1 && moe_simd_detect() >= MOE_SIMD_AVX2) ||
                                            (l == 2 && moe_simd_detect() >= MOE_SIMD_AVX512 && moe_cpu_has_avx512_vnni());
                             if (!runnable) { free(y[l]); y[l] = NULL; continue; }
-                            const moe_qgemm_kernels *k = moe_qgemm_kernels_for(levels[l]);
+                            moe_qgemm_kernel k = moe_dtype_traits_of(t)->qgemm[levels[l]];
                             /* compute in two column ranges to exercise o0 > 0 */
                             int mid = out / 2;
-                            (t == MOE_Q8_0 ? k->q8_0 : k->q4)(y[l], out, &a, n, w, rb, 0, mid);
-                            (t == MOE_Q8_0 ? k->q8_0 : k->q4)(y[l], out, &a, n, w, rb, mid, out);
+                            k(y[l], out, &a, n, w, rb, 0, mid);
+                            k(y[l], out, &a, n, w, rb, mid, out);
                             tested[l] = 1;
                             for (int i = 0; i < n * out; i++) {
                                 double err = fabs(y[l][i] - ref[i]), tol = 2e-6 * mag[i] + 1e-12;
