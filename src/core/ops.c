@@ -66,3 +66,18 @@ void moe_axpy(float *y, float a, const float *x, int n) { ops()->axpy(y, a, x, n
 void moe_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
+
+/* Rare in the models we load (phimoe) and a small share of the work: one scalar loop, with the mean
+ * and variance accumulated in double so that the order of the sums does not matter. */
+void moe_layernorm(float *y, const float *x, const float *w, const float *b, int rows, int n, double eps) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * n;
+        float *yr = y + (size_t)r * n;
+        double mean = 0, var = 0;
+        for (int i = 0; i < n; i++) mean += xr[i];
+        mean /= n;
+        for (int i = 0; i < n; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+        float inv = (float)(1.0 / sqrt(var / n + eps)), mu = (float)mean;
+        for (int i = 0; i < n; i++) yr[i] = (xr[i] - mu) * inv * w[i] + (b ? b[i] : 0.0f);
+    }
+}

@@ -10,6 +10,9 @@
 
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] over rows of length n (y may alias x). */
 void moe_rmsnorm(float *y, const float *x, const float *w, int rows, int n, double eps);
+/* y = (x - mean(x)) / sqrt(var(x) + eps) * w + b over rows of length n (biased variance, like
+ * torch.nn.LayerNorm; b may be NULL; y may alias x). Scalar only. */
+void moe_layernorm(float *y, const float *x, const float *w, const float *b, int rows, int n, double eps);
 /* g[i] = silu(g[i]) * u[i] */
 void moe_silu_mul(float *g, const float *u, size_t n);
 /* In-place softmax of x[0..n) (the sum of the exponentials is accumulated in double). */

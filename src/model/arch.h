@@ -21,8 +21,18 @@ typedef struct moe_common_defaults {
     double rms_eps, rope_theta;
 } moe_common_defaults;
 
+/* What some families add to the common keys (moe_config_common_ex; 0 means none). The rope features
+ * beyond whole-head default/linear/llama3/YaRN are rejected for families that do not implement them. */
+typedef struct moe_common_extras {
+    int head_dim;             /* class default of head_dim when it is not hidden_size / num_attention_heads */
+    double partial_rotary;    /* partial_rotary_factor when the file gives none; 0: whole heads only */
+    int longrope;             /* rope type "longrope" (phimoe's form) */
+} moe_common_extras;
+
 /* Shared parsing helpers used by the arch files. */
 moe_status moe_config_common(const char *path, const cJSON *root, const moe_common_defaults *d, moe_config *c);
+moe_status moe_config_common_ex(const char *path, const cJSON *root, const moe_common_defaults *d,
+                                  const moe_common_extras *caps, moe_config *c);
 moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c);
 /* An integer field with two names: transformers 5 accepts either spelling of some keys (its config
  * classes' attribute_map, e.g. qwen3_moe's num_experts / num_local_experts). Reads whichever is present;

@@ -25,9 +25,10 @@ static void add_bias(float *y, const float *b, int n, int width) {
         for (int i = 0; i < width; i++) y[(size_t)t * width + i] += b[i];
 }
 
-/* q [n][H][dk] against cache rows 0..pos; out [n][H][dv]. */
+/* q [n][H][dk] against cache rows 0..pos; out [n][H][dv]. sinks [H] (or NULL): a logit per head that
+ * joins the softmax without a value (gpt-oss), so the weights of the real positions sum to less than 1. */
 static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0, int H, int KV, int dk, int dv,
-                         float scale, int window, float *out, moe_arena *scratch) {
+                         float scale, int window, const float *sinks, float *out, moe_arena *scratch) {
     int ctx = pos0 + n, group = H / KV;
     int nth = omp_get_max_threads();
     float *scores = moe_arena_alloc(scratch, (size_t)nth * ctx * sizeof(float));
@@ -45,6 +46,10 @@ static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0
             mx = s[j] > mx ? s[j] : mx;
         }
         float sum = 0;
+        if (sinks) {
+            mx = sinks[h] > mx ? sinks[h] : mx;
+            sum = expf(sinks[h] - mx);
+        }
         for (int j = lo; j <= p; j++) sum += (s[j] = expf(s[j] - mx));
         float inv = 1.0f / sum;
         float *o = out + ((size_t)t * H + h) * dv;
@@ -99,7 +104,7 @@ static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int
     }
     memcpy(kv->k + (size_t)pos0 * kvd, k, (size_t)n * kvd * 4);
     memcpy(kv->v + (size_t)pos0 * kvd, v, (size_t)n * kvd * 4);
-    st = attend(q, kv, n, pos0, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], o, scratch);
+    st = attend(q, kv, n, pos0, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], a->sinks, o, scratch);
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, qd);
         add_bias(out, a->bo, n, d);
@@ -155,7 +160,7 @@ static moe_status mla_forward(const moe_model *m, int layer, const float *h, int
             memcpy(vdst, src + nope, (size_t)vd * 4);
         }
     }
-    st = attend(q, kv, n, pos0, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], o, scratch);
+    st = attend(q, kv, n, pos0, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], NULL, o, scratch);
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, H * vd);
         add_bias(out, a->bo, n, d);

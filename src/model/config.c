@@ -42,6 +42,12 @@ static moe_status parse_special_ids(const char *path, const cJSON *root, moe_con
 }
 
 moe_status moe_config_common(const char *path, const cJSON *root, const moe_common_defaults *d, moe_config *c) {
+    static const moe_common_extras none = {0, 0, 0};
+    return moe_config_common_ex(path, root, d, &none, c);
+}
+
+moe_status moe_config_common_ex(const char *path, const cJSON *root, const moe_common_defaults *d,
+                                  const moe_common_extras *x, moe_config *c) {
     MOE_TRY(parse_special_ids(path, root, c));
     MOE_TRY(moe_json_int32(path, root, "vocab_size", 0, d->vocab, 1, 1 << 24, &c->vocab));
     MOE_TRY(moe_json_int32(path, root, "hidden_size", 0, d->hidden, 1, DIM_MAX, &c->hidden));
@@ -53,10 +59,11 @@ moe_status moe_config_common(const char *path, const cJSON *root, const moe_comm
     MOE_TRY(moe_json_int32(path, root, "max_position_embeddings", 0, d->max_pos, 1, 1 << 30, &c->max_pos));
     MOE_TRY(moe_json_num(path, root, "rms_norm_eps", 0, d->rms_eps, 0, 1, &c->rms_eps));
     MOE_TRY(moe_json_bool(path, root, "tie_word_embeddings", 0, 0, &c->tie_embeddings));
-    if (c->hidden % c->n_heads && !moe_json_has(root, "head_dim"))
+    if (c->hidden % c->n_heads && !moe_json_has(root, "head_dim") && !x->head_dim)
         return moe_fail(MOE_EINPUT, "%s: hidden_size %d is not divisible by num_attention_heads %d", path, c->hidden,
                         c->n_heads);
-    MOE_TRY(moe_json_int32(path, root, "head_dim", 0, c->hidden / c->n_heads, 1, 65536, &c->head_dim));
+    MOE_TRY(moe_json_int32(path, root, "head_dim", 0, x->head_dim ? x->head_dim : c->hidden / c->n_heads, 1, 65536,
+                           &c->head_dim));
     if (c->n_heads % c->n_kv_heads)
         return moe_fail(MOE_EINPUT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
                         c->n_heads, c->n_kv_heads);
@@ -66,7 +73,36 @@ moe_status moe_config_common(const char *path, const cJSON *root, const moe_comm
     c->rope.dim = c->head_dim;
     c->rope.layout = MOE_ROPE_PAIRS_HALF;
     c->routed_scaling = 1.0;
-    return moe_config_rope(path, root, c);
+    MOE_TRY(moe_config_rope(path, root, c));
+    /* the rope features a family's transformers code implements */
+    if (c->rope.partial >= 0 && c->rope.partial != 1.0 && !x->partial_rotary)
+        return moe_fail(MOE_EINPUT, "%s: field \"partial_rotary_factor\" = %g is not supported", path, c->rope.partial);
+    double prf = c->rope.partial >= 0 ? c->rope.partial : x->partial_rotary > 0 ? x->partial_rotary : 1.0;
+    c->rope.dim = (int)(c->head_dim * prf);
+    if (!strcmp(c->rope.type, "longrope")) {
+        if (!x->longrope)
+            return moe_fail(MOE_EINPUT, "%s: rope type \"longrope\" is not supported for %s", path, c->model_type);
+        if (c->rope.n_short_factor != c->rope.dim / 2)
+            return moe_fail(MOE_EINPUT, "%s: short_factor has %d entries, the rotary dimension %d needs %d", path,
+                            c->rope.n_short_factor, c->rope.dim, c->rope.dim / 2);
+    }
+    return MOE_OK;
+}
+
+/* longrope's list of frequency divisors (positive numbers). */
+static moe_status rope_factors(const char *p, const cJSON *rs, const char *key, float *out, int *n) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(rs, key);
+    if (!cJSON_IsArray(a)) return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be a list of numbers", p, key);
+    *n = 0;
+    for (const cJSON *e = a->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble))
+            return moe_fail(MOE_EINPUT, "%s: field \"%s\" must hold positive numbers", p, key);
+        if (*n == MOE_ROPE_MAX_FACTORS)
+            return moe_fail(MOE_EINPUT, "%s: field \"%s\" has more than %d entries", p, key, MOE_ROPE_MAX_FACTORS);
+        if (out) out[*n] = (float)e->valuedouble;
+        (*n)++;
+    }
+    return MOE_OK;
 }
 
 double moe_yarn_mscale(double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * log(scale) + 1.0; }
@@ -118,9 +154,8 @@ static moe_status rope_dict(const char *path, const cJSON *root, const cJSON **o
 }
 
 moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c) {
-    double prf;
-    MOE_TRY(moe_json_num(path, root, "partial_rotary_factor", 0, 1.0, 0, 1, &prf));
-    if (prf != 1.0) return moe_fail(MOE_EINPUT, "%s: field \"partial_rotary_factor\" = %g is not supported", path, prf);
+    /* 4.x configs keep partial_rotary_factor at the top level, 5.x inside the rope dictionary */
+    MOE_TRY(moe_json_num(path, root, "partial_rotary_factor", 0, -1, 1e-6, 1, &c->rope.partial));
     const cJSON *rs;
     const char *rs_name;
     MOE_TRY(rope_dict(path, root, &rs, &rs_name));
@@ -133,15 +168,29 @@ moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c) {
     char p[600];
     snprintf(p, sizeof p, "%s: %s", path, rs_name);
     MOE_TRY(moe_json_num(p, rs, "rope_theta", 0, c->rope.theta, 1e-6, 1e300, &c->rope.theta));
-    MOE_TRY(moe_json_num(p, rs, "partial_rotary_factor", 0, 1.0, 0, 1, &prf));   /* where 5.x moves it */
-    if (prf != 1.0) return moe_fail(MOE_EINPUT, "%s: field \"partial_rotary_factor\" = %g is not supported", p, prf);
+    double prf;
+    MOE_TRY(moe_json_num(p, rs, "partial_rotary_factor", 0, -1, 1e-6, 1, &prf));
+    if (prf >= 0 && c->rope.partial >= 0 && prf != c->rope.partial)
+        return moe_fail(MOE_EINPUT, "%s: partial_rotary_factor %g differs from the top-level %g", p, prf, c->rope.partial);
+    if (prf >= 0) c->rope.partial = prf;
     const char *type;
     MOE_TRY(moe_json_str(p, rs, "type", 0, "default", &type));
     MOE_TRY(moe_json_str(p, rs, "rope_type", 0, type, &type));
-    if (strcmp(type, "default") && strcmp(type, "linear") && strcmp(type, "llama3") && strcmp(type, "yarn"))
-        return moe_fail(MOE_EINPUT, "%s: rope type \"%.30s\" is not supported (default, linear, llama3, yarn)", p, type);
+    if (strcmp(type, "default") && strcmp(type, "linear") && strcmp(type, "llama3") && strcmp(type, "yarn") &&
+        strcmp(type, "longrope"))
+        return moe_fail(MOE_EINPUT, "%s: rope type \"%.30s\" is not supported (default, linear, llama3, yarn, longrope)", p,
+                        type);
     snprintf(c->rope.type, sizeof c->rope.type, "%s", type);
     if (!strcmp(type, "default")) return MOE_OK;
+    if (!strcmp(type, "longrope")) {
+        int n_long;
+        MOE_TRY(rope_factors(p, rs, "short_factor", c->rope.short_factor, &c->rope.n_short_factor));
+        MOE_TRY(rope_factors(p, rs, "long_factor", NULL, &n_long));
+        MOE_TRY(moe_json_num(p, rs, "short_mscale", 1, 1, 0, 1e6, &c->rope.short_mscale));
+        MOE_TRY(moe_json_num(p, rs, "long_mscale", 1, 1, 0, 1e6, &c->rope.long_mscale));
+        MOE_TRY(moe_json_int32(p, rs, "original_max_position_embeddings", 1, 0, 1, 1 << 30, &c->rope.original_max_pos));
+        return MOE_OK;
+    }
     MOE_TRY(moe_json_num(p, rs, "factor", 1, 1, 1e-6, 1e6, &c->rope.factor));
     /* MLA (DeepSeek) scales its softmax by mscale(factor, mscale_all_dim)^2 with any scaled rope */
     MOE_TRY(moe_json_num(p, rs, "mscale_all_dim", 0, 0, -1e6, 1e6, &c->rope.mscale_all_dim));
@@ -235,6 +284,7 @@ static moe_status validate(const char *path, moe_config *c) {
 
 moe_status moe_config_parse(const char *path, const cJSON *root, moe_config *c) {
     memset(c, 0, sizeof *c);
+    c->embed_scale = c->residual_scale = c->logits_scale = 1.0;
     snprintf(c->config_path, sizeof c->config_path, "%s", path);
     if (!cJSON_IsObject(root)) return moe_fail(MOE_EINPUT, "%s: not a JSON object", path);
     const char *mt;

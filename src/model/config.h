@@ -7,21 +7,29 @@
 #include "moe.h"
 
 #define MOE_MAX_LAYERS 1024
+#define MOE_ROPE_MAX_FACTORS 512   /* longrope: rotated dimensions up to 1024 */
 
 typedef enum { MOE_ROPE_PAIRS_HALF = 0, MOE_ROPE_PAIRS_INTERLEAVED = 1 } moe_rope_layout;
 typedef enum { MOE_QKNORM_NONE = 0, MOE_QKNORM_HEAD, MOE_QKNORM_FULL } moe_qknorm;
 typedef enum { MOE_FFN_DENSE = 0, MOE_FFN_MOE = 1 } moe_ffn_kind;
+typedef enum { MOE_NORM_RMS = 0, MOE_NORM_LAYER = 1 } moe_norm_kind;
 
 typedef struct moe_rope_config {
     int dim;                  /* rotated dimensions per head */
     double theta;
     moe_rope_layout layout;   /* which coordinates form a rotation pair */
-    /* scaling: "default", "linear", "llama3", "yarn" */
+    /* scaling: "default", "linear", "llama3", "yarn", "longrope" */
     char type[16];
     double factor, low_freq_factor, high_freq_factor, beta_fast, beta_slow, mscale, mscale_all_dim;
     double attention_factor;  /* multiplies cos and sin (yarn) */
     int original_max_pos;
     int truncate;             /* yarn: round the correction range to integers */
+    double partial;           /* partial_rotary_factor as the file gives it, or -1 when absent */
+    /* longrope (phimoe): frequencies divided by short_factor (transformers' phimoe never switches to
+     * long_factor); cos and sin times short_mscale up to original_max_pos, long_mscale beyond */
+    float short_factor[MOE_ROPE_MAX_FACTORS];
+    int n_short_factor;
+    double short_mscale, long_mscale;
 } moe_rope_config;
 
 typedef struct moe_config {
@@ -31,6 +39,12 @@ typedef struct moe_config {
     int max_pos;
     double rms_eps;
     int tie_embeddings;
+    int lm_head_bias;                      /* phimoe, ernie4_5_moe use_bias: lm_head.bias */
+    moe_norm_kind norm;                    /* RMSNorm, or LayerNorm with a bias (phimoe) */
+    /* granite's multipliers (1 when a family has none) */
+    double embed_scale;                    /* embeddings times this */
+    double residual_scale;                 /* each block's attention and FFN output times this before the add */
+    double logits_scale;                   /* logits divided by this */
     int bos_token_id;                      /* -1 if none */
     int n_eos, eos_token_id[8];            /* generation stops at any of these */
 
@@ -39,6 +53,7 @@ typedef struct moe_config {
     moe_qknorm qk_norm;
     double clip_qkv;          /* 0 = off */
     double attn_scale;        /* softmax scale, usually head_dim^-0.5 */
+    int attn_sinks;           /* gpt_oss: a learned logit per head joins each softmax (self_attn.sinks) */
     int sliding_window[MOE_MAX_LAYERS]; /* 0 = full attention */
     moe_rope_config rope;
 
@@ -60,6 +75,8 @@ typedef struct moe_config {
     int n_group, topk_group;
     int group_limited;                     /* deepseek_v2 topk_method == group_limited_greedy */
     int has_score_bias;                    /* deepseek_v3 e_score_correction_bias */
+    double norm_min;                       /* ernie: renormalise by max(sum of the chosen, norm_min) */
+    double jitter_eps;                     /* phimoe's sparsemixer: router_jitter_noise */
     /* routers of the zoo, from the moe-specific keys "moe_router" / "moe_router_params" (config_moe.c) */
     double capacity_factor, top_p;
     int slots, router_rank;
@@ -69,6 +86,15 @@ typedef struct moe_config {
     const char *moe_block;                 /* "block_sparse_moe" or "mlp" */
     const char *expert_gate, *expert_up, *expert_down;   /* "w1","w3","w2" or "gate_proj", ... */
     const char *shared_name;               /* "shared_expert" or "shared_experts" */
+    /* Names inside the MoE block where a family differs from "gate.weight", "gate.e_score_correction_bias"
+     * and the fused "experts.gate_up_proj" / "experts.down_proj": NULL-terminated candidates, tried in
+     * order (the original checkpoints' spelling and the one transformers 5 writes). Unset: the defaults. */
+    const char *router_names[3];
+    const char *score_bias_names[3];       /* [n_experts] or [1][n_experts] */
+    const char *fused_gate_up_names[3];    /* [E][2I][H], gate rows first; fused_down_names[i] goes with it */
+    const char *fused_down_names[3];       /* [E][H][I] */
+    int shared_at_layer;                   /* shared FFN at model.layers.L.<shared_name>, not inside the block */
+    int shared_fused;                      /* shared FFN as input_linear [2S][H] (gate rows first) + output_linear */
 } moe_config;
 
 /* Parse config.json in dir. Unknown model_type or unsupported values are errors naming the field. */

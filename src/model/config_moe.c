@@ -51,6 +51,7 @@ moe_status moe_config_moe_keys(const char *path, const cJSON *root, moe_config *
             c->shared_intermediate = w;
             c->n_shared_experts = c->moe_intermediate > 0 && w % c->moe_intermediate == 0 ? w / c->moe_intermediate : 1;
             c->shared_name = "shared_experts";
+            c->shared_at_layer = c->shared_fused = 0;
         }
     }
     return MOE_OK;

@@ -75,6 +75,7 @@ static moe_status bind_gqa(moe_model *m, int l, moe_attn_weights *a) {
         MOE_TRY(get_vec(m, &a->bv, kvd, p, l, "v_proj.bias"));
     }
     if (c->o_bias) MOE_TRY(get_vec(m, &a->bo, d, p, l, "o_proj.bias"));
+    if (c->attn_sinks) MOE_TRY(get_vec(m, &a->sinks, c->n_heads, p, l, "sinks"));
     if (c->qk_norm == MOE_QKNORM_HEAD) {
         MOE_TRY(get_vec(m, &a->q_norm, c->head_dim, p, l, "q_norm.weight"));
         MOE_TRY(get_vec(m, &a->k_norm, c->head_dim, p, l, "k_norm.weight"));
@@ -130,16 +131,14 @@ static moe_tensor slice_rows(const moe_tensor *t, int64_t e, int64_t r0, int64_t
 }
 
 /* transformers 5 can save experts fused: experts.gate_up_proj [E][2I][H] (gate rows first) and
- * experts.down_proj [E][H][I]. Each expert becomes three views into the fused tensors. */
-static moe_status bind_fused_experts(moe_model *m, int l, const char *blk) {
+ * experts.down_proj [E][H][I]; granite's checkpoints have the same layout as input_linear / output_linear.
+ * Each expert becomes three views into the fused tensors. */
+static moe_status bind_fused_experts(moe_model *m, int l, const char *gate_up, const char *down) {
     const moe_config *c = &m->cfg;
     moe_tensor gu, dn;
     int64_t E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
-    char name[200];
-    snprintf(name, sizeof name, "model.layers.%d.%s.experts.gate_up_proj", l, blk);
-    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, 2 * I, H}, &gu));
-    snprintf(name, sizeof name, "model.layers.%d.%s.experts.down_proj", l, blk);
-    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, I}, &dn));
+    MOE_TRY(moe_weights_get(m->weights, gate_up, 3, (int64_t[]){E, 2 * I, H}, &gu));
+    MOE_TRY(moe_weights_get(m->weights, down, 3, (int64_t[]){E, H, I}, &dn));
     for (int e = 0; e < c->n_experts; e++) {
         moe_ffn_weights w = {slice_rows(&gu, e, 0, I), slice_rows(&gu, e, I, I), slice_rows(&dn, e, 0, H)};
         moe_store_resident_set(m->store, l, e, &w);
@@ -147,15 +146,67 @@ static moe_status bind_fused_experts(moe_model *m, int l, const char *blk) {
     return MOE_OK;
 }
 
+/* The first of the NULL-terminated candidates (def when the family sets none) present as
+ * model.layers.L.<blk>.<candidate>, written to out; 0 if none is (out then holds the first). */
+static int find_name(moe_model *m, char *out, size_t cap, int l, const char *blk, const char *const *cands,
+                     const char *def) {
+    const char *one[2] = {def, NULL};
+    if (!cands[0]) cands = one;
+    for (int i = 0; i < 3 && cands[i]; i++) {
+        snprintf(out, cap, "model.layers.%d.%s.%s", l, blk, cands[i]);
+        if (moe_weights_has(m->weights, out)) return i + 1;
+    }
+    snprintf(out, cap, "model.layers.%d.%s.%s", l, blk, cands[0]);
+    return 0;
+}
+
+/* A vector of n stored as [n] or [1][n] (ERNIE's moe_statics), converted to f32. */
+static moe_status get_row(moe_model *m, float **out, int64_t n, const char *name) {
+    int k = moe_strmap_gets(&m->weights->map, name);
+    int two = k >= 0 && m->weights->list[k]->ndim == 2;
+    MOE_TRY(moe_weights_get_f32(m->weights, name, two ? 2 : 1, two ? (int64_t[]){1, n} : (int64_t[]){n}, out));
+    return keep(m, *out);
+}
+
+/* Rows [r0, r0+rows) of a 2-D tensor, as a view. */
+static moe_tensor rows_of(const moe_tensor *t, int64_t r0, int64_t rows) {
+    moe_tensor v = *t;
+    size_t row = (size_t)t->shape[1] * moe_dtype_size(t->dtype);
+    v.shape[0] = rows;
+    v.data = (const char *)t->data + (size_t)r0 * row;
+    v.nbytes = (size_t)rows * row;
+    return v;
+}
+
+static moe_status bind_shared(moe_model *m, int l, const char *blk, moe_ffn_weights *f) {
+    const moe_config *c = &m->cfg;
+    char prefix[200];
+    if (c->shared_at_layer) snprintf(prefix, sizeof prefix, "model.layers.%d.%s", l, c->shared_name);
+    else snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, blk, c->shared_name);
+    if (!c->shared_fused)
+        return bind_ffn(m, f, c->shared_intermediate, "gate_proj", "up_proj", "down_proj", prefix);
+    int64_t S = c->shared_intermediate;
+    moe_tensor gu;
+    MOE_TRY(get_mat(m, &gu, 2 * S, c->hidden, "%s.input_linear.weight", prefix));
+    f->gate = rows_of(&gu, 0, S);
+    f->up = rows_of(&gu, S, S);
+    return get_mat(m, &f->down, c->hidden, S, "%s.output_linear.weight", prefix);
+}
+
 static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     const moe_config *c = &m->cfg;
     moe_layer *L = &b->moe;
-    char prefix[160];
+    char prefix[160], router[200], name[200], down[200];
     /* the block is named per family (block_sparse_moe for Mixtral) or "mlp" in transformers 5 */
     const char *blk = c->moe_block;
-    int fused = 0;
-    if (!has(m, "model.layers.%d.%s.gate.weight", l, blk) && has(m, "model.layers.%d.mlp.gate.weight", l)) blk = "mlp";
-    fused = has(m, "model.layers.%d.%s.experts.gate_up_proj", l, blk);
+    if (!find_name(m, router, sizeof router, l, blk, c->router_names, "gate.weight") &&
+        find_name(m, name, sizeof name, l, "mlp", c->router_names, "gate.weight")) {
+        blk = "mlp";
+        find_name(m, router, sizeof router, l, blk, c->router_names, "gate.weight");
+    }
+    int fused = find_name(m, name, sizeof name, l, blk, c->fused_gate_up_names, "experts.gate_up_proj");
+    if (fused) snprintf(down, sizeof down, "model.layers.%d.%s.%s", l, blk,
+                        c->fused_down_names[0] ? c->fused_down_names[fused - 1] : "experts.down_proj");
     L->layer = l;
     L->d_model = c->hidden;
     L->d_expert = c->moe_intermediate;
@@ -165,17 +216,20 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     L->router.p = (moe_router_params){.n_experts = c->n_experts, .top_k = c->top_k, .d_model = c->hidden,
                                       .norm_topk_prob = c->norm_topk_prob, .routed_scaling = c->routed_scaling,
                                       .n_group = c->n_group, .topk_group = c->topk_group,
-                                      .group_limited = c->group_limited, .capacity_factor = c->capacity_factor,
+                                      .group_limited = c->group_limited, .norm_min = c->norm_min,
+                                      .jitter_eps = c->jitter_eps, .capacity_factor = c->capacity_factor,
                                       .top_p = c->top_p, .slots = c->slots, .rank = c->router_rank,
                                       .seed = c->router_seed};
     int nl = moe_router_n_logits(&L->router);   /* n_experts, or experts * slots (soft), experts * rank (aoe), 0 */
-    if (nl > 0) MOE_TRY(get_mat(m, &L->router.gate, nl, c->hidden, "model.layers.%d.%s.gate.weight", l, blk));
+    if (nl > 0) MOE_TRY(get_mat(m, &L->router.gate, nl, c->hidden, "%s", router));
     if (c->has_score_bias) {
         float *bias;
-        MOE_TRY(get_vec(m, &bias, c->n_experts, "model.layers.%d.%s.gate.e_score_correction_bias", l, blk));
+        char bname[200];
+        find_name(m, bname, sizeof bname, l, blk, c->score_bias_names, "gate.e_score_correction_bias");
+        MOE_TRY(get_row(m, &bias, c->n_experts, bname));
         L->router.score_bias = bias;
     }
-    if (fused) MOE_TRY(bind_fused_experts(m, l, blk));
+    if (fused) MOE_TRY(bind_fused_experts(m, l, name, down));
     for (int e = 0; e < c->n_experts && !fused; e++) {
         moe_ffn_weights w;
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, blk, e);
@@ -184,8 +238,7 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     }
     if (c->shared_intermediate > 0) {
         L->has_shared = 1;
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, blk, c->shared_name);
-        MOE_TRY(bind_ffn(m, &L->shared, c->shared_intermediate, "gate_proj", "up_proj", "down_proj", prefix));
+        MOE_TRY(bind_shared(m, l, blk, &L->shared));
     }
     if (c->shared_gate) {
         L->has_shared_gate = 1;
@@ -206,7 +259,8 @@ static void compute_info(moe_model *m) {
     for (int i = 0; i < m->weights->n; i++) {
         const moe_tensor *t = m->weights->list[i];
         if (!m->weights->used[i]) continue;
-        int is_bias_buffer = strstr(t->name, "e_score_correction_bias") != NULL; /* a buffer, not a parameter */
+        /* a buffer, not a parameter - except in ERNIE, which keeps it as a parameter of its moe_statics */
+        int is_bias_buffer = strstr(t->name, "e_score_correction_bias") && !strstr(t->name, "moe_statics");
         if (!is_bias_buffer) params += (uint64_t)moe_tensor_numel(t);
         dt_bytes[t->dtype] += t->nbytes;
         bytes += t->nbytes;
@@ -253,6 +307,22 @@ static void compute_info(moe_model *m) {
     for (int i = 0; i < c->n_eos; i++) I->eos_token_id[i] = c->eos_token_id[i];
 }
 
+static int ends_with(const char *s, const char *blk, const char *name) {
+    char suf[160];
+    snprintf(suf, sizeof suf, ".%s.%s", blk, name);
+    size_t n = strlen(s), k = strlen(suf);
+    return n > k && !strcmp(s + n - k, suf);
+}
+
+/* Is this the name of a layer's fused gate/up expert tensor? */
+static int fused_name(const moe_config *c, const char *name) {
+    static const char *const def[2] = {"experts.gate_up_proj", NULL};
+    const char *const *cands = c->fused_gate_up_names[0] ? c->fused_gate_up_names : def;
+    for (int i = 0; i < 3 && cands[i]; i++)
+        if ((c->moe_block && ends_with(name, c->moe_block, cands[i])) || ends_with(name, "mlp", cands[i])) return 1;
+    return 0;
+}
+
 moe_status moe_model_bind(moe_model *m) {
     const moe_config *c = &m->cfg;
     int d = c->hidden, n_moe = 0;
@@ -260,10 +330,9 @@ moe_status moe_model_bind(moe_model *m) {
     /* The expert table is sized by config.json alone (up to 1024 layers x 65536 experts); refuse a
      * config the files cannot match before allocating it, instead of failing on the first tensor. */
     uint64_t need = 3ull * (uint64_t)c->n_experts * (uint64_t)n_moe;
-    for (int i = 0; i < m->weights->n; i++) { /* fused experts (transformers 5): 2 tensors per layer */
+    for (int i = 0; i < m->weights->n; i++) { /* fused experts (transformers 5, granite): 2 tensors per layer */
         const moe_tensor *t = m->weights->list[i];
-        size_t len = strlen(t->name), suf = strlen(".experts.gate_up_proj");
-        if (len > suf && !strcmp(t->name + len - suf, ".experts.gate_up_proj")) {
+        if (fused_name(c, t->name)) {
             if (t->ndim != 3 || t->shape[0] != c->n_experts)
                 return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" does not hold config.json's %d experts",
                                 m->weights->files[m->weights->file_of[i]]->path, t->name, c->n_experts);
@@ -279,13 +348,19 @@ moe_status moe_model_bind(moe_model *m) {
     if (!m->store || !m->blocks) return moe_fail(MOE_ENOMEM, "out of memory");
     MOE_TRY(get_mat(m, &m->embed, c->vocab, d, "model.embed_tokens.weight"));
     MOE_TRY(get_vec(m, &m->final_norm, d, "model.norm.weight"));
+    if (c->norm == MOE_NORM_LAYER) MOE_TRY(get_vec(m, &m->final_norm_b, d, "model.norm.bias"));
     if (c->tie_embeddings && !has(m, "lm_head.weight")) m->lm_head = m->embed;
     else MOE_TRY(get_mat(m, &m->lm_head, c->vocab, d, "lm_head.weight"));
+    if (c->lm_head_bias) MOE_TRY(get_vec(m, &m->lm_head_b, c->vocab, "lm_head.bias"));
     char prefix[128];
     for (int l = 0; l < c->n_layers; l++) {
         moe_block *b = &m->blocks[l];
         MOE_TRY(get_vec(m, &b->attn_norm, d, "model.layers.%d.input_layernorm.weight", l));
         MOE_TRY(get_vec(m, &b->ffn_norm, d, "model.layers.%d.post_attention_layernorm.weight", l));
+        if (c->norm == MOE_NORM_LAYER) {
+            MOE_TRY(get_vec(m, &b->attn_norm_b, d, "model.layers.%d.input_layernorm.bias", l));
+            MOE_TRY(get_vec(m, &b->ffn_norm_b, d, "model.layers.%d.post_attention_layernorm.bias", l));
+        }
         MOE_TRY(c->mla ? bind_mla(m, l, &b->attn) : bind_gqa(m, l, &b->attn));
         b->ffn_kind = c->ffn_kind[l];
         if (b->ffn_kind == MOE_FFN_MOE) {

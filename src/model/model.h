@@ -11,6 +11,7 @@ typedef struct moe_attn_weights {
     moe_tensor wq, wk, wv, wo;
     float *bq, *bk, *bv, *bo;
     float *q_norm, *k_norm;     /* per-head [head_dim] or full [H*head_dim] / [KV*head_dim] */
+    float *sinks;               /* [H] attention sink logits (gpt-oss), or NULL */
     /* multi-head latent attention: wq is used when q_lora_rank == 0 */
     moe_tensor wq_a, wq_b, wkv_a, wkv_b;
     float *bq_a, *bkv_a;
@@ -19,6 +20,7 @@ typedef struct moe_attn_weights {
 
 typedef struct moe_block {
     float *attn_norm, *ffn_norm;
+    float *attn_norm_b, *ffn_norm_b;   /* LayerNorm biases (phimoe), or NULL */
     moe_attn_weights attn;
     moe_ffn_kind ffn_kind;
     moe_ffn_weights dense;
@@ -29,7 +31,8 @@ struct moe_model {
     moe_config cfg;
     moe_weights *weights;
     moe_tensor embed, lm_head;
-    float *final_norm;
+    float *final_norm, *final_norm_b;
+    float *lm_head_b;      /* [vocab] or NULL */
     moe_block *blocks;
     moe_store *store;
     moe_st_file *predictor; /* fitted cross-layer predictor (moe/predictor.h), or NULL */

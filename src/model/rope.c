@@ -2,6 +2,7 @@
 #include "model/rope.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -14,6 +15,8 @@ moe_status moe_rope_init(moe_rope *r, const moe_rope_config *c) {
     r->dim = c->dim;
     r->layout = c->layout;
     r->attention_factor = (float)c->attention_factor;
+    r->long_from = INT_MAX;
+    r->long_attention_factor = r->attention_factor;
     r->inv_freq = moe_alloc(sizeof(float) * (size_t)half);
     if (!r->inv_freq) return moe_fail(MOE_ENOMEM, "rope: out of memory");
     float base = (float)c->theta;
@@ -21,7 +24,15 @@ moe_status moe_rope_init(moe_rope *r, const moe_rope_config *c) {
         float e = (float)(2 * i) / (float)c->dim;
         r->inv_freq[i] = 1.0f / powf(base, e);
     }
-    if (!strcmp(c->type, "linear")) {
+    if (!strcmp(c->type, "longrope")) {
+        for (int i = 0; i < half; i++) {
+            float e = (float)(2 * i) / (float)c->dim;
+            r->inv_freq[i] = 1.0f / (c->short_factor[i] * powf(base, e));
+        }
+        r->attention_factor = (float)c->short_mscale;
+        r->long_attention_factor = (float)c->long_mscale;
+        r->long_from = c->original_max_pos;   /* transformers: long once seq_len > original_max_pos */
+    } else if (!strcmp(c->type, "linear")) {
         for (int i = 0; i < half; i++) r->inv_freq[i] /= (float)c->factor;
     } else if (!strcmp(c->type, "llama3")) {
         double old = c->original_max_pos, lo_wl = old / c->low_freq_factor, hi_wl = old / c->high_freq_factor;
@@ -65,10 +76,11 @@ void moe_rope_free(moe_rope *r) {
 }
 
 void moe_rope_cossin(const moe_rope *r, int pos, float *cs, float *sn) {
+    float af = pos >= r->long_from ? r->long_attention_factor : r->attention_factor;
     for (int i = 0; i < r->dim / 2; i++) {
         float a = (float)pos * r->inv_freq[i];
-        cs[i] = cosf(a) * r->attention_factor;
-        sn[i] = sinf(a) * r->attention_factor;
+        cs[i] = cosf(a) * af;
+        sn[i] = sinf(a) * af;
     }
 }
 

@@ -94,6 +94,20 @@ static void embed_rows(const moe_tensor *e, const int32_t *tokens, int n, float 
         moe_rows_to_f32(e->dtype, (const char *)e->data + (size_t)tokens[t] * rb, 1, d, x + (size_t)t * d);
 }
 
+/* The normalisation before attention, before the FFN and before the head: RMSNorm, or LayerNorm with
+ * a bias (phimoe). */
+static void norm(const moe_config *c, float *y, const float *x, const float *w, const float *b, int n) {
+    if (c->norm == MOE_NORM_LAYER) moe_layernorm(y, x, w, b, n, c->hidden, c->rms_eps);
+    else moe_rmsnorm(y, x, w, n, c->hidden, c->rms_eps);
+}
+
+/* x += y, or x += y * scale (granite's residual_multiplier), rounded as torch does it. */
+static void residual_add(float *x, const float *y, size_t n, double scale) {
+    if (scale == 1.0) { moe_add(x, y, n); return; }
+    float s = (float)scale;
+    for (size_t i = 0; i < n; i++) x[i] += y[i] * s;
+}
+
 /* One chunk of n tokens at positions s->pos.. ; writes logits rows [first_row, n) if logits != NULL. */
 static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, float *logits, int first_row) {
     moe_model *m = s->m;
@@ -114,12 +128,14 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
     moe_timing *T = &s->timing;
     double t0 = now_s(), t1;
     embed_rows(&m->embed, tokens, n, x);
+    if (c->embed_scale != 1.0)
+        for (size_t i = 0; i < (size_t)n * d; i++) x[i] *= (float)c->embed_scale;
     for (int l = 0; l < c->n_layers; l++) {
         const moe_block *b = &m->blocks[l];
-        moe_rmsnorm(h, x, b->attn_norm, n, d, c->rms_eps);
+        norm(c, h, x, b->attn_norm, b->attn_norm_b, n);
         if ((st = moe_attention_forward(m, l, h, n, s->pos, &s->kv[l], y, a)) != MOE_OK) goto done;
-        moe_add(x, y, (size_t)n * d);
-        moe_rmsnorm(h, x, b->ffn_norm, n, d, c->rms_eps);
+        residual_add(x, y, (size_t)n * d, c->residual_scale);
+        norm(c, h, x, b->ffn_norm, b->ffn_norm_b, n);
         tap(s, l, MOE_HIDDEN_FFN_INPUT, h, n, pos);
         t1 = now_s();
         T->attention_s += t1 - t0;
@@ -129,7 +145,7 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
         } else {
             moe_swiglu_forward(&b->dense, h, n, y, hg, hu);
         }
-        moe_add(x, y, (size_t)n * d);
+        residual_add(x, y, (size_t)n * d, c->residual_scale);
         tap(s, l, MOE_HIDDEN_LAYER_OUTPUT, x, n, pos);
         t1 = now_s();
         *(b->ffn_kind == MOE_FFN_MOE ? &T->moe_s : &T->dense_ffn_s) += t1 - t0;
@@ -139,8 +155,14 @@ static moe_status forward_chunk(moe_session *s, const int32_t *tokens, int n, fl
     }
     if (logits && first_row < n) {
         int rows = n - first_row;
-        moe_rmsnorm(h, x + (size_t)first_row * d, m->final_norm, rows, d, c->rms_eps);
+        norm(c, h, x + (size_t)first_row * d, m->final_norm, m->final_norm_b, rows);
         moe_matmul(logits, h, rows, m->lm_head.dtype, m->lm_head.data, c->vocab, d);
+        for (int r = 0; r < rows && (m->lm_head_b || c->logits_scale != 1.0); r++) {
+            float *lr = logits + (size_t)r * c->vocab;
+            if (m->lm_head_b) moe_add(lr, m->lm_head_b, (size_t)c->vocab);
+            if (c->logits_scale != 1.0)
+                for (int v = 0; v < c->vocab; v++) lr[v] /= (float)c->logits_scale;
+        }
         T->head_s += now_s() - t0;
     }
     T->tokens += n;

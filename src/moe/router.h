@@ -23,6 +23,8 @@ typedef struct moe_router_params {
     double routed_scaling;    /* multiply final weights (DeepSeek) */
     int n_group, topk_group;  /* group-limited selection (DeepSeek); n_group <= 1 means off */
     int group_limited;
+    double norm_min;          /* renormalise by max(sum, norm_min) (ERNIE); 0: by the sum */
+    double jitter_eps;        /* sparsemixer: relative margin of the experts considered (phimoe) */
     /* the router zoo; 0 means the router's default */
     double capacity_factor;   /* switch, expert_choice: capacity = ceil(factor * tokens * k / experts) */
     double top_p;             /* top_p: cumulative probability to reach */
@@ -85,7 +87,7 @@ struct moe_router {
     const moe_router_ops *ops;
     moe_router_params p;
     moe_tensor gate;          /* [n_logits][d_model] */
-    const float *score_bias;  /* [n_experts] added to scores for the choice only (DeepSeek-V3), or NULL */
+    const float *score_bias;  /* [n_experts] added to scores for the choice only (DeepSeek-V3, ERNIE), or NULL */
     float *score_bias_rw;     /* the same buffer when training owns it (updated by ops->update) */
 };
 

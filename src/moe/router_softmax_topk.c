@@ -1,5 +1,6 @@
-/* router_softmax_topk.c - GShard / Mixtral / Qwen / OLMoE routing.
- *   p = softmax(logits);  chosen = top-k of p;  w_j = p_j, or p_j / sum_chosen p if renormalised.
+/* router_softmax_topk.c - GShard / Mixtral / Qwen / OLMoE / Granite / ERNIE routing.
+ *   p = softmax(logits);  chosen = top-k of p (of p + score bias when the layer has one: ERNIE);
+ *   w_j = p_j, or p_j / max(sum_chosen p, norm_min) if renormalised.
  * Backward (training): with S = sum of the chosen p and s the routed scaling,
  *   renormalised: dp_j = s/S (dw_j - sum_i dw_i p_i/S) for chosen j;  otherwise dp_j = s dw_j;
  *   then dlogits = p * (dp - <dp, p>) (softmax backward), dp also receiving the balancing losses'
@@ -17,6 +18,18 @@ static void softmax_row(const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] *= inv;
 }
 
+/* moe_topk of p[i] + b[i] (the sums rounded to float, as torch adds them), without a buffer. */
+static void topk_biased(const float *p, const float *b, int n, int k, int *idx) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        float x = p[i] + b[i];
+        if (m == k && !(x > p[idx[k - 1]] + b[idx[k - 1]])) continue;
+        int j = m < k ? m++ : k - 1;
+        while (j > 0 && x > p[idx[j - 1]] + b[idx[j - 1]]) { idx[j] = idx[j - 1]; j--; }
+        idx[j] = i;
+    }
+}
+
 static void select_softmax(const moe_router *r, const float *logits, int n, float *scores, int *expert, float *weight) {
     int E = r->p.n_experts, k = r->p.top_k;
     for (int t = 0; t < n; t++) {
@@ -24,9 +37,11 @@ static void select_softmax(const moe_router *r, const float *logits, int n, floa
         int *ex = expert + (size_t)t * k;
         float *w = weight + (size_t)t * k;
         softmax_row(logits + (size_t)t * E, p, E);
-        moe_topk(p, E, k, ex);
+        if (r->score_bias) topk_biased(p, r->score_bias, E, k, ex);
+        else moe_topk(p, E, k, ex);
         float s = 0;
         for (int j = 0; j < k; j++) s += (w[j] = p[ex[j]]);
+        if (s < (float)r->p.norm_min) s = (float)r->p.norm_min;
         if (r->p.norm_topk_prob)
             for (int j = 0; j < k; j++) w[j] /= s;
         if (r->p.routed_scaling != 1.0)

@@ -186,10 +186,10 @@ int moe_tconfig_is_moe_layer(const moe_tconfig *c, int layer) {
     return c->n_experts > 0 && layer >= c->n_dense_layers;
 }
 
-/* Routers the trainer knows how to train; deepseek_v2 is an inference-only router. */
+/* Routers the trainer knows how to train; deepseek_v2 and sparsemixer are inference-only routers. */
 static int trainable_router(const char *name) {
     const moe_router_ops *ops = moe_router_find(name);
-    return ops && strcmp(name, "deepseek_v2") != 0;
+    return ops && strcmp(name, "deepseek_v2") != 0 && strcmp(name, "sparsemixer") != 0;
 }
 
 moe_status moe_tconfig_finish(moe_tconfig *c) {

@@ -1,0 +1,146 @@
+"""moe versus transformers 5.x for the families of tests/hf5/families.py, with the checks of
+tests/hf/test_hf_logits.py: every position's logits (relative error <= 1e-4, bf16 cases against the
+float32 reference on the stored weights), stepwise decoding equal to the prefill, the router's experts,
+weights and scores per layer and token, `moe info` parameter counts, `moe generate` equal to the
+argmax; bf16 cases also with the weights read into memory (--no-mmap)."""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+import families
+from families import C, rope_as_4x
+from test_hf_logits import TOL, check_routes, rel_err, run
+
+
+def no_partial_key(c):
+    """MiniMax-M2 as released: the rotary width as "rotary_dim" only."""
+    c = rope_as_4x(c)
+    c.pop("partial_rotary_factor", None)
+    return c
+
+
+def no_rotary_factor(c):
+    """GLM without partial_rotary_factor in its config: the class default 0.5."""
+    c["rope_parameters"].pop("partial_rotary_factor")
+    return c
+
+
+GLM = dict(moe_intermediate_size=12, head_dim=16)
+ERNIE = dict(moe_intermediate_size=12)
+
+CASES = [
+    # name, model_type, config, dtype, seq, options
+    ("glm4_moe_groups", "glm4_moe", C(n_routed_experts=16, num_experts_per_tok=4, n_shared_experts=1,
+                                      first_k_dense_replace=1, n_group=4, topk_group=2, routed_scaling_factor=2.5,
+                                      norm_topk_prob=True, use_qk_norm=True, attention_bias=True,
+                                      num_hidden_layers=3, **GLM), "f32", 20, {}),
+    ("glm4_moe_air_like", "glm4_moe", C(n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=2,
+                                        first_k_dense_replace=1, norm_topk_prob=False, routed_scaling_factor=1.5,
+                                        partial_rotary_factor=0.25, **GLM), "f32", 17, {"config": rope_as_4x}),
+    ("glm4_moe_yarn_fused", "glm4_moe", C(n_routed_experts=8, num_experts_per_tok=3, first_k_dense_replace=0,
+                                          n_group=2, topk_group=1, use_qk_norm=True,
+                                          rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0,
+                                                           "original_max_position_embeddings": 64,
+                                                           "partial_rotary_factor": 0.5}, **GLM),
+     "f32", 15, {"fused": True}),
+    ("glm4_moe_bf16", "glm4_moe", C(n_routed_experts=8, num_experts_per_tok=2, first_k_dense_replace=1,
+                                    attention_bias=True, **GLM), "bf16", 14, {"config": no_rotary_factor}),
+    ("minimax_m2_rotary_dim", "minimax_m2", C(num_local_experts=8, num_experts_per_tok=2, head_dim=16, rotary_dim=8,
+                                              bos_token_id=1, eos_token_id=2), "f32", 19, {"config": no_partial_key}),
+    ("minimax_m2_fused", "minimax_m2", C(num_local_experts=16, num_experts_per_tok=4, head_dim=12, rotary_dim=6,
+                                         num_hidden_layers=3, bos_token_id=1, eos_token_id=2), "f32", 16, {"fused": True}),
+    ("minimax_m2_bf16", "minimax_m2", C(num_local_experts=8, num_experts_per_tok=3, head_dim=16, rotary_dim=16,
+                                        bos_token_id=1, eos_token_id=2), "bf16", 13, {}),
+    ("granitemoe_multipliers", "granitemoe", C(num_local_experts=8, num_experts_per_tok=2, attention_multiplier=0.2,
+                                               embedding_multiplier=3.0, residual_multiplier=0.4, logits_scaling=2.5,
+                                               attention_bias=True), "f32", 18, {}),
+    ("granitemoe_fused_bf16", "granitemoe", C(num_local_experts=6, num_experts_per_tok=3, embedding_multiplier=2.0,
+                                              residual_multiplier=0.7, logits_scaling=4.0), "bf16", 12, {"fused": True}),
+    ("granitemoeshared_e4k2", "granitemoeshared", C(num_local_experts=4, num_experts_per_tok=2, shared_intermediate_size=24,
+                                                    attention_multiplier=0.15, residual_multiplier=0.5,
+                                                    logits_scaling=3.0), "f32", 17, {}),
+    ("granitemoeshared_fused", "granitemoeshared", C(num_local_experts=8, num_experts_per_tok=1, shared_intermediate_size=16,
+                                                     num_hidden_layers=3), "f32", 11, {"fused": True}),
+    ("ernie_e8k2", "ernie4_5_moe", C(moe_num_experts=8, moe_k=2, moe_num_shared_experts=1, num_hidden_layers=3,
+                                     **ERNIE), "f32", 19, {}),
+    ("ernie_interval_untied", "ernie4_5_moe", C(moe_num_experts=16, moe_k=4, moe_num_shared_experts=0,
+                                                moe_layer_start_index=0, moe_layer_end_index=2, moe_layer_interval=2,
+                                                num_hidden_layers=4, tie_word_embeddings=False, head_dim=16, **ERNIE),
+     "f32", 16, {"config": rope_as_4x}),
+    ("ernie_fused_bf16", "ernie4_5_moe", C(moe_num_experts=8, moe_k=3, moe_num_shared_experts=2, **ERNIE), "bf16", 13,
+     {"fused": True}),
+    ("phimoe_jitter", "phimoe", C(num_local_experts=8, attention_bias=True, lm_head_bias=True, router_jitter_noise=0.3,
+                                  sliding_window=6), "f32", 18, {}),
+    ("phimoe_longrope", "phimoe", C(num_local_experts=6, router_jitter_noise=0.05, max_position_embeddings=256,
+                                    rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                                     "short_factor": [1.0, 1.3, 1.7, 2.0, 2.6, 3.1],
+                                                     "long_factor": [2.0, 2.5, 3.0, 4.0, 5.0, 6.0],
+                                                     "short_mscale": 1.2, "long_mscale": 1.2,
+                                                     "original_max_position_embeddings": 16}), "f32", 24,
+     {"config": rope_as_4x}),
+    ("phimoe_fused_bf16", "phimoe", C(num_local_experts=4, router_jitter_noise=0.01, lm_head_bias=True), "bf16", 12,
+     {"fused": True}),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--moe", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    failures = []
+    for case in CASES:
+        name = case[0]
+        if args.only and args.only not in name:
+            continue
+        try:
+            d, tokens, ref, routes, info = families.build_case(case, args.work)
+            toks = ",".join(map(str, tokens))
+            out, rout, step = (os.path.join(args.work, f"{name}.{s}.json") for s in ("logits", "routes", "step"))
+            run([args.moe, "logits", d, "--tokens", toks, "--out", out, "--routes", rout])
+            ours = np.array(json.load(open(out))["logits"], dtype=np.float64)
+            if ours.shape != ref.shape:
+                failures.append(f"{name}: logits shape {ours.shape} != HF {ref.shape}")
+                continue
+            err = rel_err(ours, ref)
+            if not err <= TOL:
+                failures.append(f"{name}: logits relative error {err:.2e} > {TOL}")
+            run([args.moe, "logits", d, "--tokens", toks, "--out", step, "--stepwise"])
+            serr = rel_err(np.array(json.load(open(step))["logits"], dtype=np.float64), ours)
+            if not serr <= 1e-5:
+                failures.append(f"{name}: stepwise decode differs from prefill by {serr:.2e}")
+            if "bf16" in name:
+                nm = os.path.join(args.work, f"{name}.nommap.json")
+                run([args.moe, "logits", d, "--tokens", toks, "--out", nm, "--no-mmap"])
+                e1 = rel_err(np.array(json.load(open(nm))["logits"], dtype=np.float64), ours)
+                e2 = rel_err(np.array(json.load(open(nm))["logits"], dtype=np.float64), ref)
+                if not (e1 <= 1e-5 and e2 <= TOL):
+                    failures.append(f"{name}: --no-mmap logits: {e1:.2e} from the mapped run, {e2:.2e} from HF")
+            n_routes, ties = check_routes(rout, routes, failures, name)
+            if not routes:
+                failures.append(f"{name}: no routes captured from transformers")
+            got = json.loads(run([args.moe, "info", d, "--json"]))
+            for key in ("params", "active_params"):
+                if got[key] != info[key]:
+                    failures.append(f"{name}: info {key} {got[key]} != HF {info[key]}")
+            greedy = run([args.moe, "generate", d, "--tokens", toks, "-n", "1"]).strip()
+            if int(greedy) != int(np.argmax(ref[-1])):
+                failures.append(f"{name}: generate gave {greedy}, HF argmax is {int(np.argmax(ref[-1]))}")
+            print(f"{name:28s} logits rel err {err:.1e}  stepwise {serr:.1e}  routes {n_routes} (near-ties {ties})  "
+                  f"params {got['params']}", flush=True)
+        except Exception as e:  # a crash in one case must not hide the others
+            failures.append(f"{name}: {e}")
+            print(f"{name}: ERROR {e}", flush=True)
+    if failures:
+        print("\nFAILURES:\n  " + "\n  ".join(failures))
+        sys.exit(1)
+    print("all cases match Hugging Face transformers 5")
+
+
+if __name__ == "__main__":
+    main()
