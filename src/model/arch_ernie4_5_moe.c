@@ -17,8 +17,8 @@ static moe_status parse(const char *path, const cJSON *root, moe_config *c) {
     MOE_TRY(moe_json_bool(path, root, "tie_word_embeddings", 0, 1, &c->tie_embeddings));
     MOE_TRY(moe_config_require_bool(path, root, "use_bias", 0));
     c->rope.layout = MOE_ROPE_PAIRS_INTERLEAVED;
-    MOE_TRY(moe_json_int32(path, root, "moe_num_experts", 0, 64, 1, 65536, &c->n_experts));
-    MOE_TRY(moe_json_int32(path, root, "moe_k", 0, 6, 1, 65536, &c->top_k));
+    MOE_TRY(moe_config_int_alias(path, root, "moe_num_experts", "num_experts", 0, 64, 1, 65536, &c->n_experts));
+    MOE_TRY(moe_config_int_alias(path, root, "moe_k", "num_experts_per_tok", 0, 6, 1, 65536, &c->top_k));
     MOE_TRY(moe_json_int32(path, root, "moe_intermediate_size", 0, 1536, 1, 1 << 20, &c->moe_intermediate));
     MOE_TRY(moe_json_int32(path, root, "moe_num_shared_experts", 0, 2, 0, 65536, &c->n_shared_experts));
     if ((int64_t)c->moe_intermediate * c->n_shared_experts > 1 << 20)

@@ -20,7 +20,7 @@ static moe_status parse(const char *path, const cJSON *root, moe_config *c) {
     int qk_norm;
     MOE_TRY(moe_json_bool(path, root, "use_qk_norm", 0, 0, &qk_norm));
     c->qk_norm = qk_norm ? MOE_QKNORM_HEAD : MOE_QKNORM_NONE;
-    MOE_TRY(moe_json_int32(path, root, "n_routed_experts", 0, 128, 1, 65536, &c->n_experts));
+    MOE_TRY(moe_config_int_alias(path, root, "n_routed_experts", "num_local_experts", 0, 128, 1, 65536, &c->n_experts));
     MOE_TRY(moe_json_int32(path, root, "num_experts_per_tok", 0, 8, 1, 65536, &c->top_k));
     MOE_TRY(moe_json_int32(path, root, "moe_intermediate_size", 0, 1408, 1, 1 << 20, &c->moe_intermediate));
     MOE_TRY(moe_json_int32(path, root, "n_shared_experts", 0, 1, 0, 65536, &c->n_shared_experts));

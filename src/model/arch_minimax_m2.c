@@ -18,7 +18,7 @@ static moe_status parse(const char *path, const cJSON *root, moe_config *c) {
     if (rotary_dim && c->rope.partial < 0) /* transformers: partial_rotary_factor = rotary_dim / head_dim */
         c->rope.dim = (int)(c->head_dim * ((double)rotary_dim / c->head_dim));
     c->qk_norm = MOE_QKNORM_FULL;
-    MOE_TRY(moe_json_int32(path, root, "num_local_experts", 0, 256, 1, 65536, &c->n_experts));
+    MOE_TRY(moe_config_int_alias(path, root, "num_local_experts", "num_experts", 0, 256, 1, 65536, &c->n_experts));
     MOE_TRY(moe_json_int32(path, root, "num_experts_per_tok", 0, 8, 1, 65536, &c->top_k));
     c->moe_intermediate = c->intermediate;
     for (int i = 0; i < c->n_layers; i++) c->ffn_kind[i] = MOE_FFN_MOE;

@@ -560,6 +560,50 @@ def main():
     cfg_case("config.mistral.sliding_negative", r"sliding_window",
              text=json.dumps({"model_type": "mistral", "hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": 2,
                               "sliding_window": -5}).encode())
+    # the families of issue 10 (gpt_oss, glm4_moe, ernie4_5_moe, granitemoe(shared), phimoe, minimax_m2)
+    small = {"vocab_size": 32, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 4}
+    rp = {"rope_type": "default", "rope_theta": 1e4}
+    longrope = {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0, 2.0], "long_factor": [1.0, 2.0],
+                "short_mscale": 1.1, "long_mscale": 1.2, "original_max_position_embeddings": 16}
+    for name, c, problem in [
+            ("glm4_moe.partial_over_1", {"model_type": "glm4_moe", "partial_rotary_factor": 1.5}, r"partial_rotary_factor"),
+            ("glm4_moe.partial_zero", {"model_type": "glm4_moe", "rope_parameters": dict(rp, partial_rotary_factor=0)},
+             r"partial_rotary_factor"),
+            ("glm4_moe.partial_two_values", {"model_type": "glm4_moe", "partial_rotary_factor": 0.5,
+                                             "rope_parameters": dict(rp, partial_rotary_factor=0.25)}, r"differs"),
+            ("glm4_moe.partial_odd", {"model_type": "glm4_moe", "head_dim": 6}, r"rotary dimension 3"),
+            ("glm4_moe.experts_two_spellings", {"model_type": "glm4_moe", "n_routed_experts": 4, "num_local_experts": 8},
+             r"disagree"),
+            ("glm4_moe.group_uneven", {"model_type": "glm4_moe", "n_routed_experts": 6, "num_experts_per_tok": 2, "n_group": 4},
+             r"n_group"),
+            ("minimax_m2.rotary_dim_over_head", {"model_type": "minimax_m2", "rotary_dim": 8}, r"exceeds head_dim"),
+            ("minimax_m2.rotary_dim_odd", {"model_type": "minimax_m2", "rotary_dim": 3}, r"even"),
+            ("phimoe.top_k_3", {"model_type": "phimoe", "num_experts_per_tok": 3}, r"exactly 2"),
+            ("phimoe.jitter_negative", {"model_type": "phimoe", "router_jitter_noise": -1}, r"router_jitter_noise"),
+            ("phimoe.rope_yarn", {"model_type": "phimoe", "rope_parameters": {"rope_type": "yarn", "factor": 2.0,
+                                                                              "rope_theta": 1e4}}, r"not supported for phimoe"),
+            ("phimoe.longrope_length", {"model_type": "phimoe", "rope_parameters": dict(longrope, short_factor=[1.0])},
+             r"short_factor has 1"),
+            ("phimoe.longrope_negative", {"model_type": "phimoe", "rope_parameters": dict(longrope, short_factor=[1.0, -2.0])},
+             r"positive"),
+            ("phimoe.longrope_not_list", {"model_type": "phimoe", "rope_parameters": dict(longrope, long_factor=2.0)},
+             r"long_factor"),
+            ("phimoe.longrope_no_mscale", {"model_type": "phimoe",
+                                           "rope_parameters": {k: v for k, v in longrope.items() if k != "short_mscale"}},
+             r"short_mscale"),
+            ("phimoe.longrope_huge", {"model_type": "phimoe", "head_dim": 2048,
+                                      "rope_parameters": dict(longrope, short_factor=[1.0] * 1024)}, r"more than 512"),
+            ("llama.longrope", {"model_type": "llama", "rope_parameters": longrope}, r"longrope.*not supported"),
+            ("granitemoe.logits_scaling_zero", {"model_type": "granitemoe", "logits_scaling": 0}, r"logits_scaling"),
+            ("granitemoeshared.shared_negative", {"model_type": "granitemoeshared", "shared_intermediate_size": -4},
+             r"shared_intermediate_size"),
+            ("ernie4_5_moe.use_bias", {"model_type": "ernie4_5_moe", "use_bias": True}, r"use_bias"),
+            ("ernie4_5_moe.experts_list", {"model_type": "ernie4_5_moe", "moe_num_experts": [4, 4]}, r"moe_num_experts"),
+            ("ernie4_5_moe.interval_zero", {"model_type": "ernie4_5_moe", "moe_layer_interval": 0}, r"moe_layer_interval"),
+            ("ernie4_5_moe.k_two_spellings", {"model_type": "ernie4_5_moe", "moe_k": 2, "num_experts_per_tok": 3},
+             r"disagree")]:
+        cfg_case(f"config.{name}", problem, text=json.dumps(dict(small, **c)).encode())
 
     # -- resource exhaustion: sizes that would need absurd memory must fail on the tensors, fast --
     cfg_case_t = lambda name, problem, file_word, **ch: tensor_cfg_case(name, problem, file_word, **ch)

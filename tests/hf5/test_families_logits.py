@@ -28,6 +28,15 @@ def no_rotary_factor(c):
     return c
 
 
+def renamed(**names):
+    """The config with keys spelled as the class's attribute_map also accepts (old=new)."""
+    def edit(c):
+        for old, new in names.items():
+            c[new] = c.pop(old)
+        return c
+    return edit
+
+
 GLM = dict(moe_intermediate_size=12, head_dim=16)
 ERNIE = dict(moe_intermediate_size=12)
 
@@ -36,7 +45,8 @@ CASES = [
     ("glm4_moe_groups", "glm4_moe", C(n_routed_experts=16, num_experts_per_tok=4, n_shared_experts=1,
                                       first_k_dense_replace=1, n_group=4, topk_group=2, routed_scaling_factor=2.5,
                                       norm_topk_prob=True, use_qk_norm=True, attention_bias=True,
-                                      num_hidden_layers=3, **GLM), "f32", 20, {}),
+                                      num_hidden_layers=3, **GLM), "f32", 20,
+     {"config": renamed(n_routed_experts="num_local_experts")}),
     ("glm4_moe_air_like", "glm4_moe", C(n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=2,
                                         first_k_dense_replace=1, norm_topk_prob=False, routed_scaling_factor=1.5,
                                         partial_rotary_factor=0.25, **GLM), "f32", 17, {"config": rope_as_4x}),
@@ -51,7 +61,8 @@ CASES = [
     ("minimax_m2_rotary_dim", "minimax_m2", C(num_local_experts=8, num_experts_per_tok=2, head_dim=16, rotary_dim=8,
                                               bos_token_id=1, eos_token_id=2), "f32", 19, {"config": no_partial_key}),
     ("minimax_m2_fused", "minimax_m2", C(num_local_experts=16, num_experts_per_tok=4, head_dim=12, rotary_dim=6,
-                                         num_hidden_layers=3, bos_token_id=1, eos_token_id=2), "f32", 16, {"fused": True}),
+                                         num_hidden_layers=3, bos_token_id=1, eos_token_id=2), "f32", 16,
+     {"fused": True, "config": renamed(num_local_experts="num_experts")}),
     ("minimax_m2_bf16", "minimax_m2", C(num_local_experts=8, num_experts_per_tok=3, head_dim=16, rotary_dim=16,
                                         bos_token_id=1, eos_token_id=2), "bf16", 13, {}),
     ("granitemoe_multipliers", "granitemoe", C(num_local_experts=8, num_experts_per_tok=2, attention_multiplier=0.2,
@@ -65,7 +76,8 @@ CASES = [
     ("granitemoeshared_fused", "granitemoeshared", C(num_local_experts=8, num_experts_per_tok=1, shared_intermediate_size=16,
                                                      num_hidden_layers=3), "f32", 11, {"fused": True}),
     ("ernie_e8k2", "ernie4_5_moe", C(moe_num_experts=8, moe_k=2, moe_num_shared_experts=1, num_hidden_layers=3,
-                                     **ERNIE), "f32", 19, {}),
+                                     **ERNIE), "f32", 19, {"config": renamed(moe_num_experts="num_experts",
+                                                                             moe_k="num_experts_per_tok")}),
     ("ernie_interval_untied", "ernie4_5_moe", C(moe_num_experts=16, moe_k=4, moe_num_shared_experts=0,
                                                 moe_layer_start_index=0, moe_layer_end_index=2, moe_layer_interval=2,
                                                 num_hidden_layers=4, tie_word_embeddings=False, head_dim=16, **ERNIE),

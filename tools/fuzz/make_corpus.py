@@ -86,6 +86,24 @@ def main():
         "qwen2": dict(base, model_type="qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=1,
                       layer_types=["full_attention", "sliding_attention"],
                       rope_scaling={"rope_type": "linear", "factor": 2.0}),
+        # the families of issue 10: partial rotary, longrope, LayerNorm, multipliers, their own key names
+        "glm4_moe": dict(base, model_type="glm4_moe", head_dim=4, n_routed_experts=8, num_experts_per_tok=2,
+                         moe_intermediate_size=4, n_shared_experts=1, first_k_dense_replace=1, n_group=2, topk_group=1,
+                         use_qk_norm=True, attention_bias=True, partial_rotary_factor=0.5),
+        "minimax_m2": dict(base, model_type="minimax_m2", head_dim=8, rotary_dim=4, num_local_experts=4,
+                           num_experts_per_tok=2),
+        "granitemoe": dict(base, model_type="granitemoe", num_local_experts=4, num_experts_per_tok=2,
+                           attention_multiplier=0.25, embedding_multiplier=12.0, residual_multiplier=0.22,
+                           logits_scaling=6.0),
+        "granitemoeshared": dict(base, model_type="granitemoeshared", num_local_experts=4, num_experts_per_tok=2,
+                                 shared_intermediate_size=8),
+        "ernie4_5_moe": dict(base, model_type="ernie4_5_moe", moe_num_experts=4, moe_k=2, moe_intermediate_size=4,
+                             moe_num_shared_experts=2, moe_layer_start_index=1, moe_layer_end_index=-1,
+                             moe_layer_interval=1, moe_norm_min=1e-12, use_bias=False),
+        "phimoe": dict(base, model_type="phimoe", num_local_experts=4, num_experts_per_tok=2, attention_bias=True,
+                       lm_head_bias=True, router_jitter_noise=0.01, sliding_window=None,
+                       rope_scaling={"type": "longrope", "short_factor": [1.0, 1.5], "long_factor": [2.0, 3.0],
+                                     "short_mscale": 1.2, "long_mscale": 1.2, "original_max_position_embeddings": 16}),
     }
     for name, c in cfgs.items():
         put("config", name + ".json", json.dumps(c, indent=1))
