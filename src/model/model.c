@@ -171,7 +171,7 @@ static moe_status get_row(moe_model *m, float **out, int64_t n, const char *name
 /* Rows [r0, r0+rows) of a 2-D tensor, as a view. */
 static moe_tensor rows_of(const moe_tensor *t, int64_t r0, int64_t rows) {
     moe_tensor v = *t;
-    size_t row = (size_t)t->shape[1] * moe_dtype_size(t->dtype);
+    size_t row = moe_dtype_row_bytes(t->dtype, t->shape[1]);
     v.shape[0] = rows;
     v.data = (const char *)t->data + (size_t)r0 * row;
     v.nbytes = (size_t)rows * row;
