@@ -230,6 +230,8 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
         L->router.score_bias = bias;
     }
     if (fused) MOE_TRY(bind_fused_experts(m, l, name, down));
+    else if (!c->expert_gate) /* a family whose checkpoints always fuse their experts (granite) */
+        return moe_fail(MOE_EINPUT, "%s: no tensor \"%s\"", moe_weights_file_of(m->weights, name), name);
     for (int e = 0; e < c->n_experts && !fused; e++) {
         moe_ffn_weights w;
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, blk, e);

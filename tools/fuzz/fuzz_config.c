@@ -30,7 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int l = 0; l < c->n_layers; l++) any_moe |= c->ffn_kind[l] == MOE_FFN_MOE;
         if (any_moe) {
             FUZZ_ASSERT(c->n_experts >= 1 && c->top_k >= 1 && c->top_k <= c->n_experts && c->moe_intermediate >= 1);
-            FUZZ_ASSERT(c->router[0] && c->moe_block && c->expert_gate && c->expert_up && c->expert_down);
+            /* per-expert tensor names, or a family whose experts are always fused (granite) */
+            FUZZ_ASSERT(c->router[0] && c->moe_block &&
+                        ((c->expert_gate && c->expert_up && c->expert_down) || c->fused_gate_up_names[0]));
+            FUZZ_ASSERT(c->shared_intermediate == 0 || c->shared_name);
             FUZZ_ASSERT(c->n_group == 0 || (c->n_experts % c->n_group == 0 && c->topk_group >= 1 &&
                                             c->topk_group <= c->n_group));
         }
