@@ -22,6 +22,7 @@ moe_status moe_config_moe_keys(const char *path, const cJSON *root, moe_config *
             return moe_fail(MOE_EINPUT, "%s: field \"moe_router\" = \"%.40s\" is not a known router (%s)", path, name,
                             moe_router_names());
         snprintf(c->router, sizeof c->router, "%s", name);
+        c->has_score_bias = moe_router_find(name)->score_bias;   /* the bias tensor goes with the router */
     }
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "moe_router_params");
     if (rp && !cJSON_IsNull(rp)) {

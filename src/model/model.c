@@ -110,8 +110,11 @@ static moe_status bind_mla(moe_model *m, int l, moe_attn_weights *a) {
 static moe_status bind_ffn(moe_model *m, moe_ffn_weights *f, int ff, const char *gate, const char *up,
                            const char *down, const char *prefix) {
     int d = m->cfg.hidden;
+    memset(f, 0, sizeof *f);   /* no biases, SwiGLU */
     /* Autonomy-of-Experts: the gate projection is the second factor, [ff][rank] */
-    int gate_cols = m->cfg.router_rank > 0 && !strcmp(m->cfg.router, "aoe") && strstr(prefix, ".experts.") ? m->cfg.router_rank : d;
+    const moe_router_ops *ops = moe_router_find(m->cfg.router);
+    int factored = ops && ops->expert_gate_factored && m->cfg.router_rank > 0 && strstr(prefix, ".experts.");
+    int gate_cols = factored ? m->cfg.router_rank : d;
     MOE_TRY(get_mat(m, &f->gate, ff, gate_cols, "%s.%s.weight", prefix, gate));
     MOE_TRY(get_mat(m, &f->up, ff, d, "%s.%s.weight", prefix, up));
     MOE_TRY(get_mat(m, &f->down, d, ff, "%s.%s.weight", prefix, down));
@@ -140,7 +143,7 @@ static moe_status bind_fused_experts(moe_model *m, int l, const char *gate_up, c
     MOE_TRY(moe_weights_get(m->weights, gate_up, 3, (int64_t[]){E, 2 * I, H}, &gu));
     MOE_TRY(moe_weights_get(m->weights, down, 3, (int64_t[]){E, H, I}, &dn));
     for (int e = 0; e < c->n_experts; e++) {
-        moe_ffn_weights w = {slice_rows(&gu, e, 0, I), slice_rows(&gu, e, I, I), slice_rows(&dn, e, 0, H)};
+        moe_ffn_weights w = {.gate = slice_rows(&gu, e, 0, I), .up = slice_rows(&gu, e, I, I), .down = slice_rows(&dn, e, 0, H)};
         moe_store_resident_set(m->store, l, e, &w);
     }
     return MOE_OK;

@@ -7,9 +7,26 @@
 #include "core/tensor.h"
 #include "moe.h"
 
-/* A SwiGLU FFN: out = down( silu(gate x) * (up x) ); gate, up: [d_ff][d_model], down: [d_model][d_ff]. */
+/* The activation of a gated FFN, act(g, u) elementwise on the gate and up projections. A zeroed value
+ * is SwiGLU. Adding a kind: one enum value and one case in moe_ffn_act_apply (src/moe/ffn.c). */
+typedef enum moe_act_kind {
+    MOE_ACT_SILU = 0,       /* silu(g) * u: SwiGLU (Llama, Mixtral, Qwen, DeepSeek, OLMoE) */
+    MOE_ACT_SWIGLU_CLAMP,   /* gpt-oss: g' = min(g, limit), u' = clamp(u, -limit, limit), g' sigmoid(alpha g') (u' + 1) */
+    MOE_ACT_COUNT
+} moe_act_kind;
+
+typedef struct moe_ffn_act {
+    int kind;               /* moe_act_kind */
+    float alpha, limit;     /* MOE_ACT_SWIGLU_CLAMP */
+} moe_ffn_act;
+
+/* A gated FFN: out = down( act(gate x + gate_bias, up x + up_bias) ) + down_bias; gate, up:
+ * [d_ff][gate_in or d_model], down: [d_model][d_ff]. Biases are f32 vectors in memory, NULL when the
+ * model has none; the store hands them out with the matrices. */
 typedef struct moe_ffn_weights {
     moe_tensor gate, up, down;
+    const float *gate_bias, *up_bias, *down_bias;   /* [d_ff], [d_ff], [d_model] or NULL */
+    moe_ffn_act act;
 } moe_ffn_weights;
 
 typedef struct moe_store_ops {

@@ -1,18 +1,25 @@
-/* router.h - the router interface, shared by inference and training. A router turns a batch of tokens'
- * gate outputs into assignments (token, expert, combine weight) and, for training, maps the gradient
- * of those weights (and of its probabilities, from the balancing losses) back to the gate outputs.
- * Linear routers share the gate projection (logits = x . W_gate^T, in f32).
+/* router.h - the router interface, shared by inference and training, and the routing decision every
+ * router produces. A router turns a batch of tokens' gate outputs into assignments (token, expert,
+ * combine weight) and, for training, maps the gradient of those weights (and of its probabilities,
+ * from the balancing losses) back to the gate outputs. Linear routers share the gate projection
+ * (logits = x . W_gate^T, in f32).
  *
- * Two forms:
+ * Two forms of router, one decision (moe_assign):
  *  - `select`: exactly top_k experts per token, on logits. The inference routers of real checkpoints
- *    (softmax_topk, deepseek_v2, deepseek_v3) are written this way; moe_router_assign() turns their
- *    choice into the general form without changing a bit of it.
+ *    (softmax_topk, deepseek_v2, deepseek_v3) are written this way; moe_router_assign() lays their
+ *    choice out as a decision (token-major, k per token) without changing a bit of it.
  *  - `route`: any number of assignments per token (expert choice, capacity drops, top-p, sparsemax,
  *    BASE), or dense dispatch and combine matrices (Soft MoE, kind MOE_ROUTE_SOFT).
+ * moe_assign_group() then sorts the decision by expert (offsets per expert, each row's token and
+ * weight), which is what the expert executors consume (src/moe/experts.h for inference, tmoe.c for
+ * training). What differs between routers beyond routing itself (an expert gate factored through the
+ * router, token ids, a score bias, trainability, which checkpoint layouts express it) is declared
+ * as fields of moe_router_ops, never found by comparing names.
  * One file per router (router_*.c), one line per router in router_registry.c. docs/ROUTERS.md gives
  * each router's paper and formula. */
 #ifndef MOE_MOE_ROUTER_H
 #define MOE_MOE_ROUTER_H
+#include "core/arena.h"
 #include "core/tensor.h"
 #include "moe.h"
 #include <stdint.h>
@@ -49,8 +56,14 @@ typedef struct moe_route_in {
     uint64_t *rng;            /* state of the training random stream (THOR) */
 } moe_route_in;
 
-/* A routing decision. Sparse routers fill n assignments in ascending token order (within a token, in
- * the router's order of preference); Soft MoE fills dispatch and combine instead. */
+/* The routing decision of one batch. A router fills n assignments (tok, exp, w), sparse routers in
+ * ascending token order (within a token, in the router's order of preference), plus probs; Soft MoE
+ * fills dispatch and combine instead (n = 0). moe_assign_group() adds the view by expert that the
+ * executors run: rows [offset[e], offset[e+1]) are expert e's, row r serves token row_tok[r] with
+ * weight row_w[r] and is assignment row_src[r]; within an expert, rows keep the assignments' order
+ * (ascending token). For Soft MoE a row is a slot: expert e's slots are rows e*S .. e*S+S-1.
+ * Transforms of a decision (dynamic routing, steering, pruning, capacity) edit tok/exp/w before it
+ * is grouped; the grouped view is what is executed. */
 typedef struct moe_assign {
     int n_tokens, n_experts, n_logits, cap;
     int n;                    /* assignments in use */
@@ -61,6 +74,12 @@ typedef struct moe_assign {
     float *dispatch, *combine;/* Soft MoE: [n_tokens][n_logits], softmax over tokens / over slots */
     int *itmp;                /* [2 * cap + n_tokens + n_experts + 2] scratch (the sort uses cap*2 + n_tokens + 1) */
     float *ftmp;              /* [max(cap, n_tokens * n_logits)] scratch */
+    /* the view by expert (moe_assign_group) */
+    int rows;                 /* grouped rows: n, or n_logits slots (Soft MoE) */
+    int *offset;              /* [n_experts + 1] */
+    int *row_tok, *row_src;   /* [cap] token and assignment of each row (sparse only) */
+    float *row_w;             /* [cap] combine weight of each row (sparse only) */
+    int in_arena;             /* buffers come from an arena: moe_assign_free only forgets them */
 } moe_assign;
 
 typedef struct moe_router_ops {
@@ -81,6 +100,17 @@ typedef struct moe_router_ops {
     /* After a training step: update state that is not learned by gradient (DeepSeek's bias) from the
      * batch's expert loads [E]. May be NULL. */
     void (*update)(moe_router *r, const int *load, double rate);
+    /* Capabilities: what the loader, the layer and the trainer must know of a router besides routing. */
+    int expert_gate_factored; /* the experts' gate projections start from the router's outputs: expert e's
+                               * gate matrix is [d_ff][rank] applied to logits [e*rank, (e+1)*rank),
+                               * rank = n_logits / n_experts (Autonomy-of-Experts) */
+    int needs_token_ids;      /* route reads in->token_ids (hash routing) */
+    int score_bias;           /* keeps a per-expert score bias for the choice (e_score_correction_bias) */
+    int trainable;            /* `moe train` can train it (a router without backward may still be: no parameters) */
+    double default_capacity;  /* capacity_factor when none is given; 0 means 1.0 */
+    /* Training layouts (tconfig's names, space-separated) whose transformers class computes this router
+     * from its own config keys, so a checkpoint in that layout needs no moe_router key; NULL for none. */
+    const char *hf_layouts;
 } moe_router_ops;
 
 struct moe_router {
@@ -104,8 +134,17 @@ void moe_router_route(const moe_router *r, const float *x, int n, float *logits,
 /* Buffers for a routing decision over n tokens (every assignment possible: cap = n * E). */
 moe_status moe_assign_init(moe_assign *a, int n_tokens, int n_experts, int n_logits);
 void moe_assign_free(moe_assign *a);
+/* The same buffers from an arena (the inference layer's scratch); soft: also dispatch and combine.
+ * Released with the arena (moe_assign_free is harmless). */
+moe_status moe_assign_init_arena(moe_assign *a, int n_tokens, int n_experts, int n_logits, int soft, moe_arena *ar);
 /* Route a batch in the general form (in->logits already computed). */
 moe_status moe_router_assign(const moe_router *r, const moe_route_in *in, moe_assign *out);
+/* Group the decision by expert (the rows, offsets, row_* arrays above): a stable counting sort, so a
+ * select router's rows come out exactly as the inference layer always grouped them. Fails on an
+ * expert id or token out of range (a transform's bug), naming `who`. Soft MoE: rows are the slots. */
+moe_status moe_assign_group(moe_assign *a, const char *who);
+/* Whether `layout` is among the router's hf_layouts (0 for a NULL router). */
+int moe_router_native_layout(const moe_router_ops *ops, const char *layout);
 
 /* Indices of the k largest values of v[0..n) in descending order; ties go to the lower index. */
 void moe_topk(const float *v, int n, int k, int *idx);

@@ -59,5 +59,7 @@ static void backward(const moe_router *r, const moe_route_in *in, const moe_assi
     }
 }
 
-const moe_router_ops moe_router_aoe = {"aoe", "Autonomy-of-Experts: experts rank themselves by ||A_e x||, no router",
-                                       NULL, route, backward, MOE_ROUTE_SPARSE, n_logits, NULL};
+const moe_router_ops moe_router_aoe = {
+    .name = "aoe", .summary = "Autonomy-of-Experts: experts rank themselves by ||A_e x||, no router",
+    .route = route, .backward = backward, .kind = MOE_ROUTE_SPARSE, .n_logits = n_logits,
+    .expert_gate_factored = 1, .trainable = 1};

@@ -108,5 +108,6 @@ static void backward(const moe_router *r, const moe_route_in *in, const moe_assi
     }
 }
 
-const moe_router_ops moe_router_base = {"base", "balanced assignment over the batch (auction), sigmoid gate",
-                                        NULL, route, backward, MOE_ROUTE_SPARSE, NULL, NULL};
+const moe_router_ops moe_router_base = {
+    .name = "base", .summary = "balanced assignment over the batch (auction), sigmoid gate",
+    .route = route, .backward = backward, .kind = MOE_ROUTE_SPARSE, .trainable = 1};

@@ -114,8 +114,11 @@ static void update_v3(moe_router *r, const int *load, double rate) {
         r->score_bias_rw[e] += (float)(load[e] < mean ? rate : load[e] > mean ? -rate : 0.0);
 }
 
-const moe_router_ops moe_router_deepseek_v2 = {"deepseek_v2", "softmax, (group-limited) greedy top-k, scaled",
-                                               select_v2, NULL, NULL, MOE_ROUTE_SPARSE, NULL, NULL};
-const moe_router_ops moe_router_deepseek_v3 = {"deepseek_v3",
-                                               "sigmoid + bias-corrected group-limited top-k, normalised, scaled",
-                                               select_v3, NULL, backward_v3, MOE_ROUTE_SPARSE, NULL, update_v3};
+/* deepseek_v2 is inference-only: moe train has no backward for its group-limited greedy choice. */
+const moe_router_ops moe_router_deepseek_v2 = {
+    .name = "deepseek_v2", .summary = "softmax, (group-limited) greedy top-k, scaled",
+    .select = select_v2, .kind = MOE_ROUTE_SPARSE};
+const moe_router_ops moe_router_deepseek_v3 = {
+    .name = "deepseek_v3", .summary = "sigmoid + bias-corrected group-limited top-k, normalised, scaled",
+    .select = select_v3, .backward = backward_v3, .kind = MOE_ROUTE_SPARSE, .update = update_v3, .score_bias = 1,
+    .trainable = 1, .hf_layouts = "dots1"};

@@ -34,5 +34,6 @@ static moe_status route(const moe_router *r, const moe_route_in *in, moe_assign 
     return MOE_OK;
 }
 
-const moe_router_ops moe_router_expert_choice = {"expert_choice", "each expert takes its top-C tokens",
-                                                 NULL, route, moe_router_softmax_weight_bwd, MOE_ROUTE_SPARSE, NULL, NULL};
+const moe_router_ops moe_router_expert_choice = {
+    .name = "expert_choice", .summary = "each expert takes its top-C tokens",
+    .route = route, .backward = moe_router_softmax_weight_bwd, .kind = MOE_ROUTE_SPARSE, .trainable = 1};

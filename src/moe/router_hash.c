@@ -24,5 +24,6 @@ static moe_status route(const moe_router *r, const moe_route_in *in, moe_assign 
     return MOE_OK;
 }
 
-const moe_router_ops moe_router_hash = {"hash", "fixed hash of the token id, no learned router",
-                                        NULL, route, NULL, MOE_ROUTE_SPARSE, n_logits, NULL};
+const moe_router_ops moe_router_hash = {
+    .name = "hash", .summary = "fixed hash of the token id, no learned router",
+    .route = route, .kind = MOE_ROUTE_SPARSE, .n_logits = n_logits, .needs_token_ids = 1, .trainable = 1};

@@ -55,32 +55,123 @@ void moe_router_route(const moe_router *r, const float *x, int n, float *logits,
     r->ops->select(r, logits, n, scores, expert, weight);
 }
 
-moe_status moe_assign_init(moe_assign *a, int n_tokens, int n_experts, int n_logits) {
-    memset(a, 0, sizeof *a);
+/* Element counts of a decision's buffers, shared by the two allocators. */
+typedef struct assign_sizes { size_t nE, ns, itmp; } assign_sizes;
+
+static assign_sizes sizes_of(int n_tokens, int n_experts, int n_logits) {
     size_t nE = (size_t)n_tokens * (size_t)n_experts, nL = (size_t)n_tokens * (size_t)n_logits;
-    size_t ns = nL > nE ? nL : nE;
+    return (assign_sizes){nE, nL > nE ? nL : nE, 2 * nE + (size_t)n_tokens + (size_t)n_experts + 2};
+}
+
+static void set_dims(moe_assign *a, int n_tokens, int n_experts, int n_logits) {
+    memset(a, 0, sizeof *a);
     a->n_tokens = n_tokens;
     a->n_experts = n_experts;
     a->n_logits = n_logits;
-    a->cap = (int)nE;
-    a->tok = moe_alloc((nE + 1) * sizeof(int));
-    a->exp = moe_alloc((nE + 1) * sizeof(int));
-    a->w = moe_alloc((nE + 1) * sizeof(float));
-    a->probs = moe_alloc((nE + 1) * sizeof(float));
-    a->save = moe_alloc((ns + 1) * sizeof(float));
-    a->itmp = moe_alloc((2 * nE + (size_t)n_tokens + (size_t)n_experts + 2) * sizeof(int));
-    a->ftmp = moe_alloc((ns + 1) * sizeof(float));
-    if (!a->tok || !a->exp || !a->w || !a->probs || !a->save || !a->itmp || !a->ftmp) {
+    a->cap = (int)((size_t)n_tokens * (size_t)n_experts);
+}
+
+static int complete(const moe_assign *a) {
+    return a->tok && a->exp && a->w && a->probs && a->save && a->itmp && a->ftmp && a->offset && a->row_tok &&
+           a->row_src && a->row_w;
+}
+
+moe_status moe_assign_init(moe_assign *a, int n_tokens, int n_experts, int n_logits) {
+    set_dims(a, n_tokens, n_experts, n_logits);
+    assign_sizes z = sizes_of(n_tokens, n_experts, n_logits);
+    a->tok = moe_alloc((z.nE + 1) * sizeof(int));
+    a->exp = moe_alloc((z.nE + 1) * sizeof(int));
+    a->w = moe_alloc((z.nE + 1) * sizeof(float));
+    a->probs = moe_alloc((z.nE + 1) * sizeof(float));
+    a->save = moe_alloc((z.ns + 1) * sizeof(float));
+    a->itmp = moe_alloc(z.itmp * sizeof(int));
+    a->ftmp = moe_alloc((z.ns + 1) * sizeof(float));
+    a->offset = moe_alloc(((size_t)n_experts + 1) * sizeof(int));
+    a->row_tok = moe_alloc((z.nE + 1) * sizeof(int));
+    a->row_src = moe_alloc((z.nE + 1) * sizeof(int));
+    a->row_w = moe_alloc((z.nE + 1) * sizeof(float));
+    if (!complete(a)) {
         moe_assign_free(a);
         return moe_fail(MOE_ENOMEM, "router: out of memory for %d tokens x %d experts", n_tokens, n_experts);
     }
     return MOE_OK;
 }
 
+moe_status moe_assign_init_arena(moe_assign *a, int n_tokens, int n_experts, int n_logits, int soft, moe_arena *ar) {
+    set_dims(a, n_tokens, n_experts, n_logits);
+    a->in_arena = 1;
+    assign_sizes z = sizes_of(n_tokens, n_experts, n_logits);
+    a->tok = moe_arena_alloc(ar, (z.nE + 1) * sizeof(int));
+    a->exp = moe_arena_alloc(ar, (z.nE + 1) * sizeof(int));
+    a->w = moe_arena_alloc(ar, (z.nE + 1) * sizeof(float));
+    a->probs = moe_arena_alloc(ar, (z.nE + 1) * sizeof(float));
+    a->save = moe_arena_alloc(ar, (z.ns + 1) * sizeof(float));
+    a->itmp = moe_arena_alloc(ar, z.itmp * sizeof(int));
+    a->ftmp = moe_arena_alloc(ar, (z.ns + 1) * sizeof(float));
+    a->offset = moe_arena_alloc(ar, ((size_t)n_experts + 1) * sizeof(int));
+    a->row_tok = moe_arena_alloc(ar, (z.nE + 1) * sizeof(int));
+    a->row_src = moe_arena_alloc(ar, (z.nE + 1) * sizeof(int));
+    a->row_w = moe_arena_alloc(ar, (z.nE + 1) * sizeof(float));
+    if (soft) {
+        size_t nL = (size_t)n_tokens * (size_t)n_logits + 1;
+        a->dispatch = moe_arena_alloc(ar, nL * sizeof(float));
+        a->combine = moe_arena_alloc(ar, nL * sizeof(float));
+    }
+    if (!complete(a) || (soft && (!a->dispatch || !a->combine)))
+        return moe_fail(MOE_ENOMEM, "router: out of memory for %d tokens x %d experts", n_tokens, n_experts);
+    return MOE_OK;
+}
+
 void moe_assign_free(moe_assign *a) {
-    moe_free(a->tok); moe_free(a->exp); moe_free(a->w); moe_free(a->probs); moe_free(a->save);
-    moe_free(a->dispatch); moe_free(a->combine); moe_free(a->itmp); moe_free(a->ftmp);
+    if (!a->in_arena) {
+        moe_free(a->tok); moe_free(a->exp); moe_free(a->w); moe_free(a->probs); moe_free(a->save);
+        moe_free(a->dispatch); moe_free(a->combine); moe_free(a->itmp); moe_free(a->ftmp);
+        moe_free(a->offset); moe_free(a->row_tok); moe_free(a->row_src); moe_free(a->row_w);
+    }
     memset(a, 0, sizeof *a);
+}
+
+moe_status moe_assign_group(moe_assign *a, const char *who) {
+    int E = a->n_experts, T = a->n_tokens;
+    int *off = a->offset;
+    if (a->dispatch) {   /* Soft MoE: every expert's S slots, in slot order */
+        int S = E > 0 ? a->n_logits / E : 0;
+        for (int e = 0; e <= E; e++) off[e] = e * S;
+        a->rows = E * S;
+        return MOE_OK;
+    }
+    if (a->n < 0 || a->n > a->cap) return moe_fail(MOE_EINTERNAL, "%s: %d assignments for room of %d", who, a->n, a->cap);
+    memset(off, 0, sizeof(int) * (size_t)(E + 1));
+    for (int i = 0; i < a->n; i++) {
+        if (a->exp[i] < 0 || a->exp[i] >= E || a->tok[i] < 0 || a->tok[i] >= T)
+            return moe_fail(MOE_EINTERNAL, "%s: assignment %d sends token %d to expert %d (%d tokens, %d experts)", who,
+                            i, a->tok[i], a->exp[i], T, E);
+        off[a->exp[i] + 1]++;
+    }
+    for (int e = 0; e < E; e++) off[e + 1] += off[e];
+    /* place rows with a running cursor per expert (offset[e] itself), then shift the offsets back */
+    for (int i = 0; i < a->n; i++) {
+        int r = off[a->exp[i]]++;
+        a->row_tok[r] = a->tok[i];
+        a->row_w[r] = a->w[i];
+        a->row_src[r] = i;
+    }
+    for (int e = E; e > 0; e--) off[e] = off[e - 1];
+    off[0] = 0;
+    a->rows = a->n;
+    return MOE_OK;
+}
+
+int moe_router_native_layout(const moe_router_ops *ops, const char *layout) {
+    const char *s = ops ? ops->hf_layouts : NULL;
+    size_t n = strlen(layout);
+    while (s && *s) {
+        while (*s == ' ') s++;
+        size_t w = strcspn(s, " ");
+        if (w == n && !strncmp(s, layout, n)) return 1;
+        s += w;
+    }
+    return 0;
 }
 
 moe_status moe_router_assign(const moe_router *r, const moe_route_in *in, moe_assign *out) {

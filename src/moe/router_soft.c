@@ -71,5 +71,6 @@ static void backward(const moe_router *r, const moe_route_in *in, const moe_assi
     }
 }
 
-const moe_router_ops moe_router_soft = {"soft", "Soft MoE: slots take softmax mixtures of tokens, tokens of slots",
-                                        NULL, route, backward, MOE_ROUTE_SOFT, n_logits, NULL};
+const moe_router_ops moe_router_soft = {
+    .name = "soft", .summary = "Soft MoE: slots take softmax mixtures of tokens, tokens of slots",
+    .route = route, .backward = backward, .kind = MOE_ROUTE_SOFT, .n_logits = n_logits, .trainable = 1};

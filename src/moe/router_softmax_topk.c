@@ -71,5 +71,7 @@ static void backward_softmax(const moe_router *r, const moe_route_in *in, const 
     }
 }
 
-const moe_router_ops moe_router_softmax_topk = {"softmax_topk", "softmax over experts, top-k, optional renormalisation",
-                                                select_softmax, NULL, backward_softmax, MOE_ROUTE_SPARSE, NULL, NULL};
+const moe_router_ops moe_router_softmax_topk = {
+    .name = "softmax_topk", .summary = "softmax over experts, top-k, optional renormalisation",
+    .select = select_softmax, .backward = backward_softmax, .kind = MOE_ROUTE_SPARSE, .trainable = 1,
+    .hf_layouts = "qwen3_moe mixtral"};

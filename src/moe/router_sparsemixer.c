@@ -48,5 +48,6 @@ static void select_sparsemixer(const moe_router *r, const float *logits, int n, 
     }
 }
 
-const moe_router_ops moe_router_sparsemixer = {"sparsemixer", "two experts, each weighted by a softmax over the near-best",
-                                               select_sparsemixer, NULL, NULL, MOE_ROUTE_SPARSE, NULL, NULL};
+const moe_router_ops moe_router_sparsemixer = {
+    .name = "sparsemixer", .summary = "two experts, each weighted by a softmax over the near-best",
+    .select = select_sparsemixer, .kind = MOE_ROUTE_SPARSE};

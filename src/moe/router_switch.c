@@ -35,5 +35,7 @@ static moe_status route(const moe_router *r, const moe_route_in *in, moe_assign 
     return MOE_OK;
 }
 
-const moe_router_ops moe_router_switch = {"switch", "softmax top-k with an expert capacity; overflow skips the layer",
-                                          NULL, route, moe_router_softmax_weight_bwd, MOE_ROUTE_SPARSE, NULL, NULL};
+const moe_router_ops moe_router_switch = {
+    .name = "switch", .summary = "softmax top-k with an expert capacity; overflow skips the layer",
+    .route = route, .backward = moe_router_softmax_weight_bwd, .kind = MOE_ROUTE_SPARSE, .trainable = 1,
+    .default_capacity = 1.25};

@@ -25,5 +25,6 @@ static moe_status route(const moe_router *r, const moe_route_in *in, moe_assign 
     return MOE_OK;
 }
 
-const moe_router_ops moe_router_thor = {"thor", "random experts in training (THOR), a fixed draw at inference",
-                                        NULL, route, NULL, MOE_ROUTE_SPARSE, n_logits, NULL};
+const moe_router_ops moe_router_thor = {
+    .name = "thor", .summary = "random experts in training (THOR), a fixed draw at inference",
+    .route = route, .kind = MOE_ROUTE_SPARSE, .n_logits = n_logits, .trainable = 1};

@@ -46,5 +46,6 @@ static void backward(const moe_router *r, const moe_route_in *in, const moe_assi
     }
 }
 
-const moe_router_ops moe_router_top_p = {"top_p", "experts in decreasing probability until their sum reaches p",
-                                         NULL, route, backward, MOE_ROUTE_SPARSE, NULL, NULL};
+const moe_router_ops moe_router_top_p = {
+    .name = "top_p", .summary = "experts in decreasing probability until their sum reaches p",
+    .route = route, .backward = backward, .kind = MOE_ROUTE_SPARSE, .trainable = 1};

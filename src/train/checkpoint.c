@@ -50,7 +50,8 @@ void moe_ckpt_clean_temporaries(const char *dir) {
 }
 
 static int is_standard_router(const moe_tconfig *c) {
-    return !strcmp(c->router, "softmax_topk") || !strcmp(c->router, "deepseek_v3");
+    const moe_router_ops *ops = moe_router_find(c->router);
+    return ops && moe_router_native_layout(ops, c->layout);
 }
 
 static void add_num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject(o, k, v); }

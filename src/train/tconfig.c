@@ -186,10 +186,10 @@ int moe_tconfig_is_moe_layer(const moe_tconfig *c, int layer) {
     return c->n_experts > 0 && layer >= c->n_dense_layers;
 }
 
-/* Routers the trainer knows how to train; deepseek_v2 and sparsemixer are inference-only routers. */
+/* Routers the trainer knows how to train (deepseek_v2 and sparsemixer are inference-only). */
 static int trainable_router(const char *name) {
     const moe_router_ops *ops = moe_router_find(name);
-    return ops && strcmp(name, "deepseek_v2") != 0 && strcmp(name, "sparsemixer") != 0;
+    return ops && ops->trainable;
 }
 
 moe_status moe_tconfig_finish(moe_tconfig *c) {
@@ -208,23 +208,24 @@ moe_status moe_tconfig_finish(moe_tconfig *c) {
         if (c->top_k > c->n_experts) return moe_fail(MOE_EUSAGE, "top-k %d exceeds experts %d", c->top_k, c->n_experts);
         if (!trainable_router(c->router))
             return moe_fail(MOE_EUSAGE, "router \"%s\" is not a trainable router (%s)", c->router, moe_router_names());
-        if (!strcmp(c->router, "aoe") && c->aoe_rank == 0) c->aoe_rank = c->d_model / 4 > 0 ? c->d_model / 4 : 1;
-        if (!strcmp(c->router, "soft") && c->slots == 0) c->slots = 1;
-        if (c->capacity_factor == 0) c->capacity_factor = !strcmp(c->router, "switch") ? 1.25 : 1.0;
+        const moe_router_ops *ops = moe_router_find(c->router);
+        if (ops->expert_gate_factored && c->aoe_rank == 0) c->aoe_rank = c->d_model / 4 > 0 ? c->d_model / 4 : 1;
+        if (ops->kind == MOE_ROUTE_SOFT && c->slots == 0) c->slots = 1;
+        if (c->capacity_factor == 0) c->capacity_factor = ops->default_capacity > 0 ? ops->default_capacity : 1.0;
         if (c->top_p == 0) c->top_p = 0.5;
     }
     int dense_only = c->n_experts == 0 || c->n_dense_layers == c->n_layers;
     if (!strcmp(c->layout, "auto")) {
         const char *l;
         if (dense_only) l = c->qk_norm ? "qwen3_moe" : "llama";
-        else if (!strcmp(c->router, "deepseek_v3")) l = "dots1";
+        else if (moe_router_native_layout(moe_router_find(c->router), "dots1")) l = "dots1";
         else if (!c->qk_norm && c->n_dense_layers == 0 && c->n_shared == 0) l = "mixtral";
         else l = "qwen3_moe";
         snprintf(c->layout, sizeof c->layout, "%s", l);
     }
     if (!strcmp(c->layout, "qwen3_moe") || !strcmp(c->layout, "dots1")) {
         if (!c->qk_norm) return moe_fail(MOE_EUSAGE, "layout %s has q/k norms: use --qk-norm 1 or --layout mixtral", c->layout);
-        if (!strcmp(c->layout, "dots1") && strcmp(c->router, "deepseek_v3"))
+        if (!strcmp(c->layout, "dots1") && !moe_router_native_layout(moe_router_find(c->router), "dots1"))
             return moe_fail(MOE_EUSAGE, "layout dots1 needs --router deepseek_v3");
     } else if (!strcmp(c->layout, "mixtral")) {
         if (c->qk_norm || c->n_dense_layers || c->n_shared || c->n_experts == 0)

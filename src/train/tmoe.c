@@ -28,7 +28,7 @@ moe_status moe_tmoe_init(moe_tmoe *m, const moe_tconfig *c, int N, int layer) {
     if (!m->router.ops) return moe_fail(MOE_EUSAGE, "no router named %s", c->router);
     moe_tconfig_router_params(c, &m->router.p);
     m->soft = m->router.ops->kind == MOE_ROUTE_SOFT;
-    m->aoe = !strcmp(c->router, "aoe");
+    m->aoe = m->router.ops->expert_gate_factored;
     m->rank = c->aoe_rank;
     m->S = c->slots;
     m->router.gate.dtype = MOE_F32;

@@ -112,10 +112,11 @@ moe_status moe_tparams_new(const moe_tconfig *c, moe_tparams **out) {
             o->w2 = add(&b, 2, d, c->d_ff, MOE_INIT_NORMAL, ostd, 1, "model.layers.%d.mlp.down_proj.weight", l);
             continue;
         }
-        int aoe = !strcmp(c->router, "aoe");
+        const moe_router_ops *ops = moe_router_find(c->router);
+        int aoe = ops && ops->expert_gate_factored;
         if (p->n_logits > 0)
             o->gate = add(&b, 2, p->n_logits, d, MOE_INIT_NORMAL, std, 1, "model.layers.%d.%s.gate.weight", l, blk);
-        if (!strcmp(c->router, "deepseek_v3"))
+        if (ops && ops->score_bias)
             o->bias = add(&b, 1, E, 0, MOE_INIT_ZEROS, 0, 0, "model.layers.%d.%s.gate.e_score_correction_bias", l, blk);
         /* AoE: the gate projection is factored; gate.weight holds every expert's first factor [E*rank][d]
          * and experts.E.gate_proj.weight the second [de][rank] */

@@ -61,8 +61,9 @@ static uint64_t count_active(const moe_tparams *p) {
     uint64_t total = 0;
     for (int i = 0; i < p->n; i++)
         if (p->t[i].trainable) total += p->t[i].numel;
-    if (c->n_experts > 0 && strcmp(c->router, "soft") != 0) {
-        int gcols = !strcmp(c->router, "aoe") ? c->aoe_rank : c->d_model;
+    const moe_router_ops *ops = moe_router_find(c->router);
+    if (c->n_experts > 0 && ops && ops->kind != MOE_ROUTE_SOFT) {
+        int gcols = ops->expert_gate_factored ? c->aoe_rank : c->d_model;
         uint64_t per = (uint64_t)c->d_expert * ((uint64_t)gcols + 2u * c->d_model);
         int moe_layers = c->n_layers - c->n_dense_layers;
         total -= (uint64_t)moe_layers * (uint64_t)(c->n_experts - c->top_k) * per;

@@ -6,6 +6,7 @@
 #include "io/json.h"
 #include "io/weights.h"
 #include "model/config.h"
+#include "moe/router.h"
 #include "train/checkpoint.h"
 #include "train/tparams.h"
 #include <stdio.h>
@@ -81,8 +82,9 @@ moe_status moe_upcycle(const char *src, const char *dst, moe_tconfig *c) {
     MOE_TRY(moe_config_load(src, &d));
     MOE_TRY(shape_from(src, &d, c));
     if (c->n_experts < 1) return moe_fail(MOE_EUSAGE, "upcycling needs --experts >= 1");
-    if (!strcmp(c->router, "aoe"))
-        return moe_fail(MOE_EUSAGE, "router aoe factors the gate projection and cannot start from copies of a dense FFN");
+    const moe_router_ops *ops = moe_router_find(c->router);
+    if (ops && ops->expert_gate_factored)
+        return moe_fail(MOE_EUSAGE, "router %s factors the gate projection and cannot start from copies of a dense FFN", c->router);
     MOE_TRY(moe_tconfig_finish(c));
     moe_tparams *p;
     MOE_TRY(moe_tparams_new(c, &p));

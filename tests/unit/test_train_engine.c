@@ -64,6 +64,16 @@ int main(void) {
     tiny_config(&c, "deepseek_v3");
     c.routed_scaling = 2.5;
     run("dots1_deepseek", &c);
+    /* a router transformers' class of the layout does not compute: saved with moe_router keys, and
+     * the score bias read back with it */
+    tiny_config(&c, "deepseek_v3");
+    snprintf(c.layout, sizeof c.layout, "qwen3_moe");
+    c.qk_norm = 1;
+    run("qwen3_moe_deepseek", &c);
+    tiny_config(&c, "deepseek_v3");
+    snprintf(c.layout, sizeof c.layout, "mixtral");
+    c.qk_norm = 0; c.n_shared = 0; c.n_dense_layers = 0;
+    run("mixtral_deepseek", &c);
     tiny_config(&c, "softmax_topk");
     c.n_experts = 0;
     run("dense", &c);

@@ -1,0 +1,34 @@
+/* experts.h - the expert executor: runs a MoE layer's routed experts on a routing decision grouped by
+ * expert (router.h: moe_assign after moe_assign_group) and combines their outputs. Every router's
+ * decision goes through it: token choice with k experts per token, any number per token (expert
+ * choice, capacity, top-p, sparsemax, BASE, transforms of a decision), and Soft MoE, whose rows are
+ * slots filled by the dense dispatch matrix and read back through the dense combine matrix.
+ *
+ * The work of a wave of experts is one OpenMP region: gather rows, gate and up products as tasks of
+ * (expert, block of output rows), activation, down products as tasks again, combine. The combine
+ * gives each thread a range of output columns and adds the rows in ascending expert order (the order
+ * transformers uses), so results do not depend on the thread count. Experts from a store with a
+ * bounded number of slots (moe_store.max_pinned) run in waves of at most that many, in ascending
+ * expert order; the combine accumulates wave after wave, so the sums keep the same order and the
+ * result equals running them all at once.
+ *
+ * The expert FFN is a parameter of the expert weights (moe_ffn_weights: activation kind, optional
+ * biases) and of the router (expert_gate_factored: the gate projection reads the router's per-expert
+ * outputs, as Autonomy-of-Experts does). */
+#ifndef MOE_MOE_EXPERTS_H
+#define MOE_MOE_EXPERTS_H
+#include "moe/moe_layer.h"
+
+typedef struct moe_experts_call {
+    const float *x;           /* [n][d_model] the layer's input */
+    int n;
+    const moe_assign *a;      /* the decision, grouped (moe_assign_group) */
+    const float *logits;      /* [n][n_logits] router outputs: the gate input of factored experts, else unused */
+    int e0, e1;               /* run experts [e0, e1) only (a share of the experts, as expert parallelism
+                               * would give one rank); 0 and n_experts for all */
+} moe_experts_call;
+
+/* out[n][d_model] = sum over the rows of experts in [e0, e1) of weight * expert(row input); tokens
+ * without such a row get 0. Acquires and releases every expert it runs from L->store. */
+moe_status moe_experts_forward(const moe_layer *L, const moe_experts_call *c, float *out, moe_arena *scratch);
+#endif
