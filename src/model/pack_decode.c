@@ -1,7 +1,7 @@
 /* pack_decode.c - with the weights read into memory (--no-mmap), rewrite the bf16 matrices that only
  * ever go through moe_matmul into 4-row panels (core/packed.h), which decode reads at close to the
  * memory bandwidth. Packed: attention projections (grouped-query only: MLA code slices its matrices),
- * dense and shared FFNs, routed experts of routers that choose a fixed top-k, and an untied LM head.
+ * dense and shared FFNs, routed experts (all routers run them through the same kernels), and an untied LM head.
  * Never: the embedding table (its rows are read directly), routers and gates (their rows are read by
  * the predictor fit and AoE), anything mapped from the page cache, nor any matrix whose bytes another
  * view or one of those tensors shares in a different shape. */
@@ -79,15 +79,9 @@ moe_status moe_model_pack_decode(moe_model *m) {
         st = add(&vs, NULL, &b->moe.router.gate);
         if (st == MOE_OK && b->moe.has_shared_gate) st = add(&vs, NULL, &b->moe.shared_gate);
         if (st == MOE_OK && b->moe.has_shared) st = add_ffn(&vs, &b->moe.shared);
-        int select = b->moe.router.ops->select != NULL;   /* general-form routers (AoE) may read expert rows */
-        for (int e = 0; st == MOE_OK && e < c->n_experts; e++) {
+        for (int e = 0; st == MOE_OK && e < c->n_experts; e++) {   /* every router's experts go through the executor's kernels */
             moe_ffn_weights *w = moe_store_resident_entry(m->store, l, e);
-            if (!w) continue;
-            if (select) st = add_ffn(&vs, w);
-            else {
-                moe_tensor *t[3] = {&w->gate, &w->up, &w->down};
-                for (int i = 0; st == MOE_OK && i < 3; i++) st = add(&vs, NULL, t[i]);
-            }
+            if (w) st = add_ffn(&vs, w);
         }
     }
     if (st != MOE_OK) { free(vs.v); return st; }

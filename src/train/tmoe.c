@@ -45,7 +45,6 @@ moe_status moe_tmoe_init(moe_tmoe *m, const moe_tconfig *c, int N, int layer) {
     m->d_w = moe_calloc(nE > (size_t)N * nl ? nE : (size_t)N * nl, 4);
     m->offset = moe_calloc((size_t)m->E + 1, sizeof(int));
     m->row_of = moe_calloc(nE + 1, sizeof(int));
-    m->tok_of = moe_calloc(nE + 1, sizeof(int));
     m->load = moe_calloc((size_t)m->E, sizeof(int));
     if (m->ds) {
         m->sg = moe_alloc((size_t)N * m->ds * 4);
@@ -54,7 +53,7 @@ moe_status moe_tmoe_init(moe_tmoe *m, const moe_tconfig *c, int N, int layer) {
         m->sy = moe_alloc((size_t)N * m->d * 4);
     }
     if (!m->logits || !m->d_logits || !m->d_aux_logits || !m->d_probs || !m->d_w || !m->offset || !m->row_of ||
-        !m->tok_of || !m->load || (m->ds && (!m->sg || !m->su || !m->sa || !m->sy)))
+        !m->load || (m->ds && (!m->sg || !m->su || !m->sa || !m->sy)))
         return moe_fail(MOE_ENOMEM, "MoE layer: out of memory for %d tokens", N);
     return MOE_OK;
 }
@@ -62,7 +61,7 @@ moe_status moe_tmoe_init(moe_tmoe *m, const moe_tconfig *c, int N, int layer) {
 void moe_tmoe_free(moe_tmoe *m) {
     moe_assign_free(&m->as);
     moe_free(m->logits); moe_free(m->d_logits); moe_free(m->d_aux_logits); moe_free(m->d_probs); moe_free(m->d_w);
-    moe_free(m->offset); moe_free(m->row_of); moe_free(m->tok_of); moe_free(m->load);
+    moe_free(m->offset); moe_free(m->row_of); moe_free(m->load);
     moe_free(m->xg); moe_free(m->g); moe_free(m->u); moe_free(m->y); moe_free(m->dy); moe_free(m->dx);
     moe_free(m->zg); moe_free(m->dzg); moe_free(m->sg); moe_free(m->su); moe_free(m->sa); moe_free(m->sy);
     moe_free(m->scratch); moe_free(m->escratch); moe_free(m->a);
@@ -275,20 +274,12 @@ moe_status moe_tmoe_fwd(moe_tmoe *m, const moe_tconfig *c, const moe_tlayer *P, 
     } else {
         moe_assign *a = &m->as;
         MOE_TRY(need_rows(m, (size_t)a->n));
-        /* group rows by expert (stable: token order within an expert) */
-        memset(m->offset, 0, sizeof(int) * (size_t)(E + 1));
-        for (int i = 0; i < a->n; i++) m->offset[a->exp[i] + 1]++;
-        for (int e = 0; e < E; e++) m->offset[e + 1] += m->offset[e];
-        int *fill = m->load;
-        memcpy(fill, m->offset, sizeof(int) * (size_t)E);
-        for (int i = 0; i < a->n; i++) {
-            int r = fill[a->exp[i]]++;
-            m->row_of[i] = r;
-            m->tok_of[r] = a->tok[i];
-        }
+        /* rows grouped by expert, as the inference executor runs them (stable: token order within an expert) */
+        MOE_TRY(moe_assign_group(a, "MoE layer"));
+        memcpy(m->offset, a->offset, sizeof(int) * (size_t)(E + 1));
         for (int r = 0; r < a->n; r++) {
-            int t = m->tok_of[r];
-            memcpy(m->xg + (size_t)r * d, h + (size_t)t * d, sizeof(float) * (size_t)d);
+            m->row_of[a->row_src[r]] = r;
+            memcpy(m->xg + (size_t)r * d, h + (size_t)a->row_tok[r] * d, sizeof(float) * (size_t)d);
         }
         if (m->aoe)
             for (int i = 0; i < a->n; i++)

@@ -24,7 +24,6 @@ typedef struct moe_tmoe {
     float *d_w;                               /* [cap] gradient of each assignment's weight */
     int *offset;                              /* [E+1] grouped rows per expert */
     int *row_of;                              /* [cap] grouped row of each assignment */
-    int *tok_of;                              /* [rows] token of each grouped row (sparse) */
     size_t cap_rows;
     float *xg, *g, *u, *a, *y, *dy, *dx;      /* grouped rows: [rows][d], [rows][de] x3, [rows][d] x3 */
     float *zg, *dzg;                          /* aoe: [rows][rank] gate factor outputs and their gradient */
