@@ -1,9 +1,10 @@
 /* moe_layer.c - one MoE block for every router (see moe_layer.h): route, transform, group, report,
  * tell the store, run the experts (experts.c), add the shared experts.
  *
- * A select router's decision is laid out token-major with k experts per token exactly as before the
- * general form existed, and grouped by the same stable counting sort, so its rows, their order and
- * hence every bit of the output are those of the dedicated top-k path this file used to have. */
+ * Every router's decision takes the same path, so what one router gets (parallel expert products,
+ * waves for bounded stores, prefetch, the shared expert's gate) every router gets. A select router's
+ * decision is token-major with k experts per token, grouped by a stable counting sort: each expert's
+ * rows are its tokens in ascending order, as the executor's combine order requires. */
 #include "moe/moe_layer.h"
 #include "core/error.h"
 #include "core/matmul.h"
