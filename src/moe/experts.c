@@ -20,6 +20,16 @@ static int rows_per_task(int rows, int n_mats, double avg_tokens) {
     return r < ROW_BLOCK ? ROW_BLOCK : r;
 }
 
+/* A matrix of `rows` rows cut into tasks of rb rows, the last one running to the end (rb to 2 rb - 1
+ * rows): every call starts at a multiple of 48 and no call is a short tail on its own, which is what
+ * keeps a product's bits independent of the cut (a kernel may tile a call of a few rows differently
+ * from the same rows at the end of a longer call), hence of the thread count and the wave size. */
+static int blocks_of(int rows, int rb) { return rows / rb > 0 ? rows / rb : 1; }
+static void block_range(int rows, int rb, int nb, int b, int *o0, int *o1) {
+    *o0 = b * rb;
+    *o1 = b == nb - 1 ? rows : *o0 + rb;
+}
+
 typedef struct expert_job {
     int e, first, cnt;       /* expert id; its rows are [first, first+cnt) */
     moe_ffn_weights w;
@@ -50,7 +60,7 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
     for (int i = 1; i < n_jobs; i++) uniform &= same_act(&jobs[i].w.act, &jobs[0].w.act);
     double avg = n_jobs ? (double)rows / n_jobs : 0;
     int rb_up = rows_per_task(ff, 2 * n_jobs, avg), rb_down = rows_per_task(d, n_jobs, avg);
-    int up_blocks = (ff + rb_up - 1) / rb_up, down_blocks = (d + rb_down - 1) / rb_down;
+    int up_blocks = blocks_of(ff, rb_up), down_blocks = blocks_of(d, rb_down);
     int n_up_tasks = n_jobs * up_blocks * 2, n_down_tasks = n_jobs * down_blocks;
     int small = (double)rows * ff * d < 32768.0;
     #pragma omp parallel if (!small)
@@ -83,8 +93,8 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
         #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < n_up_tasks; t++) {
             const expert_job *j = &jobs[t / (up_blocks * 2)];
-            int r = t % (up_blocks * 2), is_up = r >= up_blocks, o0 = (r % up_blocks) * rb_up;
-            int o1 = o0 + rb_up < ff ? o0 + rb_up : ff;
+            int r = t % (up_blocks * 2), is_up = r >= up_blocks, o0, o1;
+            block_range(ff, rb_up, up_blocks, r % up_blocks, &o0, &o1);
             if (is_up) {
                 float *h = HU + (size_t)j->first * ff;
                 j->up_k(h, ff, X + (size_t)j->first * d, d, j->cnt, j->w.up.data, d, o0, o1);
@@ -107,7 +117,8 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
         #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < n_down_tasks; t++) {
             const expert_job *j = &jobs[t / down_blocks];
-            int o0 = (t % down_blocks) * rb_down, o1 = o0 + rb_down < d ? o0 + rb_down : d;
+            int o0, o1;
+            block_range(d, rb_down, down_blocks, t % down_blocks, &o0, &o1);
             float *y = Y + (size_t)j->first * d;
             j->down_k(y, d, HG + (size_t)j->first * ff, ff, j->cnt, j->w.down.data, ff, o0, o1);
             if (j->w.down_bias) moe_ffn_add_bias(y, (size_t)d, j->cnt, j->w.down_bias, o0, o1);
