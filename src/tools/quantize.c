@@ -136,6 +136,11 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
     moe_weights *W = m->weights;
     if (o->type != MOE_QUANT_MIXED && (o->type < 0 || moe_quant_type_from_name(moe_dtype_name((moe_dtype)o->type)) < 0))
         return moe_fail(MOE_EUSAGE, "quantize: unknown type");
+    int any_moe = 0;
+    for (int l = 0; l < c->n_layers; l++) any_moe |= c->ffn_kind[l] == MOE_FFN_MOE;
+    if (any_moe && !c->expert_gate) /* granite: its checkpoints always fuse each layer's experts */
+        return moe_fail(MOE_EUSAGE, "%s: %s keeps its experts fused (input_linear / gate_up_proj), which cannot be "
+                        "quantized yet", W->dir, c->model_type);
     char rin[PATH_MAX], rout[PATH_MAX];
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) return moe_fail(MOE_EIO, "%s: cannot create folder: %s", out_dir, strerror(errno));
     if (!realpath(W->dir, rin) || !realpath(out_dir, rout)) return moe_fail(MOE_EIO, "%s: cannot resolve path", out_dir);

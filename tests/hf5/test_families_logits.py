@@ -2,10 +2,14 @@
 tests/hf/test_hf_logits.py: every position's logits (relative error <= 1e-4, bf16 cases against the
 float32 reference on the stored weights), stepwise decoding equal to the prefill, the router's experts,
 weights and scores per layer and token, `moe info` parameter counts, `moe generate` equal to the
-argmax; bf16 cases also with the weights read into memory (--no-mmap)."""
+argmax; bf16 cases also with the weights read into memory (--no-mmap). Where a family's experts are
+in the file's map, the experts kept on disk (--mem-budget, --prefetch) give the same logits bit for
+bit, and `moe quantize --type q8_0` gives a copy within tests/hf/test_quant.py's tolerance (median
+relative error <= 0.05), or refuses cleanly (fused expert tensors: granite, transformers 5's layout)."""
 import argparse
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -98,6 +102,29 @@ CASES = [
 ]
 
 
+def dtype_f32(case):
+    return case[3] == "f32" and not case[5].get("mxfp4")
+
+
+def quant_check(args, case, d, toks, ref, failures):
+    name = case[0]
+    q = os.path.join(args.work, f"{name}.q8_0")
+    p = subprocess.run([args.moe, "quantize", d, q, "--type", "q8_0"], capture_output=True, text=True)
+    if case[1].startswith("granitemoe") or case[5].get("fused"):   # fused experts: not yet
+        if p.returncode != 1 or "fused" not in p.stderr or d not in p.stderr:
+            failures.append(f"{name}: quantize of fused experts: rc {p.returncode}, {p.stderr.strip()!r}")
+        return
+    if p.returncode != 0:
+        failures.append(f"{name}: quantize failed: {p.stderr.strip()}")
+        return
+    out = os.path.join(args.work, f"{name}.q8_0.logits.json")
+    run([args.moe, "logits", q, "--tokens", toks, "--out", out])
+    ours = np.array(json.load(open(out))["logits"], dtype=np.float64)
+    err = float(np.median(np.max(np.abs(ours - ref), axis=-1) / np.max(np.abs(ref), axis=-1)))
+    if not err <= 0.05:
+        failures.append(f"{name}: q8_0 logits median relative error {err:.3f} > 0.05")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--moe", required=True)
@@ -140,6 +167,13 @@ def main():
             for key in ("params", "active_params"):
                 if got[key] != info[key]:
                     failures.append(f"{name}: info {key} {got[key]} != HF {info[key]}")
+            if not case[5].get("mxfp4") and case[1] != "gpt_oss":   # gpt-oss's experts live in memory
+                disk = os.path.join(args.work, f"{name}.disk.json")
+                run([args.moe, "logits", d, "--tokens", toks, "--out", disk, "--mem-budget", "64K", "--prefetch"])
+                if open(disk).read() != open(out).read():
+                    failures.append(f"{name}: experts kept on disk give other logits")
+            if dtype_f32(case):
+                quant_check(args, case, d, toks, ref, failures)
             greedy = run([args.moe, "generate", d, "--tokens", toks, "-n", "1"]).strip()
             if int(greedy) != int(np.argmax(ref[-1])):
                 failures.append(f"{name}: generate gave {greedy}, HF argmax is {int(np.argmax(ref[-1]))}")
