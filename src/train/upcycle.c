@@ -83,6 +83,13 @@ moe_status moe_upcycle(const char *src, const char *dst, moe_tconfig *c) {
     if (c->n_experts < 1) return moe_fail(MOE_EUSAGE, "upcycling needs --experts >= 1");
     if (!strcmp(c->router, "aoe"))
         return moe_fail(MOE_EUSAGE, "router aoe factors the gate projection and cannot start from copies of a dense FFN");
+    /* the layout follows the dense model's q/k norms (upcycle has no --qk-norm or --layout to change it) */
+    if (!c->qk_norm && !strcmp(c->router, "deepseek_v3"))
+        return moe_fail(MOE_EUSAGE, "%s: router deepseek_v3 needs the dots1 layout, which has q/k norms, and this dense model "
+                                    "has none (upcycle one trained with moe train --experts 0 --qk-norm 1)", d.config_path);
+    if (!c->qk_norm && !c->norm_topk)
+        return moe_fail(MOE_EUSAGE, "%s: a dense model without q/k norms becomes the mixtral layout, which always "
+                                    "renormalises the top-k weights: --norm-topk 0 is not possible", d.config_path);
     MOE_TRY(moe_tconfig_finish(c));
     moe_tparams *p;
     MOE_TRY(moe_tparams_new(c, &p));

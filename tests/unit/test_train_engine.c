@@ -64,6 +64,14 @@ int main(void) {
     tiny_config(&c, "deepseek_v3");
     c.routed_scaling = 2.5;
     run("dots1_deepseek", &c);
+    /* DeepSeek-V3's router outside dots1: the layout's own router differs, so moe-specific keys */
+    tiny_config(&c, "deepseek_v3");
+    snprintf(c.layout, sizeof c.layout, "qwen3_moe");
+    run("deepseek_router_qwen3_moe", &c);
+    tiny_config(&c, "deepseek_v3");
+    c.qk_norm = 0; c.n_dense_layers = 0; c.n_shared = 0;
+    snprintf(c.layout, sizeof c.layout, "mixtral");
+    run("deepseek_router_mixtral", &c);
     tiny_config(&c, "softmax_topk");
     c.n_experts = 0;
     run("dense", &c);
