@@ -281,8 +281,18 @@ int cmd_run(int argc, char **argv) {
 
     if (!st && !chat) {
         st = feed_text(&r, prompt, !no_bos && TI->add_bos ? TI->bos_id : -1);
+        if (!st && r.prompt_tokens == 0) {
+            /* an empty prompt (-p "", an empty -f file) leaves no logits to sample from: start from BOS */
+            int32_t bos = TI->bos_id >= 0 ? TI->bos_id : I->bos_token_id;
+            if (no_bos || bos < 0 || bos >= r.vocab)
+                st = moe_fail(MOE_EUSAGE, "the prompt%s%s is empty and %s: give some text", prompt_file ? " file " : "",
+                              prompt_file ? prompt_file : "", no_bos ? "--no-bos forbids starting from BOS"
+                                                                     : "the model has no BOS token to start from");
+            else
+                st = feed(&r, &bos, 1);
+        }
         if (!st) st = generate(&r, stdout);
-        printf("\n");
+        if (r.prompt_tokens) printf("\n");   /* nothing at all for a refused prompt */
         fflush(stdout);   /* the text ends before the speed report on stderr, also when both go to one file */
     } else if (!st) {
         template = read_chat_template(tok_path ? tok_path : pos[0]);
@@ -327,7 +337,8 @@ int cmd_run(int argc, char **argv) {
                 r.prompt_tokens, r.prompt_s, r.prompt_s > 0 ? r.prompt_tokens / r.prompt_s : 0, r.gen_tokens, r.gen_s,
                 r.gen_s > 0 ? r.gen_tokens / r.gen_s : 0, seed);
     if (ol.stats && m) moe_cli_print_stats(stderr, m, "run", (uint64_t)(r.prompt_tokens + r.gen_tokens), r.prompt_s + r.gen_s);
-    rc = st ? moe_cli_error(st) : 0;
+    if (st == MOE_EUSAGE) { fprintf(stderr, "moe run: %s\n", moe_last_error()); rc = 1; }
+    else rc = st ? moe_cli_error(st) : 0;
     free(template);
     free(file_text);
     free(stop_copy);

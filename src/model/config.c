@@ -289,8 +289,12 @@ moe_status moe_config_parse(const char *path, const cJSON *root, moe_config *c) 
     if (!cJSON_IsObject(root)) return moe_fail(MOE_EINPUT, "%s: not a JSON object", path);
     const char *mt;
     MOE_TRY(moe_json_str(path, root, "model_type", MOE_JSON_REQUIRED, NULL, &mt));
-    const moe_arch *a = moe_arch_find(mt);
-    if (!a) return moe_fail(MOE_EINPUT, "%s: model_type \"%.40s\" is not supported (supported: %s)", path, mt, moe_arch_names());
+    /* "moe_<family>": a checkpoint of `moe train` that only moe computes right (a router or shared
+     * experts the family lacks, in the moe-specific keys), named so that transformers refuses it */
+    const moe_arch *a = moe_arch_find(strncmp(mt, "moe_", 4) == 0 ? mt + 4 : mt);
+    if (!a)
+        return moe_fail(MOE_EINPUT, "%s: model_type \"%.40s\" is not supported (supported: %s, and moe_ before any of them)",
+                        path, mt, moe_arch_names());
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
     MOE_TRY(a->parse(path, root, c));
     MOE_TRY(moe_config_moe_keys(path, root, c));

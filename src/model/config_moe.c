@@ -1,7 +1,8 @@
 /* config_moe.c - the moe-specific config.json keys, read for every model_type after the family's own
  * keys. They describe what transformers cannot: a router from the zoo (docs/ROUTERS.md) and shared
  * experts beside a layout that has none (qwen3_moe, mixtral). transformers ignores unknown keys, so
- * it would load such a checkpoint with its own router: `moe train` uses them only where needed.
+ * it would load such a checkpoint with its own router: `moe train` uses them only where needed, and
+ * then names the model_type "moe_<layout>", which transformers refuses (config.c strips the prefix).
  *   "moe_router": "expert_choice"            a name from the router registry
  *   "moe_router_params": {"capacity_factor": 1.0, "top_p": 0.5, "slots": 1, "rank": 32, "seed": 1,
  *                         "routed_scaling": 1.0}   (all optional)

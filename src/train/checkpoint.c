@@ -8,6 +8,7 @@
 #include "io/weights.h"
 #include "moe/router.h"
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +50,36 @@ void moe_ckpt_clean_temporaries(const char *dir) {
     closedir(d);
 }
 
-static int is_standard_router(const moe_tconfig *c) {
+/* Whether the layout's own router is the one trained: softmax top-k for qwen3_moe and mixtral,
+ * DeepSeek-V3's for dots1. */
+static int native_router(const moe_tconfig *c) {
     const moe_router_ops *ops = moe_router_find(c->router);
     return ops && moe_router_native_layout(ops, c->layout);
 }
 
+/* Whether config.json needs the moe-specific keys: a router, scaling or shared experts the layout
+ * cannot express (see moe_ckpt_config_json). */
+static int needs_moe_keys(const moe_tconfig *c) {
+    int dots = !strcmp(c->layout, "dots1");
+    if (c->n_experts == 0 || c->n_dense_layers >= c->n_layers) return 0;
+    return !native_router(c) || (c->routed_scaling != 1.0 && !dots) || (c->n_shared > 0 && !dots);
+}
+
 static void add_num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject(o, k, v); }
+
+/* A number written with a decimal point or exponent: transformers 5's config classes refuse an
+ * integer where they declare a float (rms_norm_eps, initializer_range, routed_scaling_factor, ...). */
+static void add_float(cJSON *o, const char *k, double v) {
+    char b[40];
+    if (v == floor(v) && fabs(v) < 1e15) snprintf(b, sizeof b, "%.1f", v);
+    else
+        for (int prec = 1; prec <= 17; prec++) {   /* the shortest that reads back exactly */
+            snprintf(b, sizeof b - 2, "%.*g", prec, v);
+            if (strtod(b, NULL) == v) break;
+        }
+    if (!strpbrk(b, ".eE")) strcat(b, ".0");
+    cJSON_AddRawToObject(o, k, b);
+}
 
 cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     cJSON *o = cJSON_CreateObject();
@@ -62,9 +87,17 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     int mix = !strcmp(c->layout, "mixtral"), dots = !strcmp(c->layout, "dots1"), llama = !strcmp(c->layout, "llama");
     const char *arch = mix ? "MixtralForCausalLM" : dots ? "Dots1ForCausalLM" : llama ? "LlamaForCausalLM"
                                                                                     : "Qwen3MoeForCausalLM";
+    /* A model the layout cannot express (moe-specific keys below) gets a model_type and an
+     * architecture nobody else knows, "moe_<layout>" and "Moe<class>": transformers and other
+     * loaders would otherwise read it as the plain layout, with its own router and without the shared
+     * experts, and compute another function without a word. moe reads the family after "moe_". */
+    int moe_only = needs_moe_keys(c);
+    char archbuf[64], typebuf[48];
+    snprintf(archbuf, sizeof archbuf, "%s%s", moe_only ? "Moe" : "", arch);
+    snprintf(typebuf, sizeof typebuf, "%s%s", moe_only ? "moe_" : "", c->layout);
     cJSON *archs = cJSON_AddArrayToObject(o, "architectures");
-    cJSON_AddItemToArray(archs, cJSON_CreateString(arch));
-    cJSON_AddStringToObject(o, "model_type", c->layout);
+    cJSON_AddItemToArray(archs, cJSON_CreateString(archbuf));
+    cJSON_AddStringToObject(o, "model_type", typebuf);
     add_num(o, "vocab_size", c->vocab);
     add_num(o, "hidden_size", c->d_model);
     add_num(o, "num_hidden_layers", c->n_layers);
@@ -72,12 +105,12 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     add_num(o, "num_key_value_heads", c->n_kv_heads);
     add_num(o, "head_dim", c->head_dim);
     add_num(o, "max_position_embeddings", c->seq_len > 4096 ? c->seq_len : 4096);
-    add_num(o, "rms_norm_eps", c->rms_eps);
-    add_num(o, "rope_theta", c->rope_theta);
+    add_float(o, "rms_norm_eps", c->rms_eps);
+    add_float(o, "rope_theta", c->rope_theta);
     cJSON_AddStringToObject(o, "hidden_act", "silu");
     cJSON_AddBoolToObject(o, "tie_word_embeddings", 0);
     cJSON_AddStringToObject(o, "torch_dtype", "float32");
-    cJSON_AddNumberToObject(o, "initializer_range", c->init_std);
+    add_float(o, "initializer_range", c->init_std);
     int E = c->n_experts > 0 ? c->n_experts : 1;
     if (llama) {
         add_num(o, "intermediate_size", c->d_ff);
@@ -90,7 +123,7 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
         add_num(o, "num_local_experts", E);
         add_num(o, "num_experts_per_tok", c->top_k);
         cJSON_AddNullToObject(o, "sliding_window");
-        add_num(o, "router_aux_loss_coef", c->balance_loss);
+        add_float(o, "router_aux_loss_coef", c->balance_loss);
     } else if (dots) {
         add_num(o, "intermediate_size", c->d_ff);
         add_num(o, "moe_intermediate_size", c->d_expert);
@@ -101,7 +134,7 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
         cJSON_AddBoolToObject(o, "norm_topk_prob", c->norm_topk);
         add_num(o, "n_group", 1);
         add_num(o, "topk_group", 1);
-        add_num(o, "routed_scaling_factor", c->routed_scaling);
+        add_float(o, "routed_scaling_factor", c->routed_scaling);
         cJSON_AddBoolToObject(o, "attention_bias", 0);
         cJSON_AddNullToObject(o, "sliding_window");
         add_num(o, "max_window_layers", c->n_layers);
@@ -117,11 +150,11 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
             if (!moe_tconfig_is_moe_layer(c, l)) cJSON_AddItemToArray(only, cJSON_CreateNumber(l));
         cJSON_AddBoolToObject(o, "attention_bias", 0);
         cJSON_AddBoolToObject(o, "use_sliding_window", 0);
-        add_num(o, "router_aux_loss_coef", c->balance_loss);
+        add_float(o, "router_aux_loss_coef", c->balance_loss);
     }
     /* what transformers cannot express: a moe-specific router, shared experts beside qwen3_moe/mixtral */
-    if (c->n_experts > 0 && c->n_dense_layers < c->n_layers) {
-        if (!is_standard_router(c) || (c->routed_scaling != 1.0 && !dots)) {
+    if (moe_only) {
+        if (!native_router(c) || (c->routed_scaling != 1.0 && !dots)) {
             cJSON_AddStringToObject(o, "moe_router", c->router);
             cJSON *rp = cJSON_AddObjectToObject(o, "moe_router_params");
             add_num(rp, "capacity_factor", c->capacity_factor);

@@ -1,8 +1,8 @@
 /* checkpoint.h - checkpoints of a training run, one folder:
- *   config.json + model.safetensors   the model in a Hugging Face layout (qwen3_moe, mixtral or dots1,
- *                                     plus "moe_router" keys for routers transformers lacks; see
- *                                     docs/ROUTERS.md) - what `moe info`, `moe logits`, `moe generate`
- *                                     and transformers load;
+ *   config.json + model.safetensors   the model in a Hugging Face layout (qwen3_moe, mixtral or dots1;
+ *                                     with "moe_router" keys and model_type "moe_<layout>" for what the
+ *                                     layout cannot express; see docs/ROUTERS.md) - what `moe info`,
+ *                                     `moe logits`, `moe generate` and (standard layouts) transformers load;
  *   tokenizer.json (+ _config.json)   a copy of --tokenizer's, or for byte-level models each byte one token;
  *   train.json                        the full training config (moe_tconfig);
  *   train_state.bin                   everything --resume needs to continue bit for bit: step, the two

@@ -101,10 +101,21 @@ static const moe_tfield *find_field(const char *name) {
     return NULL;
 }
 
+/* The shortest decimal that reads back as v (%g's six digits would print beta2's bound 0.999999999 as 1). */
+static const char *exact(char *b, size_t n, double v) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(b, n, "%.*g", prec, v);
+        if (strtod(b, NULL) == v) break;
+    }
+    return b;
+}
+
 static moe_status set_num(moe_tconfig *c, const moe_tfield *f, double v, const char *where) {
     void *p = (char *)c + f->offset;
+    char bv[32], blo[32], bhi[32];
     if (!(v >= f->min && v <= f->max))
-        return moe_fail(MOE_EUSAGE, "%s%s = %g is outside [%g, %g]", where, f->name, v, f->min, f->max);
+        return moe_fail(MOE_EUSAGE, "%s%s = %s is outside [%s, %s]", where, f->name, exact(bv, sizeof bv, v),
+                        exact(blo, sizeof blo, f->min), exact(bhi, sizeof bhi, f->max));
     if (f->type != 'd' && v != floor(v)) return moe_fail(MOE_EUSAGE, "%s%s = %g must be an integer", where, f->name, v);
     switch (f->type) {
     case 'i': *(int *)p = (int)v; break;
@@ -192,6 +203,25 @@ static int trainable_router(const char *name) {
     return ops && ops->trainable;
 }
 
+/* Comma-separated names of the trainable routers, for messages. */
+static const char *trainable_router_names(void) {
+    static char buf[512];
+    if (buf[0]) return buf;
+    const char *all = moe_router_names();
+    while (*all) {
+        size_t n = strcspn(all, ",");
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(n < 63 ? n : 63), all);
+        if (trainable_router(name) && strlen(buf) + n + 3 < sizeof buf) {
+            if (buf[0]) strcat(buf, ", ");
+            strcat(buf, name);
+        }
+        all += n;
+        while (*all == ',' || *all == ' ') all++;
+    }
+    return buf;
+}
+
 moe_status moe_tconfig_finish(moe_tconfig *c) {
     if (c->n_kv_heads == 0) c->n_kv_heads = c->n_heads;
     if (c->head_dim == 0) {
@@ -207,7 +237,7 @@ moe_status moe_tconfig_finish(moe_tconfig *c) {
     if (c->n_experts > 0) {
         if (c->top_k > c->n_experts) return moe_fail(MOE_EUSAGE, "top-k %d exceeds experts %d", c->top_k, c->n_experts);
         if (!trainable_router(c->router))
-            return moe_fail(MOE_EUSAGE, "router \"%s\" is not a trainable router (%s)", c->router, moe_router_names());
+            return moe_fail(MOE_EUSAGE, "router \"%s\" is not a trainable router (%s)", c->router, trainable_router_names());
         const moe_router_ops *ops = moe_router_find(c->router);
         if (ops->expert_gate_factored && c->aoe_rank == 0) c->aoe_rank = c->d_model / 4 > 0 ? c->d_model / 4 : 1;
         if (ops->kind == MOE_ROUTE_SOFT && c->slots == 0) c->slots = 1;
@@ -219,18 +249,28 @@ moe_status moe_tconfig_finish(moe_tconfig *c) {
         const char *l;
         if (dense_only) l = c->qk_norm ? "qwen3_moe" : "llama";
         else if (moe_router_native_layout(moe_router_find(c->router), "dots1")) l = "dots1";
-        else if (!c->qk_norm && c->n_dense_layers == 0 && c->n_shared == 0) l = "mixtral";
+        else if (!c->qk_norm && c->n_dense_layers == 0 && c->n_shared == 0 && c->norm_topk) l = "mixtral";
         else l = "qwen3_moe";
         snprintf(c->layout, sizeof c->layout, "%s", l);
     }
     if (!strcmp(c->layout, "qwen3_moe") || !strcmp(c->layout, "dots1")) {
-        if (!c->qk_norm) return moe_fail(MOE_EUSAGE, "layout %s has q/k norms: use --qk-norm 1 or --layout mixtral", c->layout);
+        if (!c->qk_norm) {
+            int dots = !strcmp(c->layout, "dots1");
+            return moe_fail(MOE_EUSAGE, "layout %s has q/k norms: use --qk-norm 1%s", c->layout,
+                            dots ? "" : c->norm_topk ? " or --layout mixtral"
+                                                     : " (the mixtral layout, without them, always renormalises: --norm-topk 1)");
+        }
         if (!strcmp(c->layout, "dots1") && !moe_router_native_layout(moe_router_find(c->router), "dots1"))
             return moe_fail(MOE_EUSAGE, "layout dots1 needs --router deepseek_v3");
     } else if (!strcmp(c->layout, "mixtral")) {
         if (c->qk_norm || c->n_dense_layers || c->n_shared || c->n_experts == 0)
             return moe_fail(MOE_EUSAGE, "layout mixtral has no q/k norms, dense layers or shared experts "
                                         "(use --qk-norm 0 --dense-layers 0 --shared 0, or --layout qwen3_moe)");
+        /* Mixtral always renormalises the chosen experts' weights; a checkpoint trained without would
+         * be read (by moe and transformers) as a different model */
+        if (!c->norm_topk)
+            return moe_fail(MOE_EUSAGE, "layout mixtral always renormalises the top-k weights: --norm-topk 0 needs "
+                                        "--layout qwen3_moe (with --qk-norm 1)");
     } else if (!strcmp(c->layout, "llama")) {
         if (c->qk_norm || !dense_only)
             return moe_fail(MOE_EUSAGE, "layout llama is for dense models without q/k norms (--experts 0 --qk-norm 0)");

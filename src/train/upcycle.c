@@ -85,6 +85,13 @@ moe_status moe_upcycle(const char *src, const char *dst, moe_tconfig *c) {
     const moe_router_ops *ops = moe_router_find(c->router);
     if (ops && ops->expert_gate_factored)
         return moe_fail(MOE_EUSAGE, "router %s factors the gate projection and cannot start from copies of a dense FFN", c->router);
+    /* the layout follows the dense model's q/k norms (upcycle has no --qk-norm or --layout to change it) */
+    if (!c->qk_norm && ops && moe_router_native_layout(ops, "dots1"))
+        return moe_fail(MOE_EUSAGE, "%s: router deepseek_v3 needs the dots1 layout, which has q/k norms, and this dense model "
+                                    "has none (upcycle one trained with moe train --experts 0 --qk-norm 1)", d.config_path);
+    if (!c->qk_norm && !c->norm_topk)
+        return moe_fail(MOE_EUSAGE, "%s: a dense model without q/k norms becomes the mixtral layout, which always "
+                                    "renormalises the top-k weights: --norm-topk 0 is not possible", d.config_path);
     MOE_TRY(moe_tconfig_finish(c));
     moe_tparams *p;
     MOE_TRY(moe_tparams_new(c, &p));

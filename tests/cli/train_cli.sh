@@ -25,6 +25,11 @@ expect 1 "data is required" -- "$moe" train "${tiny[@]}"
 expect 1 "unknown option" -- "$moe" train --data "$data" --bogus 3
 expect 1 "not a trainable router" -- "$moe" train --data "$data" --router nonsense "${tiny[@]}"
 expect 1 "not a trainable router" -- "$moe" train --data "$data" --router deepseek_v2 "${tiny[@]}"
+grep -q "deepseek_v2," "$work/err.txt" && fail "the refusal of deepseek_v2 lists it as trainable: $(cat "$work/err.txt")"
+expect 1 "outside \[0, 0.999999999\]" -- "$moe" train --data "$data" "${tiny[@]}" --beta2 1
+# the mixtral layout always renormalises the chosen experts' weights: --norm-topk 0 cannot be saved in it
+expect 1 "always renormalises" -- "$moe" train --data "$data" "${tiny[@]}" --layout mixtral --qk-norm 0 --norm-topk 0
+expect 1 "always renormalises" -- "$moe" train --data "$data" "${tiny[@]}" --qk-norm 0 --norm-topk 0
 expect 1 "unknown preset" -- "$moe" train --data "$data" --preset huge
 expect 1 "top-k 3 exceeds experts 2" -- "$moe" train --data "$data" "${tiny[@]}" --top-k 3
 expect 1 "not divisible" -- "$moe" train --data "$data" "${tiny[@]}" --d-model 15

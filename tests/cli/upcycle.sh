@@ -40,4 +40,13 @@ done
 grep -q "already a MoE layer" "$work/err.txt" || fail "unclear refusal: $(cat "$work/err.txt")"
 "$moe" upcycle "$work/dense1" "$work/x" 2> "$work/err.txt"; [ $? = 1 ] || fail "missing --experts is not a usage error"
 "$moe" upcycle "$work/nowhere" "$work/x" --experts 2 2> /dev/null; [ $? = 2 ] || fail "a missing model is not an input error"
+# a dense model without q/k norms becomes the mixtral layout: it cannot keep --norm-topk 0 (mixtral always
+# renormalises) nor take deepseek_v3's router (dots1 has q/k norms); the refusal names no flag upcycle lacks
+for bad in "--norm-topk 0:always renormalises" "--router deepseek_v3:has none"; do
+  "$moe" upcycle "$work/dense0" "$work/x" --experts 4 ${bad%%:*} 2> "$work/err.txt"; rc=$?
+  [ $rc = 1 ] || fail "upcycle ${bad%%:*} of a model without q/k norms exited $rc: $(cat "$work/err.txt")"
+  grep -q "${bad#*:}" "$work/err.txt" || fail "upcycle ${bad%%:*}: unclear refusal: $(cat "$work/err.txt")"
+  grep -q -- "--qk-norm 1 or\|--layout" "$work/err.txt" && fail "upcycle ${bad%%:*} suggests a flag upcycle lacks: $(cat "$work/err.txt")"
+  [ -e "$work/x" ] && fail "upcycle ${bad%%:*} wrote $work/x"
+done
 echo "all upcycle checks passed"

@@ -103,11 +103,34 @@ def test_model(moe, d, tok_file, chat_prefix):
     # Ctrl-C stops cleanly and prints the speed
     p = subprocess.Popen([moe, "run", d, "-p", prompt, "-n", "1000000", "--ctx", "100000"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    # the first generated text means the handler is installed (a busy machine may take seconds to get there)
+    first = p.stdout.read(1)
+    time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
+    out = first + out
     check(p.returncode == 0 and "interrupted" in err and stats(err) is not None and stats(err)[1] > 0,
           f"Ctrl-C: rc {p.returncode}, stderr {err!r}")
+    # an empty prompt starts from BOS (the logits of nothing do not exist); without BOS it is refused
+    bos = json.load(open(os.path.join(d, "config.json"))).get("bos_token_id")
+    tb = json.load(open(os.path.join(d, "tokenizer_config.json"))).get("bos_token")
+    tb = tb.get("content") if isinstance(tb, dict) else tb
+    tk_bos = tok.token_to_id(tb) if tb else bos
+    empty = os.path.join(os.path.dirname(d), "empty.txt")
+    open(empty, "w").close()
+    for src in (["-p", ""], ["-f", empty]):
+        re0 = run([moe, "run", d] + src + ["-n", "6", "--temp", "0"])
+        if tk_bos is not None:
+            g0 = run([moe, "generate", d, "--tokens", str(tk_bos), "-n", "6"])
+            want0 = tok.decode([int(x) for x in g0.stdout.strip().split(",")], skip_special_tokens=True)
+            check(re0.returncode == 0 and re0.stdout == want0 + "\n" and stats(re0.stderr)[0] == 1,
+                  f"empty prompt {src}: rc {re0.returncode} {re0.stdout!r}, want the greedy text after BOS {want0!r}")
+        else:
+            check(re0.returncode in (1, 2) and "empty" in re0.stderr and len(re0.stderr.strip().splitlines()) == 1,
+                  f"empty prompt {src} without BOS (config bos {bos}): rc {re0.returncode} {re0.stderr!r}")
+        rn0 = run([moe, "run", d] + src + ["-n", "6", "--no-bos"])
+        check(rn0.returncode == 1 and "empty" in rn0.stderr and len(rn0.stderr.strip().splitlines()) == 1,
+              f"empty prompt {src} with --no-bos: rc {rn0.returncode} {rn0.stderr!r}")
     # bad flags are usage errors
     for bad in (["--temp", "-1"], ["--top-p", "2"], ["-n", "x"], []):
         rb = run([moe, "run", d] + bad + ([] if not bad else ["-p", "x"]))

@@ -7,6 +7,13 @@ runs transformers' AutoModelForCausalLM on the folder and compares every logit (
 attention); AutoTokenizer must turn text into its bytes with the checkpoint's tokenizer.json. One case
 trains with --tokenizer (Llama 2's tokenizer.json): the checkpoint must carry that tokenizer, its
 vocabulary must follow it, and `moe tokenize` on the checkpoint must give transformers' ids.
+Options that are floats in transformers' config classes are written as floats even when whole
+(--balance-loss 0, --routed-scaling 2.0: transformers 5 refuses an integer there).
+Checkpoints whose router or shared experts the layout cannot express ("moe only" below: a zoo router,
+shared experts or routed scaling beside qwen3_moe or mixtral, DeepSeek-V3's router in the qwen3_moe
+layout) must be refused by transformers (model_type "moe_<layout>") instead of loading as a different
+model, and load in moe.
+tests/hf5/test_hf5_train_checkpoint.py runs the same under transformers 5.
 Usage: test_train_checkpoint.py --moe BIN --work DIR"""
 import argparse
 import json
@@ -18,16 +25,25 @@ import subprocess
 import sys
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 CASES = [
     ("qwen3_moe", ["--router", "softmax_topk"]),
-    ("qwen3_moe_nonorm_dense0", ["--router", "softmax_topk", "--norm-topk", "0", "--dense-layers", "1"]),
-    ("mixtral", ["--router", "softmax_topk", "--qk-norm", "0"]),
+    ("qwen3_moe_nonorm_dense0", ["--router", "softmax_topk", "--norm-topk", "0", "--dense-layers", "1",
+                                 "--balance-loss", "0"]),
+    ("mixtral", ["--router", "softmax_topk", "--qk-norm", "0", "--balance-loss", "0"]),
     ("dots1", ["--router", "deepseek_v3", "--shared", "1", "--dense-layers", "1", "--routed-scaling", "2.0"]),
+    ("dots1_nonorm", ["--router", "deepseek_v3", "--norm-topk", "0", "--routed-scaling", "1", "--rope-theta", "50000"]),
     ("dense", ["--experts", "0"]),
     ("dense_llama", ["--experts", "0", "--qk-norm", "0"]),
     ("qwen3_moe_llama2_tokenizer", ["--router", "softmax_topk", "--tokenizer", "LLAMA2"]),
+]
+MOE_ONLY = [
+    ("moe_only_switch", ["--router", "switch"]),
+    ("moe_only_shared_qwen3_moe", ["--router", "softmax_topk", "--shared", "1"]),
+    ("moe_only_scaled_mixtral", ["--router", "softmax_topk", "--qk-norm", "0", "--routed-scaling", "2.0"]),
+    ("moe_only_deepseek_router_qwen3_moe", ["--router", "deepseek_v3", "--layout", "qwen3_moe"]),
 ]
 SHARED = os.environ.get("MOE_SHARED_DATA", "/work/shared/data")
 
@@ -78,7 +94,12 @@ def main():
             failed = 1
             continue
         ours = torch.tensor(json.loads(r.stdout)["logits"], dtype=torch.float32)
-        model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager")
+        except Exception as e:  # e.g. transformers 5 refusing an integer where its config class wants a float
+            print(f"FAIL {name}: transformers {transformers.__version__} does not load it: {str(e).splitlines()[-1][:200]}")
+            failed = 1
+            continue
         model.eval()
         with torch.no_grad():
             ref = model(torch.tensor([tokens])).logits[0].float()
@@ -107,6 +128,27 @@ def main():
         ok = diff <= 1e-4 * scale
         print(f"{'ok  ' if ok else 'FAIL'} {name:28s} model_type {cfg['model_type']:10s} max |diff| {diff:.3g} "
               f"(largest logit {scale:.3g})")
+        failed |= not ok
+    for name, extra in MOE_ONLY:
+        out = os.path.join(a.work, name)
+        shutil.rmtree(out, ignore_errors=True)
+        r = subprocess.run([a.moe, "train", "--data", data, "--out", out, "--quiet", "-t", "2"] + TINY + extra,
+                           capture_output=True, text=True)
+        lg = subprocess.run([a.moe, "logits", out, "--tokens", ",".join(map(str, tokens))], capture_output=True, text=True)
+        if r.returncode != 0 or lg.returncode != 0:
+            print(f"FAIL {name}: moe train exited {r.returncode}, moe logits {lg.returncode}: {r.stderr.strip()} {lg.stderr.strip()}")
+            failed = 1
+            continue
+        cfg = json.load(open(os.path.join(out, "config.json")))
+        try:
+            AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+            refused = "loaded it"
+        except (ValueError, KeyError) as e:
+            refused = ""
+            why = str(e).splitlines()[0][:100]
+        ok = not refused and cfg["model_type"].startswith("moe_")
+        print(f"{'ok  ' if ok else 'FAIL'} {name:34s} model_type {cfg['model_type']}: transformers "
+              f"{refused or 'refuses it: ' + why}")
         failed |= not ok
     return failed
 

@@ -461,10 +461,10 @@ int main(int argc, char **argv) {
     if (!only || !strcmp(only, "model")) {
         moe_tconfig c;
         tiny_config(&c, "softmax_topk");
-        c.balance_loss = 0.1; c.z_loss = 0.01;
-        test_model("topk", &c, 0);
+        c.balance_loss = 0.1; c.z_loss = 0.01; c.norm_topk = 0;
+        test_model("topk_nonorm", &c, 0);
         tiny_config(&c, "softmax_topk");
-        c.qk_norm = 0; c.n_dense_layers = 0; c.n_shared = 0; c.norm_topk = 0;
+        c.qk_norm = 0; c.n_dense_layers = 0; c.n_shared = 0; c.norm_topk = 1;   /* Mixtral always renormalises */
         test_model("mixtral", &c, 0);
         tiny_config(&c, "deepseek_v3");
         c.seq_balance_loss = 0.1; c.routed_scaling = 2.0;

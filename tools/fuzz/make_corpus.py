@@ -112,6 +112,10 @@ def main():
     put("config", "near_rope.json", json.dumps(dict(cfgs["llama"], rope_scaling={"type": "dynamic", "factor": 2})))
     put("config", "transformers5.json", json.dumps(dict(cfgs["qwen2"], rope_parameters={"rope_type": "default",
                                                                                         "rope_theta": 1e6})))
+    # a moe-only checkpoint of moe train: model_type "moe_<family>" with the moe-specific keys
+    put("config", "moe_only.json", json.dumps(dict(cfgs["qwen3_moe"], model_type="moe_qwen3_moe", moe_router="deepseek_v3",
+                                                   moe_router_params={"routed_scaling": 2.0},
+                                                   moe_shared_expert_intermediate_size=8)))
     # transformers 5's spellings: rope_parameters with theta inside, per layer type; the expert count's alias
     q3 = {k: v for k, v in cfgs["qwen3_moe"].items() if k not in ("num_experts", "rope_theta")}
     put("config", "transformers5_qwen3_moe.json", json.dumps(dict(q3, num_local_experts=4, rope_parameters={
