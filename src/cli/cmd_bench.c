@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "cli/offload.h"
 #include "core/membw.h"
+#include "io/json.h"
 #include "moe.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,14 +80,27 @@ int cmd_bench(int argc, char **argv) {
     double pp = n_prompt ? n_prompt / t_prefill : 0, tg = n_gen ? n_gen / t_decode : 0;
     double roof = bw > 0 ? bw / (double)I->bytes_per_token : 0;
     if (json) {
-        printf("{\"model_type\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"prompt_tokens\": %d, \"prefill_tok_s\": %.3f, "
-               "\"decode_tokens\": %d, \"decode_tok_s\": %.3f, \"bytes_per_token\": %llu, \"read_bandwidth_gb_s\": %.3f, "
-               "\"roofline_tok_s\": %.3f, \"decode_ms_per_token\": {\"attention\": %.4f, \"moe\": %.4f, \"dense_ffn\": %.4f, "
-               "\"head\": %.4f}}\n",
-               I->model_type, moe_get_threads(), moe_simd_name(), n_prompt, pp, n_gen, tg,
-               (unsigned long long)I->bytes_per_token, bw / 1e9, roof, n_gen ? 1e3 * tm.attention_s / n_gen : 0,
-               n_gen ? 1e3 * tm.moe_s / n_gen : 0, n_gen ? 1e3 * tm.dense_ffn_s / n_gen : 0,
-               n_gen ? 1e3 * tm.head_s / n_gen : 0);
+        /* rates of a phase too short for the clock, or of a zero-byte model, are not finite: null */
+        printf("{\"model_type\": ");
+        moe_json_put_str(stdout, I->model_type);
+        printf(", \"threads\": %d, \"simd\": \"%s\", \"prompt_tokens\": %d, \"prefill_tok_s\": ", moe_get_threads(),
+               moe_simd_name(), n_prompt);
+        moe_json_put_num(stdout, "%.3f", pp);
+        printf(", \"decode_tokens\": %d, \"decode_tok_s\": ", n_gen);
+        moe_json_put_num(stdout, "%.3f", tg);
+        printf(", \"bytes_per_token\": %llu, \"read_bandwidth_gb_s\": ", (unsigned long long)I->bytes_per_token);
+        moe_json_put_num(stdout, "%.3f", bw / 1e9);
+        printf(", \"roofline_tok_s\": ");
+        moe_json_put_num(stdout, "%.3f", roof);
+        printf(", \"decode_ms_per_token\": {\"attention\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.attention_s / n_gen : 0);
+        printf(", \"moe\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.moe_s / n_gen : 0);
+        printf(", \"dense_ffn\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.dense_ffn_s / n_gen : 0);
+        printf(", \"head\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.head_s / n_gen : 0);
+        printf("}}\n");
     } else {
         printf("model           %s (%s, %s)\n", pos[0], I->model_type, I->weight_dtype);
         printf("threads         %d (SIMD %s)\n", moe_get_threads(), moe_simd_name());

@@ -10,6 +10,7 @@
 #include "cli/progress.h"
 #include "cli/token_file.h"
 #include "core/error.h"
+#include "io/json.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +98,13 @@ int cmd_eval(int argc, char **argv) {
             for (int i = c0; need && !st && i < c0 + cn; i++) {
                 int target = i + 1;
                 if (target < next_target || target >= e) continue;
-                sum += nll(logits + (size_t)(i - c0) * vocab, vocab, ids[target]);
+                double x = nll(logits + (size_t)(i - c0) * vocab, vocab, ids[target]);
+                if (!isfinite(x)) {   /* NaN or Inf logits: no perplexity to report */
+                    st = moe_fail(MOE_EINPUT, "%s: the logits at token %d are NaN or infinite: the weights are not finite",
+                                  pos[0], i);
+                    break;
+                }
+                sum += x;
                 scored++;
             }
         }
@@ -109,10 +116,12 @@ int cmd_eval(int argc, char **argv) {
     double secs = moe_cli_seconds() - t0;
     if (!st) {
         double ppl = exp(sum / scored);
-        if (json)
-            printf("{\"perplexity\": %.6f, \"nll\": %.6f, \"tokens\": %d, \"scored\": %d, \"ctx\": %d, \"stride\": %d, "
-                   "\"windows\": %d, \"seconds\": %.3f}\n", ppl, sum / scored, n, scored, ctx, stride, windows, secs);
-        else
+        if (json) {   /* a mean loss above ~709 overflows exp: perplexity null, not "inf" */
+            printf("{\"perplexity\": ");
+            moe_json_put_num(stdout, "%.6f", ppl);
+            printf(", \"nll\": %.6f, \"tokens\": %d, \"scored\": %d, \"ctx\": %d, \"stride\": %d, "
+                   "\"windows\": %d, \"seconds\": %.3f}\n", sum / scored, n, scored, ctx, stride, windows, secs);
+        } else
             printf("perplexity %.4f over %d tokens (%d scored, ctx %d, stride %d, %d windows, %.1f s)\n", ppl, n, scored, ctx,
                    stride, windows, secs);
         if (ol.stats) moe_cli_print_stats(stderr, m, "eval", (uint64_t)n, secs);

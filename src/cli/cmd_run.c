@@ -139,7 +139,7 @@ static moe_status generate(run_state *r, FILE *out) {
         }
         size_t keep = stop_hit ? 0 : held_back(r, pending, np);
         fwrite(pending, 1, np - keep, out);
-        fflush(out);
+        if ((st = moe_cli_stdout_check()) != MOE_OK) break;   /* out is stdout: stop at a full disk or closed pipe */
         memmove(pending, pending + np - keep, keep);
         np = keep;
         if (moe_session_pos(r->s) >= moe_session_max_ctx(r->s)) {
@@ -162,23 +162,27 @@ static moe_status generate(run_state *r, FILE *out) {
     return st;
 }
 
-/* chat_template from tokenizer_config.json or chat_template.jinja beside the model. */
-static char *read_chat_template(const char *dir) {
+/* chat_template from tokenizer_config.json or chat_template.jinja beside the model (NULL if neither
+ * has one); a file that is there but cannot be read is an error, not a silent fallback. */
+static moe_status read_chat_template(const char *dir, char **out) {
     char path[4096];
+    struct stat sb;
+    *out = NULL;
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    cJSON *root = NULL;
-    char *out = NULL;
-    if (access(path, R_OK) == 0 && moe_json_parse_file(path, 64u << 20, &root) == MOE_OK) {
-        const char *t = NULL;
-        if (moe_json_str(path, root, "chat_template", 0, NULL, &t) == MOE_OK && t) out = strdup(t);
+    if (stat(path, &sb) == 0) {
+        cJSON *root;
+        MOE_TRY(moe_json_parse_file(path, 64u << 20, &root));
+        /* a list of named templates (older files) is not read: fall back as before */
+        const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "chat_template") : NULL;
+        moe_status st = MOE_OK;
+        if (cJSON_IsString(t) && !(*out = strdup(t->valuestring))) st = moe_fail(MOE_ENOMEM, "out of memory");
         cJSON_Delete(root);
+        if (st || *out) return st;
     }
-    if (!out) {
-        snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-        size_t len;
-        if (access(path, R_OK) == 0 && moe_read_file(path, 16u << 20, &out, &len) != MOE_OK) out = NULL;
-    }
-    return out;
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    size_t len;
+    if (stat(path, &sb) == 0) MOE_TRY(moe_read_file(path, 16u << 20, out, &len));
+    return MOE_OK;
 }
 
 /* Without a template, guess the family's format from its special tokens. */
@@ -285,7 +289,9 @@ int cmd_run(int argc, char **argv) {
         printf("\n");
         fflush(stdout);   /* the text ends before the speed report on stderr, also when both go to one file */
     } else if (!st) {
-        template = read_chat_template(tok_path ? tok_path : pos[0]);
+        st = read_chat_template(tok_path ? tok_path : pos[0], &template);
+    }
+    if (!st && chat) {
         moe_chat_format fmt = template ? moe_chat_detect(template) : guess_format(r.tok, I->model_type);
         if (fmt == MOE_CHAT_PLAIN && template == NULL) fmt = guess_format(r.tok, I->model_type);
 #define FWBAR "\xef\xbd\x9c" /* U+FF5C, DeepSeek's special-token bar */

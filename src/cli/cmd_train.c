@@ -5,6 +5,7 @@
  * < --config < flags; with --resume the checkpoint's train.json replaces all but the flags. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/outputs.h"
 #include "core/error.h"
 #include "moe.h"
 #include "model/sampler.h"
@@ -103,6 +104,15 @@ static moe_status fit_vocab(moe_tconfig *c) {
     return MOE_OK;
 }
 
+/* The checkpoint folder, before training starts rather than at the first save: a folder we can
+ * write (or create), not --init's folder, and none of its checkpoint files a FIFO or a link to an input. */
+static moe_status check_out(const char *out, const char *init, const char *data, const char *config, int resume) {
+    static const char *const outs[] = {"config.json", "model.safetensors", "train.json", "train_state.bin",
+                                       "tokenizer.json", "tokenizer_config.json"};
+    const char *ins[] = {data, config};
+    return moe_cli_check_output_dir("--out", out, resume ? NULL : init, ins, 2, outs, (int)(sizeof outs / sizeof *outs));
+}
+
 /* OpenMP threads that finish a parallel region spin for a while before sleeping (libgomp's default).
  * A training step runs hundreds of short parallel regions; on a machine shared with other work, a
  * spinning thread takes the core its partner needs and a step can slow down tenfold. libgomp reads
@@ -184,6 +194,7 @@ int cmd_train(int argc, char **argv) {
         if (vals[i]) st = moe_tconfig_set(&c, moe_tconfig_fields[i].name, vals[i]);
     if (!st && c.tokenizer[0] && !resume) st = fit_vocab(&c);
     if (!st) st = moe_tconfig_finish(&c);
+    if (!st && out) st = check_out(out, init, data, config, resume);
     if (st) {
         if (st == MOE_EUSAGE) { fprintf(stderr, "moe train: %s\n", moe_last_error()); return 1; }
         return moe_cli_error(st);

@@ -1,6 +1,7 @@
 /* safetensors.c - header validation and mmap (see safetensors.h for the rules enforced). */
 #include "io/safetensors.h"
 #include "core/error.h"
+#include "io/input_file.h"
 #include "core/alloc.h"
 #include "io/json.h"
 #include <errno.h>
@@ -184,10 +185,9 @@ static void *read_into_memory(int fd, size_t size) {
 
 moe_status moe_st_open_ex(const char *path, int in_memory, moe_st_file **out) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return moe_fail(MOE_EINPUT, "%s: not a regular file", path); }
+    MOE_TRY(moe_input_open(path, 0, &fd, &sb));
     size_t size = (size_t)sb.st_size;
     if (size < 8) { close(fd); return moe_fail(MOE_EINPUT, "%s: %zu bytes is too short for a safetensors file", path, size); }
     void *map = in_memory ? read_into_memory(fd, size) : mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
