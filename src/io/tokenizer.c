@@ -275,6 +275,7 @@ static moe_status build_tries(moe_tokenizer *t) {
             a->match_len = a->len;
             if (a->normalized && t->norm) {
                 tk_buf b = {0};
+                tk_ctx_budget(&c, a->len);
                 st = tk_norm_apply(t->norm, &c, a->content, a->len, &b);
                 if (st) { tk_buf_free(&b); break; }
                 if (!b.n) { tk_buf_free(&b); continue; }   /* normalized away: can never match */
@@ -485,6 +486,7 @@ moe_status moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t
     if (bad != len) return moe_fail(MOE_EINPUT, "text: not valid UTF-8 at byte %zu", bad);
     tk_ctx c;
     MOE_TRY(tk_ctx_init(&c, t->path));
+    tk_ctx_budget(&c, len);
     tk_list top = {0}, a = {0}, b = {0};
     tk_buf nb = {0};
     tk_ids ids = {0};
@@ -512,6 +514,7 @@ static moe_status decode_to(const moe_tokenizer *t, tk_ctx *c, const int32_t *id
                             int *incomplete) {
     tk_list toks = {0};
     moe_status st = MOE_OK;
+    size_t bytes = 0;
     for (size_t i = 0; i < n && !st; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->info.vocab_size) {
@@ -522,7 +525,9 @@ static moe_status decode_to(const moe_tokenizer *t, tk_ctx *c, const int32_t *id
         const char *s = moe_tokenizer_piece(t, id, &len);
         if (!s || (skip_special && moe_tokenizer_is_special(t, id))) continue;   /* holes decode to nothing */
         if (tk_list_push(&toks, s, len, -1, 0)) st = moe_fail(MOE_ENOMEM, "%s: out of memory", t->path);
+        bytes += len;
     }
+    tk_ctx_budget(c, bytes);   /* the decoders may write a bounded multiple of the pieces' bytes */
     if (!st) st = tk_dec_run(t->dec, c, &toks, out, incomplete);
     tk_list_free(&toks);
     return st;

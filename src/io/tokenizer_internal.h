@@ -11,6 +11,13 @@
  * per-call state (regex match data, BPE scratch, the word cache) lives in a tk_ctx made by each
  * encode call, so one tokenizer can serve several threads.
  *
+ * A tokenizer.json is untrusted input, and some are built to make the work explode: a chain of
+ * Replace normalizers or decoders whose output grows geometrically, or a split regex that rescans
+ * the rest of the text at every match (linear per match, quadratic overall). Each encode or decode
+ * therefore carries a work budget in its tk_ctx, proportional to its input: the bytes every
+ * normalizer and decoder step writes and the bytes regex matching scans are charged against it,
+ * and running out is a one-line error naming the file and the stage, never a hang.
+ *
  * Files: tokenizer.c (loading, added tokens, public API), tokenizer_util.c (buffers, UTF-8,
  * regex), tokenizer_norm.c, tokenizer_pretok.c, tokenizer_bpe.c, tokenizer_decode.c. */
 #ifndef MOE_IO_TOKENIZER_INTERNAL_H
@@ -87,10 +94,21 @@ typedef struct tk_ctx {
     tk_buf word;                      /* BPE scratch: a word with prefix/suffix */
     struct tk_seg *segs;              /* pre-tokenizer scratch: pieces of a split */
     size_t segs_cap;
+    uint64_t work_left, work_total;   /* the budget of this call (tk_ctx_budget) */
 } tk_ctx;
 typedef struct tk_seg { size_t start, end; int match; } tk_seg;
 moe_status tk_ctx_init(tk_ctx *c, const char *path);
 void tk_ctx_free(tk_ctx *c);
+
+/* The work budget of one call over input_bytes of input: TK_WORK_BASE + TK_WORK_PER_BYTE per byte.
+ * Real tokenizers use a few units per byte (docs/TOKENIZER.md); tk_ctx_init sets the budget of an
+ * empty input. */
+#define TK_WORK_BASE ((uint64_t)1 << 16)
+#define TK_WORK_PER_BYTE 256u
+void tk_ctx_budget(tk_ctx *c, size_t input_bytes);
+/* Charge n units of work done by `what` ("normalizer output", "decoder output", "regex matching");
+ * MOE_EINPUT naming the tokenizer file once the budget is spent. */
+moe_status tk_spend(tk_ctx *c, size_t n, const char *what);
 /* All non-empty, non-overlapping matches of re in s, left to right, into c->spans. */
 moe_status tk_regex_find_all(const tk_regex *re, tk_ctx *c, const char *s, size_t n);
 /* All occurrences of a literal, non-overlapping, left to right, into c->spans. */
