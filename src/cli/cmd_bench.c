@@ -1,5 +1,7 @@
 /* cmd_bench.c - `moe bench MODEL`: prefill and decode speed on random tokens, next to the machine's
- * measured read bandwidth and the decode roofline (bandwidth / bytes of weights read per token). */
+ * measured read bandwidth and the decode roofline (bandwidth / bytes of weights read per token).
+ * With --mem-budget the experts stay on disk as for every other command: the weights are then not
+ * prefaulted (that would map every expert into memory), and --stats reports the store's counters. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
@@ -30,7 +32,8 @@ int cmd_bench(int argc, char **argv) {
     };
     const moe_cmd_spec spec = {"bench", "MODEL [options]",
                                "Measure prefill and decode speed on random tokens against the memory-bandwidth roofline.",
-                               "The weights are read once before timing so page faults are not measured.\n"
+                               "The weights are read once before timing so page faults are not measured (with\n"
+                               "--mem-budget only a warm-up run maps the resident weights; experts come from disk).\n"
                                "Decode roofline = measured read bandwidth / bytes of weights read per token.",
                                opts, 1, 1};
     const char *pos[1];
@@ -50,7 +53,9 @@ int cmd_bench(int argc, char **argv) {
     if (!st) {
         srand((unsigned)seed);
         for (int i = 0; i < ctx; i++) tok[i] = rand() % I->vocab_size;
-        moe_model_prefault(m);
+        moe_offload_stats os;
+        moe_model_offload_stats(m, &os);
+        if (!os.offloaded) moe_model_prefault(m);   /* offloaded: the warm-up below maps what stays resident */
         /* warm-up: run a few tokens so caches and thread pools are in their steady state */
         int warm = ctx < 8 ? ctx : 8;
         st = moe_session_eval(s, tok, warm, logits, 0);
@@ -71,6 +76,7 @@ int cmd_bench(int argc, char **argv) {
         t_decode = now() - t0;
         moe_session_get_timing(s, &tm);
     }
+    if (!st && off.stats) moe_cli_print_stats(stderr, m, "bench", (uint64_t)(n_prompt + n_gen), t_prefill + t_decode);
     if (st) {
         int rc = moe_cli_error(st);
         free(tok); free(logits); moe_session_free(s); moe_model_free(m);

@@ -3,7 +3,9 @@
  * tokens; each token is scored once, by the first window that predicts it, so with stride < ctx every
  * token but those of the first window sees at least ctx - stride tokens of context. Windows are fed to
  * the model in chunks of 64 positions so that logits memory stays 64 x vocab floats.
- * Text (--text) is tokenized with the model's tokenizer.json, without BOS, as tokenizers' encode(text). */
+ * Text (--text) is tokenized with the model's tokenizer.json, without BOS, as tokenizers' encode(text),
+ * in verified parts (src/io/tokenize_stream.h): with --max-tokens, only as much of the file as those
+ * tokens need is read. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
@@ -73,7 +75,7 @@ int cmd_eval(int argc, char **argv) {
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;
-    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, &ids, &n)
+    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, max_tokens, &ids, &n)
                               : moe_cli_read_token_file(tokens_path, &ids, &n);
     const char *src = text_path ? text_path : tokens_path;
     if (!st && max_tokens && n > max_tokens) n = max_tokens;

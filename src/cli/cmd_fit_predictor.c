@@ -93,7 +93,7 @@ int cmd_fit_predictor(int argc, char **argv) {
     }
     moe_model *m = NULL;
     moe_predictor_fit_report rep = {0};
-    st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, &ids, &n)
+    st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, max_tokens, &ids, &n)
                    : moe_cli_read_token_file(tokens_path, &ids, &n);
     const char *src = text_path ? text_path : tokens_path;
     if (!st && n > max_tokens) n = max_tokens;

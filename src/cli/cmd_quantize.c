@@ -89,7 +89,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (calib_path || calib_ids) {
             freq = calloc((size_t)I->n_layers * I->n_experts, sizeof *freq);
             if (!freq) st = moe_fail(MOE_ENOMEM, "out of memory");
-            if (!st) st = calib_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], calib_path, &ids, &n_ids)
+            if (!st) st = calib_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], calib_path, calib_tokens, &ids, &n_ids)
                                      : moe_cli_read_token_file(calib_ids, &ids, &n_ids);
             const char *src = calib_path ? calib_path : calib_ids;
             if (!st) st = moe_cli_check_vocab(src, ids, n_ids, I->vocab_size);

@@ -63,6 +63,8 @@ static moe_status sample_text(const char *dir, const char *prompt, int n, double
     moe_sampler sp = {0};
     const moe_sampler_params spp = {temp, 0, 1.0, 0.0, moe_hash64(seed ^ 0x73616d70ULL)};
     if (!st && moe_sampler_init(&sp, &spp, V) != 0) st = moe_fail(MOE_ENOMEM, "out of memory");
+    if (!st && tk && moe_sampler_restrict_to_tokenizer(&sp, tk) != 0)   /* --vocab padding has no text */
+        st = moe_fail(MOE_EINPUT, "%s: the tokenizer has no token for any of the model's ids", tpath);
     for (int i = 0; i < n && !st; i++) {
         int32_t next = moe_sampler_next(&sp, logits);
         if (dt) {

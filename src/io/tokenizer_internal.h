@@ -164,8 +164,11 @@ typedef struct tk_bpe {
     char *pool;
     size_t n_vocab;                   /* entries in the vocab object (tokenizers' get_vocab_size) */
     int32_t n_ids;                    /* largest id + 1 */
-    const char **id_str;              /* [n_ids] token string or NULL */
-    uint32_t *id_len;
+    /* id -> entry, in memory proportional to the entries (an id of 16M must not cost 16M slots):
+     * dense [n_ids] (entry + 1, 0 = none) when the ids are mostly used, else by_id: the entries
+     * sorted by id, searched by bisection */
+    uint32_t *id_entry;
+    uint32_t *by_id;
     uint64_t *mkey;                   /* merges: (left id, right id) -> rank, merged id */
     uint32_t *mrank;
     int32_t *mnew;
@@ -180,12 +183,19 @@ typedef struct tk_bpe {
 moe_status tk_bpe_parse(const char *where, const cJSON *model, tk_bpe *b);
 void tk_bpe_free(tk_bpe *b);
 int32_t tk_bpe_token_id(const tk_bpe *b, const char *s, size_t n);
+/* The vocab string of id (NULL if no entry has that id); *len gets its length. */
+const char *tk_bpe_id_str(const tk_bpe *b, int32_t id, size_t *len);
+/* Whether a table of n slots for ids in [0, n) stays proportional to `used` entries. */
+static inline int tk_dense_ok(int64_t n, size_t used) { return n <= 2 * (int64_t)used + 65536; }
 /* Append the ids of one word. */
 moe_status tk_bpe_word(const tk_bpe *b, tk_ctx *c, const char *w, size_t n, tk_ids *out);
 void tk_bpe_cache_free(tk_bpe_cache *cache);
 
 /* ---- loading from memory (tokenizer.c; for the fuzz harness and tests) ---- */
 
+/* Append the ids of text (valid UTF-8) to *out. at_start: the text begins the whole input (Metaspace
+ * prepend_scheme "first"); 0 for a part of a longer text (src/io/tokenize_stream.c). */
+moe_status tk_encode_part(const moe_tokenizer *t, const char *text, size_t len, int at_start, tk_ids *out);
 /* Load a tokenizer.json held in memory; name stands in for the path in messages. */
 moe_status tk_tokenizer_load_mem(const char *name, const char *buf, size_t len, moe_tokenizer **out);
 

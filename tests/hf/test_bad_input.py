@@ -635,6 +635,28 @@ def main():
         R.expect_ok("huge.max_position.generate", ["generate", d, "--tokens", "1,2,3", "-n", "2"], mem_limit=1 << 30)
         R.expect_ok("huge.intermediate_unused", ["logits", d, "--tokens", ",".join(["1"] * 300)], mem_limit=1 << 30)
 
+    # a header of 300k zero-size tensors (17 MB of JSON, no data): memory must follow what the file
+    # holds, so beyond a small allowance every tensor must own data; refused before the JSON tree exists
+    zs = header_dict(tensors, {"format": "pt"})
+    for i in range(300000):
+        zs[f"z.{i}"] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+    st_case("huge.zero_size_tensors", st_bytes(zs, base_data), r"300\d+ tensors .* each tensor must hold data")
+    if want("huge.zero_size_few"):  # a few zero-size tensors are fine
+        d = case_dir("huge.zero_size_few")
+        few = header_dict(tensors, {"format": "pt"})
+        for i in range(100):
+            few[f"z.{i}"] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+        write_model(d, tensors=False)
+        with open(os.path.join(d, "model.safetensors"), "wb") as f:
+            f.write(st_bytes(few, base_data))
+        rc, _, err = R.run(["info", d])   # loads, with a warning about the unused tensors
+        if rc != 0:
+            R.failures.append("huge.zero_size_few")
+            print(f"FAIL huge.zero_size_few: exit {rc}, stderr {err[:300]!r}")
+        else:
+            R.passed += 1
+            print("ok   huge.zero_size_few")
+
     # -- valid files holding NaN / Inf weights: the run completes, every JSON written stays strict JSON
     #    (non-finite values as null plus an "error" member), and the command exits 2 naming the model --
     if want("weights.nonfinite"):
