@@ -1,8 +1,10 @@
 /* token_file.c - see token_file.h. */
 #include "cli/token_file.h"
 #include "core/error.h"
+#include "io/input_file.h"
 #include "io/json.h"
 #include "io/tokenize_stream.h"
+#include <unistd.h>
 #include <string.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -61,6 +63,9 @@ static moe_status take_ids(void *user, const int32_t *ids, size_t n, int *stop) 
 moe_status moe_cli_tokenize_file(const char *tok_path, const char *text_path, int max_tokens, int32_t **ids, int *n) {
     *ids = NULL;
     *n = 0;
+    int fd;   /* a missing or unreadable text is reported before a missing tokenizer */
+    MOE_TRY(moe_input_open(text_path, 0, &fd, NULL));
+    close(fd);
     moe_tokenizer *tok = NULL;
     MOE_TRY(moe_tokenizer_load(tok_path, &tok));
     collect c = {NULL, 0, 0, max_tokens > 0 ? (size_t)max_tokens : 0, text_path};
