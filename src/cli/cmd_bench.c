@@ -1,9 +1,12 @@
 /* cmd_bench.c - `moe bench MODEL`: prefill and decode speed on random tokens, next to the machine's
- * measured read bandwidth and the decode roofline (bandwidth / bytes of weights read per token). */
+ * measured read bandwidth and the decode roofline (bandwidth / bytes of weights read per token).
+ * With --mem-budget the experts stay on disk as for every other command: the weights are then not
+ * prefaulted (that would map every expert into memory), and --stats reports the store's counters. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
 #include "core/membw.h"
+#include "io/json.h"
 #include "moe.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +32,8 @@ int cmd_bench(int argc, char **argv) {
     };
     const moe_cmd_spec spec = {"bench", "MODEL [options]",
                                "Measure prefill and decode speed on random tokens against the memory-bandwidth roofline.",
-                               "The weights are read once before timing so page faults are not measured.\n"
+                               "The weights are read once before timing so page faults are not measured (with\n"
+                               "--mem-budget only a warm-up run maps the resident weights; experts come from disk).\n"
                                "Decode roofline = measured read bandwidth / bytes of weights read per token.",
                                opts, 1, 1};
     const char *pos[1];
@@ -49,7 +53,9 @@ int cmd_bench(int argc, char **argv) {
     if (!st) {
         srand((unsigned)seed);
         for (int i = 0; i < ctx; i++) tok[i] = rand() % I->vocab_size;
-        moe_model_prefault(m);
+        moe_offload_stats os;
+        moe_model_offload_stats(m, &os);
+        if (!os.offloaded) moe_model_prefault(m);   /* offloaded: the warm-up below maps what stays resident */
         /* warm-up: run a few tokens so caches and thread pools are in their steady state */
         int warm = ctx < 8 ? ctx : 8;
         st = moe_session_eval(s, tok, warm, logits, 0);
@@ -70,6 +76,7 @@ int cmd_bench(int argc, char **argv) {
         t_decode = now() - t0;
         moe_session_get_timing(s, &tm);
     }
+    if (!st && off.stats) moe_cli_print_stats(stderr, m, "bench", (uint64_t)(n_prompt + n_gen), t_prefill + t_decode);
     if (st) {
         int rc = moe_cli_error(st);
         free(tok); free(logits); moe_session_free(s); moe_model_free(m);
@@ -79,14 +86,27 @@ int cmd_bench(int argc, char **argv) {
     double pp = n_prompt ? n_prompt / t_prefill : 0, tg = n_gen ? n_gen / t_decode : 0;
     double roof = bw > 0 ? bw / (double)I->bytes_per_token : 0;
     if (json) {
-        printf("{\"model_type\": \"%s\", \"threads\": %d, \"simd\": \"%s\", \"prompt_tokens\": %d, \"prefill_tok_s\": %.3f, "
-               "\"decode_tokens\": %d, \"decode_tok_s\": %.3f, \"bytes_per_token\": %llu, \"read_bandwidth_gb_s\": %.3f, "
-               "\"roofline_tok_s\": %.3f, \"decode_ms_per_token\": {\"attention\": %.4f, \"moe\": %.4f, \"dense_ffn\": %.4f, "
-               "\"head\": %.4f}}\n",
-               I->model_type, moe_get_threads(), moe_simd_name(), n_prompt, pp, n_gen, tg,
-               (unsigned long long)I->bytes_per_token, bw / 1e9, roof, n_gen ? 1e3 * tm.attention_s / n_gen : 0,
-               n_gen ? 1e3 * tm.moe_s / n_gen : 0, n_gen ? 1e3 * tm.dense_ffn_s / n_gen : 0,
-               n_gen ? 1e3 * tm.head_s / n_gen : 0);
+        /* rates of a phase too short for the clock, or of a zero-byte model, are not finite: null */
+        printf("{\"model_type\": ");
+        moe_json_put_str(stdout, I->model_type);
+        printf(", \"threads\": %d, \"simd\": \"%s\", \"prompt_tokens\": %d, \"prefill_tok_s\": ", moe_get_threads(),
+               moe_simd_name(), n_prompt);
+        moe_json_put_num(stdout, "%.3f", pp);
+        printf(", \"decode_tokens\": %d, \"decode_tok_s\": ", n_gen);
+        moe_json_put_num(stdout, "%.3f", tg);
+        printf(", \"bytes_per_token\": %llu, \"read_bandwidth_gb_s\": ", (unsigned long long)I->bytes_per_token);
+        moe_json_put_num(stdout, "%.3f", bw / 1e9);
+        printf(", \"roofline_tok_s\": ");
+        moe_json_put_num(stdout, "%.3f", roof);
+        printf(", \"decode_ms_per_token\": {\"attention\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.attention_s / n_gen : 0);
+        printf(", \"moe\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.moe_s / n_gen : 0);
+        printf(", \"dense_ffn\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.dense_ffn_s / n_gen : 0);
+        printf(", \"head\": ");
+        moe_json_put_num(stdout, "%.4f", n_gen ? 1e3 * tm.head_s / n_gen : 0);
+        printf("}}\n");
     } else {
         printf("model           %s (%s, %s)\n", pos[0], I->model_type, I->weight_dtype);
         printf("threads         %d (SIMD %s)\n", moe_get_threads(), moe_simd_name());

@@ -3,13 +3,16 @@
  * tokens; each token is scored once, by the first window that predicts it, so with stride < ctx every
  * token but those of the first window sees at least ctx - stride tokens of context. Windows are fed to
  * the model in chunks of 64 positions so that logits memory stays 64 x vocab floats.
- * Text (--text) is tokenized with the model's tokenizer.json, without BOS, as tokenizers' encode(text). */
+ * Text (--text) is tokenized with the model's tokenizer.json, without BOS, as tokenizers' encode(text),
+ * in verified parts (src/io/tokenize_stream.h): with --max-tokens, only as much of the file as those
+ * tokens need is read. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
 #include "cli/progress.h"
 #include "cli/token_file.h"
 #include "core/error.h"
+#include "io/json.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +75,7 @@ int cmd_eval(int argc, char **argv) {
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;
-    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, &ids, &n)
+    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, max_tokens, &ids, &n)
                               : moe_cli_read_token_file(tokens_path, &ids, &n);
     const char *src = text_path ? text_path : tokens_path;
     if (!st && max_tokens && n > max_tokens) n = max_tokens;
@@ -97,7 +100,13 @@ int cmd_eval(int argc, char **argv) {
             for (int i = c0; need && !st && i < c0 + cn; i++) {
                 int target = i + 1;
                 if (target < next_target || target >= e) continue;
-                sum += nll(logits + (size_t)(i - c0) * vocab, vocab, ids[target]);
+                double x = nll(logits + (size_t)(i - c0) * vocab, vocab, ids[target]);
+                if (!isfinite(x)) {   /* NaN or Inf logits: no perplexity to report */
+                    st = moe_fail(MOE_EINPUT, "%s: the logits at token %d are NaN or infinite: the weights are not finite",
+                                  pos[0], i);
+                    break;
+                }
+                sum += x;
                 scored++;
             }
         }
@@ -109,10 +118,12 @@ int cmd_eval(int argc, char **argv) {
     double secs = moe_cli_seconds() - t0;
     if (!st) {
         double ppl = exp(sum / scored);
-        if (json)
-            printf("{\"perplexity\": %.6f, \"nll\": %.6f, \"tokens\": %d, \"scored\": %d, \"ctx\": %d, \"stride\": %d, "
-                   "\"windows\": %d, \"seconds\": %.3f}\n", ppl, sum / scored, n, scored, ctx, stride, windows, secs);
-        else
+        if (json) {   /* a mean loss above ~709 overflows exp: perplexity null, not "inf" */
+            printf("{\"perplexity\": ");
+            moe_json_put_num(stdout, "%.6f", ppl);
+            printf(", \"nll\": %.6f, \"tokens\": %d, \"scored\": %d, \"ctx\": %d, \"stride\": %d, "
+                   "\"windows\": %d, \"seconds\": %.3f}\n", sum / scored, n, scored, ctx, stride, windows, secs);
+        } else
             printf("perplexity %.4f over %d tokens (%d scored, ctx %d, stride %d, %d windows, %.1f s)\n", ppl, n, scored, ctx,
                    stride, windows, secs);
         if (ol.stats) moe_cli_print_stats(stderr, m, "eval", (uint64_t)n, secs);

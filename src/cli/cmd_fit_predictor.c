@@ -4,9 +4,11 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
+#include "cli/outputs.h"
 #include "cli/progress.h"
 #include "cli/token_file.h"
 #include "core/error.h"
+#include "io/json.h"
 #include "tools/predictor_fit.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,13 @@ static void progress(void *user, int pass, int passes, int done, int total) {
     fprintf(stderr, " %d/%d tokens", done, total);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
+}
+
+static void put_nums(const double *v, int n, const char *fmt) {
+    for (int i = 0; i < n; i++) {
+        if (i) printf(", ");
+        moe_json_put_num(stdout, fmt, v[i]);
+    }
 }
 
 int cmd_fit_predictor(int argc, char **argv) {
@@ -75,20 +84,17 @@ int cmd_fit_predictor(int argc, char **argv) {
     }
     int32_t *ids = NULL;
     int n = 0, tty = isatty(2);
-    /* fail before the fit, not after it, if the output cannot be written */
-    char *dir = strdup(out), *slash = dir ? strrchr(dir, '/') : NULL;
-    if (dir && slash) *(slash == dir ? slash + 1 : slash) = 0;
-    if (dir && access(slash ? dir : ".", W_OK) != 0) {
-        fprintf(stderr, "moe: %s: cannot write there (directory missing or not writable)\n", out);
-        free(dir);
+    /* fail before the fit, not after it, if the output cannot be written or is one of the inputs */
+    const char *ins[] = {text_path, tokens_path, tok_path};
+    moe_status st = moe_cli_check_output("-o", out, pos[0], ins, 3);
+    if (st) {
         free(def_out);
-        return 2;
+        return moe_cli_error(st);
     }
-    free(dir);
     moe_model *m = NULL;
     moe_predictor_fit_report rep = {0};
-    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, &ids, &n)
-                              : moe_cli_read_token_file(tokens_path, &ids, &n);
+    st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, max_tokens, &ids, &n)
+                   : moe_cli_read_token_file(tokens_path, &ids, &n);
     const char *src = text_path ? text_path : tokens_path;
     if (!st && n > max_tokens) n = max_tokens;
     if (!st && n < 2) st = moe_fail(MOE_EINPUT, "%s: need at least 2 tokens, found %d", src, n);
@@ -99,16 +105,26 @@ int cmd_fit_predictor(int argc, char **argv) {
     moe_predictor_fit_options fo = {ctx, ridge, holdout, fit_memory, progress, &tty};
     if (!st) st = moe_predictor_fit(m, ids, n, &fo, out, &rep);
     if (!st && json) {
-        printf("{\"output\": \"%s\", \"fit_tokens\": %d, \"val_tokens\": %d, \"passes\": %d, \"seconds\": %.3f, \"layers\": [",
-               out, rep.fit_tokens, rep.val_tokens, rep.passes, moe_cli_seconds() - t0);
+        /* the path is escaped; shares of zero held-out tokens are not finite and become null */
+        printf("{\"output\": ");
+        moe_json_put_str(stdout, out);
+        printf(", \"fit_tokens\": %d, \"val_tokens\": %d, \"passes\": %d, \"seconds\": %.3f, \"layers\": [",
+               rep.fit_tokens, rep.val_tokens, rep.passes, moe_cli_seconds() - t0);
         for (int i = 0; i < rep.n_layers; i++) {
             const moe_predictor_fit_layer *L = &rep.layers[i];
-            printf("%s{\"layer\": %d, \"ridge\": [%g, %g], \"router\": [%.6f, %.6f, %.6f], \"fitted\": [%.6f, %.6f, %.6f]}",
-                   i ? ", " : "", L->layer, L->ridge[0], L->ridge[1], L->found[0][0], L->found[0][1], L->found[0][2],
-                   L->found[1][0], L->found[1][1], L->found[1][2]);
+            printf("%s{\"layer\": %d, \"ridge\": [", i ? ", " : "", L->layer);
+            put_nums(L->ridge, 2, "%g");
+            printf("], \"router\": [");
+            put_nums(L->found[0], 3, "%.6f");
+            printf("], \"fitted\": [");
+            put_nums(L->found[1], 3, "%.6f");
+            printf("]}");
         }
-        printf("], \"router\": [%.6f, %.6f, %.6f], \"fitted\": [%.6f, %.6f, %.6f]}\n", rep.found[0][0], rep.found[0][1],
-               rep.found[0][2], rep.found[1][0], rep.found[1][1], rep.found[1][2]);
+        printf("], \"router\": [");
+        put_nums(rep.found[0], 3, "%.6f");
+        printf("], \"fitted\": [");
+        put_nums(rep.found[1], 3, "%.6f");
+        printf("]}\n");
     } else if (!st) {
         printf("wrote %s: predictors for %d MoE layers, fitted on %d tokens in %d pass%s (%.1f s)\n", out, rep.n_layers,
                rep.fit_tokens, rep.passes, rep.passes == 1 ? "" : "es", moe_cli_seconds() - t0);

@@ -55,7 +55,7 @@ int cmd_generate(int argc, char **argv) {
         for (int v = 1; v < vocab; v++)
             if (logits[v] > logits[best]) best = v;
         printf("%s%d", i ? "," : "", best);
-        fflush(stdout);
+        if ((st = moe_cli_stdout_check()) != MOE_OK) break;
         if (i + 1 < n_new) st = moe_session_eval(s, &best, 1, logits, 0);
     }
     if (!st && n_new) printf("\n");

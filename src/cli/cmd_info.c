@@ -1,6 +1,7 @@
 /* cmd_info.c - `moe info MODEL`: architecture, sizes, parameters and per-token cost. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "io/json.h"
 #include "moe.h"
 #include <stdio.h>
 
@@ -30,10 +31,15 @@ int cmd_info(int argc, char **argv) {
     if (st) return moe_cli_error(st);
     const moe_model_info *I = moe_model_get_info(m);
     if (json) {
-        printf("{\"model_type\": \"%s\", \"dtype\": \"%s\", \"layers\": %d, \"moe_layers\": %d, \"hidden_size\": %d, "
+        /* model_type comes from config.json: escaped, so that any string stays valid JSON */
+        printf("{\"model_type\": ");
+        moe_json_put_str(stdout, I->model_type);
+        printf(", \"dtype\": ");
+        moe_json_put_str(stdout, I->weight_dtype);
+        printf(", \"layers\": %d, \"moe_layers\": %d, \"hidden_size\": %d, "
                "\"vocab_size\": %d, \"heads\": %d, \"kv_heads\": %d, \"experts\": %d, \"top_k\": %d, "
                "\"shared_experts\": %d, \"params\": %llu, \"active_params\": %llu, \"bytes_per_token\": %llu}\n",
-               I->model_type, I->weight_dtype, I->n_layers, I->n_moe_layers, I->hidden_size, I->vocab_size, I->n_heads,
+               I->n_layers, I->n_moe_layers, I->hidden_size, I->vocab_size, I->n_heads,
                I->n_kv_heads, I->n_experts, I->top_k, I->n_shared_experts, (unsigned long long)I->n_params,
                (unsigned long long)I->n_active_params, (unsigned long long)I->bytes_per_token);
     } else {

@@ -3,24 +3,27 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
+#include "cli/outputs.h"
+#include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json.h"
 #include "moe.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A float as JSON text. Weights holding NaN or Inf give non-finite logits; printf would write "nan",
- * which no JSON reader accepts, so write the NaN / Infinity tokens Python's json reads and writes. */
-static void put_float(FILE *f, const char *sep, float x) {
-    if (isnan(x)) fprintf(f, "%sNaN", sep);
-    else if (isinf(x)) fprintf(f, "%s%sInfinity", sep, x < 0 ? "-" : "");
-    else fprintf(f, "%s%.9g", sep, x);
+/* A float as JSON text. Weights holding NaN or Inf give non-finite logits, which JSON cannot spell:
+ * they are written as null, counted, and the document gets an "error" member (and the command exits 2). */
+static void put_float(FILE *f, const char *sep, float x, size_t *nonfinite) {
+    fputs(sep, f);
+    *nonfinite += (size_t)moe_json_put_num(f, "%.9g", x);
 }
 
 typedef struct route_log {
     FILE *f;
     int first;
+    size_t nonfinite;
 } route_log;
 
 static void log_route(void *user, const moe_routing *r) {
@@ -30,22 +33,31 @@ static void log_route(void *user, const moe_routing *r) {
         rl->first = 0;
         for (int j = 0; j < r->top_k; j++) fprintf(rl->f, "%s%d", j ? ", " : "", r->expert[t * r->top_k + j]);
         fprintf(rl->f, "], \"weights\": [");
-        for (int j = 0; j < r->top_k; j++) put_float(rl->f, j ? ", " : "", r->weight[t * r->top_k + j]);
+        for (int j = 0; j < r->top_k; j++) put_float(rl->f, j ? ", " : "", r->weight[t * r->top_k + j], &rl->nonfinite);
         fprintf(rl->f, "], \"scores\": [");
-        for (int e = 0; e < r->n_experts; e++) put_float(rl->f, e ? ", " : "", r->scores[(size_t)t * r->n_experts + e]);
+        for (int e = 0; e < r->n_experts; e++)
+            put_float(rl->f, e ? ", " : "", r->scores[(size_t)t * r->n_experts + e], &rl->nonfinite);
         fprintf(rl->f, "]}");
     }
 }
 
-static int write_logits(FILE *f, const float *logits, int n, int vocab) {
+/* Close a document whose array just ended, with an "error" member if values were written as null. */
+static void close_doc(FILE *f, size_t nonfinite, const char *what) {
+    if (nonfinite) fprintf(f, ",\n\"error\": \"%zu %s are NaN or infinite (written as null): the weights are not finite\"", nonfinite, what);
+    fprintf(f, "}\n");
+}
+
+static size_t write_logits(FILE *f, const float *logits, int n, int vocab) {
+    size_t bad = 0;
     fprintf(f, "{\"logits\": [");
     for (int t = 0; t < n; t++) {
         fprintf(f, "%s\n[", t ? "," : "");
-        for (int v = 0; v < vocab; v++) put_float(f, v ? "," : "", logits[(size_t)t * vocab + v]);
+        for (int v = 0; v < vocab; v++) put_float(f, v ? "," : "", logits[(size_t)t * vocab + v], &bad);
         fprintf(f, "]");
     }
-    fprintf(f, "\n]}\n");
-    return ferror(f) ? -1 : 0;
+    fprintf(f, "\n]");
+    close_doc(f, bad, "logits");
+    return bad;
 }
 
 int cmd_logits(int argc, char **argv) {
@@ -81,9 +93,16 @@ int cmd_logits(int argc, char **argv) {
     moe_model *m = NULL;
     moe_session *s = NULL;
     float *logits = NULL;
-    route_log rl = {NULL, 1};
+    route_log rl = {NULL, 1, 0};
+    size_t bad_logits = 0;
     moe_atomic_file af_routes = {0}, af_out = {0};
-    moe_status st = moe_cli_load_model(pos[0], &ol, &m);
+    /* outputs are checked before any work: never a FIFO or device, never the model's own files */
+    const char *ins[] = {ol.predictor, out};
+    moe_status st = MOE_OK;
+    if (out) st = moe_cli_check_output("--out", out, pos[0], ins, 1);
+    if (!st && routes) st = moe_cli_check_output("--routes", routes, pos[0], ins, 2);
+    if (!st && out && routes && !strcmp(out, routes)) st = moe_fail(MOE_EUSAGE, "--out and --routes name the same file %s", out);
+    if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
     if (!st) st = moe_session_new(m, ctx > 0 ? ctx : n, &s);
     int vocab = m ? moe_model_get_info(m)->vocab_size : 0;
     if (!st && !(logits = malloc(sizeof(float) * (size_t)n * (size_t)vocab))) st = MOE_ENOMEM;
@@ -104,21 +123,25 @@ int cmd_logits(int argc, char **argv) {
         if (!st && ol.stats) moe_cli_print_stats(stderr, m, stepwise ? "stepwise" : "prefill", (uint64_t)n, moe_cli_seconds() - t0);
     }
     if (!st && routes) {
-        fprintf(rl.f, "\n]}\n");
+        fprintf(rl.f, "\n]");
+        close_doc(rl.f, rl.nonfinite, "routing weights and scores");
         st = moe_atomic_commit(&af_routes);
     }
     if (!st) {
         if (out) {
             st = moe_atomic_open(&af_out, out);
             if (!st) {
-                write_logits(af_out.f, logits, n, vocab);
+                bad_logits = write_logits(af_out.f, logits, n, vocab);
                 st = moe_atomic_commit(&af_out);
             }
-        } else if (write_logits(stdout, logits, n, vocab)) {
-            fprintf(stderr, "moe logits: writing to stdout failed\n");
-            st = MOE_EIO;
+        } else {
+            bad_logits = write_logits(stdout, logits, n, vocab);
+            st = moe_cli_stdout_check();
         }
     }
+    if (!st && (bad_logits || rl.nonfinite))
+        st = moe_fail(MOE_EINPUT, "%s: %zu logits and %zu routing values are NaN or infinite (written as null): the "
+                      "weights are not finite", pos[0], bad_logits, rl.nonfinite);
     int rc = st ? moe_cli_error(st) : 0;
     if (af_routes.f) moe_atomic_abort(&af_routes);
     free(logits);

@@ -2,6 +2,7 @@
  * folder that every command loads like the original (see src/tools/quantize.h and docs/OFFLOAD.md). */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/outputs.h"
 #include "cli/token_file.h"
 #include "core/error.h"
 #include "core/quant.h"
@@ -75,14 +76,20 @@ int cmd_quantize(int argc, char **argv) {
     double *freq = NULL;
     int32_t *ids = NULL;
     int n_ids = 0;
-    moe_status st = moe_model_load(pos[0], &m);
+    /* the output folder before the work: not the model's folder, nothing in it a FIFO or a link to an input */
+    static const char *const outs[] = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                                       "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                                       "tokenizer.model"};
+    const char *ins[] = {calib_path, calib_ids, tok_path};
+    moe_status st = moe_cli_check_output_dir("OUT", pos[1], pos[0], ins, 3, outs, (int)(sizeof outs / sizeof *outs));
+    if (!st) st = moe_model_load(pos[0], &m);
     if (!st && qt == MOE_QUANT_MIXED) {
         const moe_model_info *I = moe_model_get_info(m);
         if (!I->n_experts) st = moe_fail(MOE_EUSAGE, "%s: --type mixed needs a model with routed experts", pos[0]);
         else if (calib_path || calib_ids) {
             freq = calloc((size_t)I->n_layers * I->n_experts, sizeof *freq);
             if (!freq) st = moe_fail(MOE_ENOMEM, "out of memory");
-            if (!st) st = calib_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], calib_path, &ids, &n_ids)
+            if (!st) st = calib_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], calib_path, calib_tokens, &ids, &n_ids)
                                      : moe_cli_read_token_file(calib_ids, &ids, &n_ids);
             const char *src = calib_path ? calib_path : calib_ids;
             if (!st) st = moe_cli_check_vocab(src, ids, n_ids, I->vocab_size);

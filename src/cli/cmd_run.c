@@ -3,7 +3,10 @@
  * chat format), prefilled in one batch, then tokens are sampled one at a time and printed as soon as
  * their characters are complete. Generation stops at an end-of-sequence token, a --stop string, -n
  * tokens, the context limit or Ctrl-C; prompt and generation speed go to stderr at the end.
- * Without -p and with --chat, turns are read from stdin and the KV cache carries the conversation. */
+ * Without -p and with --chat, turns are read from stdin and the KV cache carries the conversation;
+ * when the next turn would not fit the context, the oldest turns are dropped (the cache is rebuilt
+ * from the turns that still fit, the first of them formatted as the conversation's start) and a
+ * line on stderr says so. A message that does not fit even alone is not sent, with a line saying so. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/offload.h"
@@ -46,6 +49,9 @@ typedef struct run_state {
     /* totals for the speed report */
     int prompt_tokens, gen_tokens;
     double prompt_s, gen_s;
+    /* interactive chat: the ids fed for the reply being generated */
+    int32_t *reply;
+    size_t n_reply, cap_reply;
 } run_state;
 
 static int is_eos(const run_state *r, int32_t id) {
@@ -139,7 +145,7 @@ static moe_status generate(run_state *r, FILE *out) {
         }
         size_t keep = stop_hit ? 0 : held_back(r, pending, np);
         fwrite(pending, 1, np - keep, out);
-        fflush(out);
+        if ((st = moe_cli_stdout_check()) != MOE_OK) break;   /* out is stdout: stop at a full disk or closed pipe */
         memmove(pending, pending + np - keep, keep);
         np = keep;
         if (moe_session_pos(r->s) >= moe_session_max_ctx(r->s)) {
@@ -147,6 +153,14 @@ static moe_status generate(run_state *r, FILE *out) {
             break;
         }
         if ((st = moe_session_eval(r->s, &id, 1, r->logits, 0)) != MOE_OK) break;
+        if (r->n_reply == r->cap_reply) {   /* kept so that the chat can rebuild its cache */
+            size_t c = r->cap_reply ? r->cap_reply * 2 : 256;
+            int32_t *p = realloc(r->reply, sizeof *p * c);
+            if (!p) { st = moe_fail(MOE_ENOMEM, "out of memory"); break; }
+            r->reply = p;
+            r->cap_reply = c;
+        }
+        r->reply[r->n_reply++] = id;
     }
     if (st == MOE_OK && !stop_hit) {
         const char *text;
@@ -162,23 +176,27 @@ static moe_status generate(run_state *r, FILE *out) {
     return st;
 }
 
-/* chat_template from tokenizer_config.json or chat_template.jinja beside the model. */
-static char *read_chat_template(const char *dir) {
+/* chat_template from tokenizer_config.json or chat_template.jinja beside the model (NULL if neither
+ * has one); a file that is there but cannot be read is an error, not a silent fallback. */
+static moe_status read_chat_template(const char *dir, char **out) {
     char path[4096];
+    struct stat sb;
+    *out = NULL;
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    cJSON *root = NULL;
-    char *out = NULL;
-    if (access(path, R_OK) == 0 && moe_json_parse_file(path, 64u << 20, &root) == MOE_OK) {
-        const char *t = NULL;
-        if (moe_json_str(path, root, "chat_template", 0, NULL, &t) == MOE_OK && t) out = strdup(t);
+    if (stat(path, &sb) == 0) {
+        cJSON *root;
+        MOE_TRY(moe_json_parse_file(path, 64u << 20, &root));
+        /* a list of named templates (older files) is not read: fall back as before */
+        const cJSON *t = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "chat_template") : NULL;
+        moe_status st = MOE_OK;
+        if (cJSON_IsString(t) && !(*out = strdup(t->valuestring))) st = moe_fail(MOE_ENOMEM, "out of memory");
         cJSON_Delete(root);
+        if (st || *out) return st;
     }
-    if (!out) {
-        snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-        size_t len;
-        if (access(path, R_OK) == 0 && moe_read_file(path, 16u << 20, &out, &len) != MOE_OK) out = NULL;
-    }
-    return out;
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    size_t len;
+    if (stat(path, &sb) == 0) MOE_TRY(moe_read_file(path, 16u << 20, out, &len));
+    return MOE_OK;
 }
 
 /* Without a template, guess the family's format from its special tokens. */
@@ -191,6 +209,104 @@ static moe_chat_format guess_format(const moe_tokenizer *t, const char *model_ty
     if (!strcmp(model_type, "llama")) return MOE_CHAT_LLAMA2;
     if (!strcmp(model_type, "mistral") || !strcmp(model_type, "mixtral")) return MOE_CHAT_MISTRAL;
     return MOE_CHAT_PLAIN;
+}
+
+/* ---- interactive chat: the conversation so far, and making room for the next turn ---- */
+
+typedef struct chat_rec { char *user; int32_t *reply; size_t n_reply; } chat_rec;
+typedef struct chat_log {
+    chat_rec *v;
+    size_t n, cap;
+    moe_chat_format fmt;
+    const char *bos, *system;
+} chat_log;
+
+static void chat_log_free(chat_log *h) {
+    for (size_t i = 0; i < h->n; i++) { free(h->v[i].user); free(h->v[i].reply); }
+    free(h->v);
+}
+
+static moe_status text_tokens(run_state *r, const char *text, size_t *n) {
+    int32_t *ids;
+    MOE_TRY(moe_tokenizer_encode(r->tok, text, strlen(text), &ids, n));
+    free(ids);
+    return MOE_OK;
+}
+
+/* Tokens to feed for turn j of the log (user = NULL: the new message) as the first kept turn or not. */
+static moe_status turn_tokens(run_state *r, const chat_log *h, const char *user, size_t j, int first, size_t *n) {
+    char *turn = moe_chat_turn(h->fmt, h->bos, h->system, user ? user : h->v[j].user, first);
+    if (!turn) return moe_fail(MOE_ENOMEM, "out of memory");
+    size_t a = 0, b = 0;
+    moe_status st = first ? MOE_OK : text_tokens(r, moe_chat_end_of_reply(h->fmt), &a);
+    if (!st) st = text_tokens(r, turn, &b);
+    free(turn);
+    *n = a + b + (user ? 0 : h->v[j].n_reply);
+    return st;
+}
+
+/* Before `user` is sent: if it does not fit after the conversation so far (with room for part of
+ * the reply), drop the oldest turns and rebuild the cache from the rest. *first tells whether the
+ * new message now opens the conversation; *skip that it does not fit even alone. */
+static moe_status make_room(run_state *r, chat_log *h, const char *user, int *first, int *skip) {
+    *skip = 0;
+    size_t ctx = (size_t)moe_session_max_ctx(r->s), pos = (size_t)moe_session_pos(r->s), need;
+    size_t reserve = (size_t)r->max_new < ctx / 4 ? (size_t)r->max_new : ctx / 4;
+    if (reserve < 1) reserve = 1;
+    MOE_TRY(turn_tokens(r, h, user, 0, *first, &need));
+    if (pos + need + reserve <= ctx) return MOE_OK;
+    size_t k = 0;   /* turns dropped */
+    for (; k <= h->n; k++) {
+        size_t total = 0, t;
+        for (size_t j = k; j < h->n; j++) {
+            MOE_TRY(turn_tokens(r, h, NULL, j, j == k, &t));
+            total += t;
+        }
+        MOE_TRY(turn_tokens(r, h, user, 0, k == h->n, &t));
+        if (total + t + reserve <= ctx) break;
+    }
+    if (k > h->n) {
+        fprintf(stderr, "moe run: the message is %zu tokens, too long for the context of %zu tokens with room to "
+                        "reply (use --ctx); not sent\n", need, ctx);
+        *skip = 1;
+        return MOE_OK;
+    }
+    if (k == 0) return MOE_OK;   /* the cache holds exactly the log, so this does not happen; nothing to drop */
+    moe_session_reset(r->s);
+    for (size_t j = k; j < h->n; j++) {
+        char *turn = moe_chat_turn(h->fmt, h->bos, h->system, h->v[j].user, j == k);
+        if (!turn) return moe_fail(MOE_ENOMEM, "out of memory");
+        moe_status st = j == k ? MOE_OK : feed_text(r, moe_chat_end_of_reply(h->fmt), -1);
+        if (!st) st = feed_text(r, turn, -1);
+        free(turn);
+        if (!st && h->v[j].n_reply) st = feed(r, h->v[j].reply, h->v[j].n_reply);
+        MOE_TRY(st);
+    }
+    for (size_t j = 0; j < k; j++) { free(h->v[j].user); free(h->v[j].reply); }
+    memmove(h->v, h->v + k, sizeof *h->v * (h->n - k));
+    h->n -= k;
+    *first = h->n == 0;
+    fprintf(stderr, "moe run: the conversation outgrew the context of %zu tokens: dropped the oldest %zu turn%s\n", ctx, k,
+            k == 1 ? "" : "s");
+    return MOE_OK;
+}
+
+static moe_status chat_log_add(chat_log *h, const char *user, run_state *r) {
+    if (h->n == h->cap) {
+        size_t c = h->cap ? h->cap * 2 : 16;
+        chat_rec *v = realloc(h->v, sizeof *v * c);
+        if (!v) return moe_fail(MOE_ENOMEM, "out of memory");
+        h->v = v;
+        h->cap = c;
+    }
+    chat_rec *e = &h->v[h->n];
+    if (!(e->user = strdup(user))) return moe_fail(MOE_ENOMEM, "out of memory");
+    e->reply = r->reply;   /* the log takes the reply's ids */
+    e->n_reply = r->n_reply;
+    r->reply = NULL;
+    r->n_reply = r->cap_reply = 0;
+    h->n++;
+    return MOE_OK;
 }
 
 static char *read_line(FILE *f) {
@@ -252,6 +368,12 @@ int cmd_run(int argc, char **argv) {
         size_t len;
         st = moe_read_file(prompt_file, 64u << 20, &file_text, &len);
         prompt = file_text;
+        size_t bad = st ? len : moe_utf8_check((const unsigned char *)file_text, len);
+        if (!st && bad != len) st = moe_fail(MOE_EINPUT, "%s: not valid UTF-8 at byte %zu", prompt_file, bad);
+        if (!st && strlen(file_text) != len) st = moe_fail(MOE_EINPUT, "%s: holds a NUL byte at byte %zu", prompt_file, strlen(file_text));
+    } else if (prompt) {
+        size_t len = strlen(prompt), bad = moe_utf8_check((const unsigned char *)prompt, len);
+        if (bad != len) st = moe_fail(MOE_EINPUT, "-p: the prompt is not valid UTF-8 at byte %zu", bad);
     }
     if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
     if (!st) st = moe_tokenizer_load(tok_path ? tok_path : pos[0], &r.tok);
@@ -267,6 +389,10 @@ int cmd_run(int argc, char **argv) {
         uint64_t sd = seed >= 0 ? (uint64_t)seed : (((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) & 0x7fffffff);
         moe_sampler_params sp = {temp, top_k, top_p, min_p, sd};
         if (!r.logits || moe_sampler_init(&r.sampler, &sp, r.vocab)) st = moe_fail(MOE_ENOMEM, "out of memory");
+        /* rows past the tokenizer's vocabulary (padding) or holes in it have no text: never sample them */
+        else if (moe_sampler_restrict_to_tokenizer(&r.sampler, r.tok))
+            st = moe_fail(MOE_EINPUT, "%s: the tokenizer has no token for any of the model's %d ids", tok_path ? tok_path : pos[0],
+                          r.vocab);
         seed = (int)sd;
     }
     if (!st) {
@@ -295,7 +421,9 @@ int cmd_run(int argc, char **argv) {
         if (r.prompt_tokens) printf("\n");   /* nothing at all for a refused prompt */
         fflush(stdout);   /* the text ends before the speed report on stderr, also when both go to one file */
     } else if (!st) {
-        template = read_chat_template(tok_path ? tok_path : pos[0]);
+        st = read_chat_template(tok_path ? tok_path : pos[0], &template);
+    }
+    if (!st && chat) {
         moe_chat_format fmt = template ? moe_chat_detect(template) : guess_format(r.tok, I->model_type);
         if (fmt == MOE_CHAT_PLAIN && template == NULL) fmt = guess_format(r.tok, I->model_type);
 #define FWBAR "\xef\xbd\x9c" /* U+FF5C, DeepSeek's special-token bar */
@@ -305,6 +433,7 @@ int cmd_run(int argc, char **argv) {
         for (size_t i = 0; i < sizeof end_tokens / sizeof *end_tokens; i++) add_eos_piece(&r, end_tokens[i]);
         const char *bos = TI->bos_id >= 0 ? moe_tokenizer_piece(r.tok, TI->bos_id, NULL) : NULL;
         int interactive = prompt == NULL, first = 1;
+        chat_log hist = {NULL, 0, 0, fmt, bos, system};
         if (interactive && isatty(0))
             fprintf(stderr, "moe run: chat format %s; type a message, Ctrl-C stops a reply, Ctrl-D ends\n", moe_chat_name(fmt));
         while (!st) {
@@ -316,19 +445,25 @@ int cmd_run(int argc, char **argv) {
                 if (!line) break;
                 if (!*line) { free(line); continue; }
             }
+            int skip = 0;
+            if (interactive && (st = make_room(&r, &hist, line, &first, &skip)) != MOE_OK) { free(line); break; }
+            if (skip) { free(line); continue; }
             char *turn = moe_chat_turn(fmt, bos, system, interactive ? line : prompt, first);
-            free(line);
-            if (!turn) { st = moe_fail(MOE_ENOMEM, "out of memory"); break; }
+            if (!turn) { free(line); st = moe_fail(MOE_ENOMEM, "out of memory"); break; }
             if (!first) st = feed_text(&r, moe_chat_end_of_reply(fmt), -1);
             if (!st) st = feed_text(&r, turn, -1);
             free(turn);
             first = 0;
+            r.n_reply = 0;
             if (!st) st = generate(&r, stdout);
             printf("\n");
             fflush(stdout);
             if (st == MOE_EINTERRUPTED && interactive) st = MOE_OK;
+            if (!st && interactive) st = chat_log_add(&hist, line, &r);
+            free(line);
             if (!interactive) break;
         }
+        chat_log_free(&hist);
     }
     sigaction(SIGINT, &old, NULL);
     if (st == MOE_EINTERRUPTED || g_interrupted) { st = MOE_OK; fprintf(stderr, "moe run: interrupted\n"); }
@@ -343,6 +478,7 @@ int cmd_run(int argc, char **argv) {
     free(file_text);
     free(stop_copy);
     free(r.logits);
+    free(r.reply);
     moe_sampler_free(&r.sampler);
     moe_session_free(r.s);
     moe_tokenizer_free(r.tok);

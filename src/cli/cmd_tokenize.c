@@ -75,6 +75,7 @@ static int decode(const moe_tokenizer *t, const char *arg, int skip, int stream,
         free(ids);
         if (st) { rc = moe_cli_error(st); break; }
         putchar(nul ? 0 : '\n');
+        if (ferror(stdout)) { rc = moe_cli_error(moe_cli_stdout_check()); break; }   /* stop at a full disk */
         p += l + (nl ? 1 + (p[l] == '\r') : 0);
         if (!nl) break;
     }
@@ -110,6 +111,7 @@ static int encode_all(const moe_tokenizer *t, const char *text, size_t len, int 
         }
         if (ids_only || nul) putchar('\n');
         free(ids);
+        if (ferror(stdout)) return moe_cli_error(moe_cli_stdout_check());
         start += n_text + 1;
     } while (nul && start < len);
     return 0;

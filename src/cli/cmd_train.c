@@ -5,6 +5,7 @@
  * < --config < flags; with --resume the checkpoint's train.json replaces all but the flags. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/outputs.h"
 #include "core/error.h"
 #include "moe.h"
 #include "model/sampler.h"
@@ -62,6 +63,8 @@ static moe_status sample_text(const char *dir, const char *prompt, int n, double
     moe_sampler sp = {0};
     const moe_sampler_params spp = {temp, 0, 1.0, 0.0, moe_hash64(seed ^ 0x73616d70ULL)};
     if (!st && moe_sampler_init(&sp, &spp, V) != 0) st = moe_fail(MOE_ENOMEM, "out of memory");
+    if (!st && tk && moe_sampler_restrict_to_tokenizer(&sp, tk) != 0)   /* --vocab padding has no text */
+        st = moe_fail(MOE_EINPUT, "%s: the tokenizer has no token for any of the model's ids", tpath);
     for (int i = 0; i < n && !st; i++) {
         int32_t next = moe_sampler_next(&sp, logits);
         if (dt) {
@@ -101,6 +104,15 @@ static moe_status fit_vocab(moe_tconfig *c) {
     else if (c->vocab < tv)
         return moe_fail(MOE_EUSAGE, "--vocab %d is smaller than the vocabulary of %s (%d)", c->vocab, c->tokenizer, tv);
     return MOE_OK;
+}
+
+/* The checkpoint folder, before training starts rather than at the first save: a folder we can
+ * write (or create), not --init's folder, and none of its checkpoint files a FIFO or a link to an input. */
+static moe_status check_out(const char *out, const char *init, const char *data, const char *config, int resume) {
+    static const char *const outs[] = {"config.json", "model.safetensors", "train.json", "train_state.bin",
+                                       "tokenizer.json", "tokenizer_config.json"};
+    const char *ins[] = {data, config};
+    return moe_cli_check_output_dir("--out", out, resume ? NULL : init, ins, 2, outs, (int)(sizeof outs / sizeof *outs));
 }
 
 /* OpenMP threads that finish a parallel region spin for a while before sleeping (libgomp's default).
@@ -184,6 +196,7 @@ int cmd_train(int argc, char **argv) {
         if (vals[i]) st = moe_tconfig_set(&c, moe_tconfig_fields[i].name, vals[i]);
     if (!st && c.tokenizer[0] && !resume) st = fit_vocab(&c);
     if (!st) st = moe_tconfig_finish(&c);
+    if (!st && out) st = check_out(out, init, data, config, resume);
     if (st) {
         if (st == MOE_EUSAGE) { fprintf(stderr, "moe train: %s\n", moe_last_error()); return 1; }
         return moe_cli_error(st);

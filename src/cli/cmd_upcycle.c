@@ -3,6 +3,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cli/outputs.h"
 #include "moe.h"
 #include "train/upcycle.h"
 #include <stdio.h>
@@ -40,7 +41,10 @@ int cmd_upcycle(int argc, char **argv) {
     moe_status st = moe_tconfig_set(&c, "router", router);
     if (!st) st = moe_tconfig_set(&c, "seed", seed_s);
     if (st) { fprintf(stderr, "moe upcycle: %s\n", moe_last_error()); return 1; }
-    st = moe_upcycle(pos[0], pos[1], &c);
+    static const char *const outs[] = {"config.json", "model.safetensors", "train.json", "tokenizer.json",
+                                       "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+    st = moe_cli_check_output_dir("OUT", pos[1], pos[0], NULL, 0, outs, (int)(sizeof outs / sizeof *outs));
+    if (!st) st = moe_upcycle(pos[0], pos[1], &c);
     if (st == MOE_EUSAGE) { fprintf(stderr, "moe upcycle: %s\n", moe_last_error()); return 1; }
     if (st) return moe_cli_error(st);
     fprintf(stderr, "moe upcycle: %s -> %s: %d layers of %d experts (top-%d, %s router), layout %s\n", pos[0], pos[1],

@@ -2,6 +2,7 @@
  * the command name. Each returns the process exit code (0 ok, 1 usage, 2 bad input). */
 #ifndef MOE_CLI_COMMANDS_H
 #define MOE_CLI_COMMANDS_H
+#include "moe.h"
 
 typedef struct moe_command {
     const char *name;
@@ -21,6 +22,10 @@ int cmd_train(int argc, char **argv);
 int cmd_upcycle(int argc, char **argv);
 int cmd_fit_predictor(int argc, char **argv);
 
-/* Print "moe: <last error>" to stderr and return the exit code for st. */
+/* Print "moe: <last error>" (a usage error: "moe CMD: <last error>") to stderr and return the exit
+ * code for st. */
 int moe_cli_error(int st);
+/* Flush stdout; MOE_EIO with "standard output: cannot write: <reason>" if anything written to it was
+ * lost. Streaming commands call it as they go so that they stop at the first failed write. */
+moe_status moe_cli_stdout_check(void);
 #endif

@@ -1,8 +1,12 @@
 /* main.c - the moe command: dispatches to one file per subcommand (src/cli/cmd_*.c). */
 #include "cli/commands.h"
+#include "core/error.h"
 #include "moe.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Adding a command: write src/cli/cmd_NAME.c and add one line here and one in commands.h. */
 static const moe_command k_commands[] = {
@@ -19,9 +23,37 @@ static const moe_command k_commands[] = {
     {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
 };
 
+static const char *g_cmd;   /* the running command, for "moe CMD: ..." usage messages */
+
 int moe_cli_error(int st) {
-    fprintf(stderr, "moe: %s\n", moe_last_error());
+    if (st == MOE_EUSAGE && g_cmd) fprintf(stderr, "moe %s: %s\n", g_cmd, moe_last_error());
+    else fprintf(stderr, "moe: %s\n", moe_last_error());
     return moe_exit_code((moe_status)st);
+}
+
+moe_status moe_cli_stdout_check(void) {
+    errno = 0;
+    int flushed = fflush(stdout) == 0;
+    int e = errno;
+    if (flushed && !ferror(stdout)) return MOE_OK;
+    return e ? moe_fail(MOE_EIO, "standard output: cannot write: %s", strerror(e))
+             : moe_fail(MOE_EIO, "standard output: cannot write");
+}
+
+/* A descriptor 0, 1 or 2 that the caller closed (`moe ... >&-`) would be reused by the next file we
+ * open, and printf would then write into a model file. Park /dev/null there, read-only, so that
+ * writes to a closed stdout fail (and are reported) instead. */
+static void guard_std_fds(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+        int n = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (n >= 0 && n != fd) {
+            dup2(n, fd);   /* dup2 clears close-on-exec on fd */
+            close(n);
+        } else if (n == fd) {
+            fcntl(fd, F_SETFD, 0);
+        }
+    }
 }
 
 static void usage(FILE *f) {
@@ -31,12 +63,23 @@ static void usage(FILE *f) {
     fprintf(f, "\nmoe %s, SIMD: %s\n", MOE_VERSION_STRING, moe_simd_name());
 }
 
+/* Output the command wrote to stdout and could not deliver (a full disk, a closed stdout) is a
+ * failure even when the command itself finished: one line, exit 2. */
+static int finish(int rc) {
+    if (moe_cli_stdout_check() != MOE_OK && rc == 0) rc = moe_cli_error(MOE_EIO);
+    return rc;
+}
+
 int main(int argc, char **argv) {
+    guard_std_fds();
     if (argc < 2) { usage(stderr); return 1; }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
-    if (!strcmp(argv[1], "--version")) { printf("moe %s\n", MOE_VERSION_STRING); return 0; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return finish(0); }
+    if (!strcmp(argv[1], "--version")) { printf("moe %s\n", MOE_VERSION_STRING); return finish(0); }
     for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
-        if (!strcmp(argv[1], k_commands[i].name)) return k_commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], k_commands[i].name)) {
+            g_cmd = k_commands[i].name;
+            return finish(k_commands[i].run(argc - 1, argv + 1));
+        }
     fprintf(stderr, "moe: unknown command '%.60s' (see moe --help)\n", argv[1]);
     return 1;
 }

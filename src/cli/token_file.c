@@ -1,7 +1,11 @@
 /* token_file.c - see token_file.h. */
 #include "cli/token_file.h"
 #include "core/error.h"
+#include "io/input_file.h"
 #include "io/json.h"
+#include "io/tokenize_stream.h"
+#include <unistd.h>
+#include <string.h>
 #include <ctype.h>
 #include <stdlib.h>
 
@@ -37,22 +41,42 @@ moe_status moe_cli_read_token_file(const char *path, int32_t **ids, int *n) {
     return MOE_OK;
 }
 
-moe_status moe_cli_tokenize_file(const char *tok_path, const char *text_path, int32_t **ids, int *n) {
+typedef struct collect { int32_t *v; size_t n, cap, max; const char *path; } collect;
+
+static moe_status take_ids(void *user, const int32_t *ids, size_t n, int *stop) {
+    collect *c = user;
+    if (c->max && n > c->max - c->n) n = c->max - c->n;   /* only what the caller asked for */
+    if (c->n + n > 2147483647u) return moe_fail(MOE_EINPUT, "%s: too many tokens", c->path);
+    if (c->n + n > c->cap) {
+        size_t cap = (c->n + n) * 2;
+        int32_t *v = realloc(c->v, sizeof *v * cap);
+        if (!v) return moe_fail(MOE_ENOMEM, "%s: out of memory", c->path);
+        c->v = v;
+        c->cap = cap;
+    }
+    if (n) memcpy(c->v + c->n, ids, sizeof *ids * n);
+    c->n += n;
+    *stop = c->max && c->n >= c->max;
+    return MOE_OK;
+}
+
+moe_status moe_cli_tokenize_file(const char *tok_path, const char *text_path, int max_tokens, int32_t **ids, int *n) {
     *ids = NULL;
     *n = 0;
-    char *text;
-    size_t len, cnt = 0;
-    MOE_TRY(moe_read_file(text_path, 1u << 30, &text, &len));
+    int fd;   /* a missing or unreadable text is reported before a missing tokenizer */
+    MOE_TRY(moe_input_open(text_path, 0, &fd, NULL));
+    close(fd);
     moe_tokenizer *tok = NULL;
-    moe_status st = moe_tokenizer_load(tok_path, &tok);
-    if (st == MOE_OK) st = moe_tokenizer_encode(tok, text, len, ids, &cnt);
-    if (st != MOE_OK) moe_error_prefix(text_path);
-    if (st == MOE_OK && cnt > 2147483647u) st = moe_fail(MOE_EINPUT, "%s: too many tokens", text_path);
-    if (st == MOE_OK && cnt == 0) st = moe_fail(MOE_EINPUT, "%s: no tokens", text_path);
-    if (st != MOE_OK) { free(*ids); *ids = NULL; }
-    else *n = (int)cnt;
+    MOE_TRY(moe_tokenizer_load(tok_path, &tok));
+    collect c = {NULL, 0, 0, max_tokens > 0 ? (size_t)max_tokens : 0, text_path};
+    moe_status st = moe_tokenize_file_stream(tok, text_path, (size_t)1 << 30, NULL, take_ids, &c);
+    if (st == MOE_OK && c.n == 0) st = moe_fail(MOE_EINPUT, "%s: no tokens", text_path);
+    if (st != MOE_OK) free(c.v);
+    else {
+        *ids = c.v;
+        *n = (int)c.n;
+    }
     moe_tokenizer_free(tok);
-    free(text);
     return st;
 }
 

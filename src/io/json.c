@@ -1,6 +1,7 @@
 /* json.c - strict JSON parsing and typed field access (see json.h). */
 #include "io/json.h"
 #include "core/error.h"
+#include "io/input_file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -34,13 +35,9 @@ size_t moe_utf8_check(const unsigned char *s, size_t n) {
 
 moe_status moe_read_file(const char *path, size_t max_bytes, char **out, size_t *len) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return moe_fail(MOE_EINPUT, "%s: not a regular file", path);
-    }
+    MOE_TRY(moe_input_open(path, 0, &fd, &st));
     if ((uint64_t)st.st_size > max_bytes) {
         close(fd);
         return moe_fail(MOE_EINPUT, "%s: file is %lld bytes, more than the %zu allowed", path, (long long)st.st_size, max_bytes);
@@ -254,4 +251,30 @@ moe_status moe_json_str(const char *path, const cJSON *obj, const char *key, int
         return moe_fail(MOE_EINPUT, "%s: field \"%s\" must be a string, got %s", path, key, type_name(v));
     *out = v->valuestring;
     return MOE_OK;
+}
+
+void moe_json_put_str(FILE *f, const char *s) {
+    fputc('"', f);
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { fputc('\\', f); fputc(c, f); i++; continue; }
+        if (c < 0x20 || c == 0x7f) { fprintf(f, "\\u%04x", c); i++; continue; }
+        if (c < 0x80) { fputc(c, f); i++; continue; }
+        size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;   /* one character, checked on its own */
+        if (len > n - i || moe_utf8_check((const unsigned char *)s + i, len) != len) {
+            fputs("\xef\xbf\xbd", f);   /* a bad byte: U+FFFD */
+            i++;
+            continue;
+        }
+        fwrite(s + i, 1, len, f);
+        i += len;
+    }
+    fputc('"', f);
+}
+
+int moe_json_put_num(FILE *f, const char *fmt, double x) {
+    if (!isfinite(x)) { fputs("null", f); return 1; }
+    fprintf(f, fmt, x);
+    return 0;
 }

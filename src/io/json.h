@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "moe.h"
 
 /* Index of the first invalid UTF-8 byte, or n if all valid (overlongs, surrogates, > U+10FFFF rejected). */
@@ -38,4 +39,13 @@ moe_status moe_json_str(const char *path, const cJSON *obj, const char *key, int
                         const char **out);
 /* Present and not null? */
 int moe_json_has(const cJSON *obj, const char *key);
+
+/* ---- writing JSON by hand (the CLI's reports): what printf alone gets wrong ---- */
+
+/* s as a JSON string literal: quotes, backslashes and control characters escaped. Text that is not
+ * valid UTF-8 has each bad byte written as U+FFFD, so the output stays valid JSON. */
+void moe_json_put_str(FILE *f, const char *s);
+/* x with the printf format fmt (one double), or null when x is NaN or infinite, which JSON cannot
+ * spell (printf would write "nan"). Returns 1 when it wrote null. */
+int moe_json_put_num(FILE *f, const char *fmt, double x);
 #endif

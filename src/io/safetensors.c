@@ -1,6 +1,7 @@
 /* safetensors.c - header validation and mmap (see safetensors.h for the rules enforced). */
 #include "io/safetensors.h"
 #include "core/error.h"
+#include "io/input_file.h"
 #include "core/alloc.h"
 #include "io/json.h"
 #include <errno.h>
@@ -35,6 +36,26 @@ static int read_u64_json(const cJSON *v, uint64_t *out) {
     if (!isfinite(d) || d < 0 || d != floor(d) || d > 9007199254740992.0) return -1;
     *out = (uint64_t)d;
     return 0;
+}
+
+/* Members of the header's top-level object (tensors and __metadata__), counted on the raw bytes:
+ * commas at depth 1 outside strings. Malformed JSON may miscount; the parser refuses it anyway. */
+static uint64_t count_members(const uint8_t *s, size_t n) {
+    uint64_t commas = 0;
+    int depth = 0, in_str = 0, any = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') { in_str = 1; any |= depth == 1; }
+        else if (c == '{' || c == '[') depth++;
+        else if (c == '}' || c == ']') depth--;
+        else if (c == ',' && depth == 1) commas++;
+    }
+    return any ? commas + 1 : 0;
 }
 
 static moe_status parse_entry(const char *path, const cJSON *e, size_t data_size, moe_tensor *t, uint64_t *b,
@@ -103,6 +124,12 @@ moe_status moe_st_parse(const char *path, const uint8_t *buf, size_t size, moe_s
     }
     if (hlen < 2) {
         st = moe_fail(MOE_EINPUT, "%s: header of %llu bytes cannot hold a JSON object", path, (unsigned long long)hlen);
+        goto done;
+    }
+    uint64_t members = count_members(buf + 8, (size_t)hlen), data_bytes = size - 8 - hlen;
+    if (members > MOE_ST_FREE_TENSORS + 1 + data_bytes) {   /* + 1: __metadata__ */
+        st = moe_fail(MOE_EINPUT, "%s: the header lists %llu tensors for %llu bytes of data (beyond %d, each tensor must "
+                      "hold data)", path, (unsigned long long)members, (unsigned long long)data_bytes, MOE_ST_FREE_TENSORS);
         goto done;
     }
     if ((st = moe_json_parse(path, (const char *)buf + 8, (size_t)hlen, &root)) != MOE_OK) goto done;
@@ -184,10 +211,9 @@ static void *read_into_memory(int fd, size_t size) {
 
 moe_status moe_st_open_ex(const char *path, int in_memory, moe_st_file **out) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return moe_fail(MOE_EINPUT, "%s: not a regular file", path); }
+    MOE_TRY(moe_input_open(path, 0, &fd, &sb));
     size_t size = (size_t)sb.st_size;
     if (size < 8) { close(fd); return moe_fail(MOE_EINPUT, "%s: %zu bytes is too short for a safetensors file", path, size); }
     void *map = in_memory ? read_into_memory(fd, size) : mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -3,7 +3,9 @@
  * then the data buffer. Validation (all before any tensor is used): the header fits in the file and
  * is strict JSON; every dtype is known; shape entries are non-negative integers; offsets lie inside
  * the data buffer; shape x dtype size equals the byte length; names are unique; tensors do not
- * overlap and, as the format requires, cover the data buffer without holes. */
+ * overlap and, as the format requires, cover the data buffer without holes. Memory follows what
+ * the file holds: beyond MOE_ST_FREE_TENSORS, every tensor must own at least one byte of data, so
+ * a header of millions of zero-size tensors is refused (counted before the JSON tree is built). */
 #ifndef MOE_IO_SAFETENSORS_H
 #define MOE_IO_SAFETENSORS_H
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include "moe.h"
 
 #define MOE_ST_MAX_HEADER (100u << 20)
+#define MOE_ST_FREE_TENSORS 4096
 
 typedef struct moe_st_file {
     char *path;

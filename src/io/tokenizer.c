@@ -49,7 +49,8 @@ struct moe_tokenizer {
     size_t n_tok;
     moe_strmap tok_by_content;        /* content -> index in tok */
     trie raw, normed;
-    int32_t *added_of_id;             /* [vocab_size] index in tok, or -1 */
+    int32_t *added_of_id;             /* [vocab_size] index in tok, or -1; NULL when the ids are sparse */
+    int32_t *added_by_id;             /* sparse ids: indices in tok sorted by id */
     tk_regex word_re;                 /* word characters for single_word (only if needed) */
     moe_tokenizer_info info;
 };
@@ -207,6 +208,7 @@ void moe_tokenizer_free(moe_tokenizer *t) {
     trie_free(&t->raw);
     trie_free(&t->normed);
     free(t->added_of_id);
+    free(t->added_by_id);
     tk_regex_free(&t->word_re);
     free(t->path);
     free(t);
@@ -275,6 +277,7 @@ static moe_status build_tries(moe_tokenizer *t) {
             a->match_len = a->len;
             if (a->normalized && t->norm) {
                 tk_buf b = {0};
+                tk_ctx_budget(&c, a->len);
                 st = tk_norm_apply(t->norm, &c, a->content, a->len, &b);
                 if (st) { tk_buf_free(&b); break; }
                 if (!b.n) { tk_buf_free(&b); continue; }   /* normalized away: can never match */
@@ -345,6 +348,24 @@ static moe_status read_specials(moe_tokenizer *t, const cJSON *root, const char 
     return st;
 }
 
+static int by_added_id(const void *a, const void *b, void *ctx) {
+    const added *tok = ctx;
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b, x = tok[i].id, y = tok[j].id;
+    return x != y ? (x < y ? -1 : 1) : (i > j ? -1 : i < j);   /* equal ids: the later token first, as the dense table keeps it */
+}
+
+/* The added token with this id (index in t->tok), or -1. */
+static int32_t added_index(const moe_tokenizer *t, int32_t id) {
+    if (t->added_of_id) return t->added_of_id[id];
+    size_t lo = 0, hi = t->n_tok;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->tok[t->added_by_id[mid]].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < t->n_tok && t->tok[t->added_by_id[lo]].id == id ? t->added_by_id[lo] : -1;
+}
+
 static moe_status load(moe_tokenizer *t, const cJSON *root, const char *cfg_path) {
     const char *path = t->path;
     char w[TK_WHERE_CAP];
@@ -371,10 +392,18 @@ static moe_status load(moe_tokenizer *t, const cJSON *root, const char *cfg_path
         for (size_t i = 0; i < t->n_tok; i++)
             if (t->tok[i].id >= vs) vs = t->tok[i].id + 1;
         t->info.vocab_size = vs;
-        if (!(t->added_of_id = malloc(sizeof(int32_t) * ((size_t)vs + 1)))) st = moe_fail(MOE_ENOMEM, "%s: out of memory", path);
-        else {
-            for (int32_t i = 0; i < vs; i++) t->added_of_id[i] = -1;
-            for (size_t i = 0; i < t->n_tok; i++) t->added_of_id[t->tok[i].id] = (int32_t)i;
+        /* memory in proportion to the tokens the file holds, not to its largest id */
+        if (tk_dense_ok(vs, t->bpe.n_vocab + t->n_tok)) {
+            if (!(t->added_of_id = malloc(sizeof(int32_t) * ((size_t)vs + 1)))) st = moe_fail(MOE_ENOMEM, "%s: out of memory", path);
+            else {
+                for (int32_t i = 0; i < vs; i++) t->added_of_id[i] = -1;
+                for (size_t i = 0; i < t->n_tok; i++) t->added_of_id[t->tok[i].id] = (int32_t)i;
+            }
+        } else if (!(t->added_by_id = malloc(sizeof(int32_t) * (t->n_tok + 1)))) {
+            st = moe_fail(MOE_ENOMEM, "%s: out of memory", path);
+        } else {   /* added ids are distinct: each content has its own id */
+            for (size_t i = 0; i < t->n_tok; i++) t->added_by_id[i] = (int32_t)i;
+            qsort_r(t->added_by_id, t->n_tok, sizeof *t->added_by_id, by_added_id, t->tok);
         }
     }
     if (!st) st = read_specials(t, root, cfg_path);
@@ -436,10 +465,12 @@ int moe_tokenizer_vocab_size(const moe_tokenizer *t) { return t->info.vocab_size
 
 const char *moe_tokenizer_piece(const moe_tokenizer *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->info.vocab_size) return NULL;
-    int32_t k = t->added_of_id[id];
-    const char *s = k >= 0 ? t->tok[k].content : id < t->bpe.n_ids ? t->bpe.id_str[id] : NULL;
-    if (len) *len = !s ? 0 : k >= 0 ? t->tok[k].len : t->bpe.id_len[id];
-    return s;
+    int32_t k = added_index(t, id);
+    if (k >= 0) {
+        if (len) *len = t->tok[k].len;
+        return t->tok[k].content;
+    }
+    return tk_bpe_id_str(&t->bpe, id, len);
 }
 
 int32_t moe_tokenizer_token_id(const moe_tokenizer *t, const char *piece, size_t len) {
@@ -449,7 +480,7 @@ int32_t moe_tokenizer_token_id(const moe_tokenizer *t, const char *piece, size_t
 
 int moe_tokenizer_is_special(const moe_tokenizer *t, int32_t id) {
     if (id < 0 || id >= t->info.vocab_size) return 0;
-    int32_t k = t->added_of_id[id];
+    int32_t k = added_index(t, id);
     return k >= 0 && t->tok[k].special;
 }
 
@@ -483,12 +514,23 @@ moe_status moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t
     if (!text && len) return moe_fail(MOE_EUSAGE, "%s: encode: no text", t->path);
     size_t bad = moe_utf8_check((const unsigned char *)text, len);
     if (bad != len) return moe_fail(MOE_EINPUT, "text: not valid UTF-8 at byte %zu", bad);
+    tk_ids ids = {0};
+    moe_status st = tk_encode_part(t, text ? text : "", len, 1, &ids);
+    if (st) { free(ids.v); return st; }
+    if (!ids.v && !(ids.v = malloc(sizeof(int32_t)))) return moe_fail(MOE_ENOMEM, "%s: out of memory", t->path);
+    *ids_out = ids.v;
+    *n_out = ids.n;
+    return MOE_OK;
+}
+
+moe_status tk_encode_part(const moe_tokenizer *t, const char *text, size_t len, int at_start, tk_ids *out) {
     tk_ctx c;
     MOE_TRY(tk_ctx_init(&c, t->path));
+    tk_ctx_budget(&c, len);
     tk_list top = {0}, a = {0}, b = {0};
     tk_buf nb = {0};
-    tk_ids ids = {0};
-    moe_status st = split_added(t, &t->raw, &c, text ? text : "", len, 1, &top);
+    tk_ids ids = *out;
+    moe_status st = split_added(t, &t->raw, &c, text, len, at_start, &top);
     for (size_t i = 0; !st && i < top.n; i++) {
         if (top.v[i].id >= 0) {
             if (tk_ids_push(&ids, top.v[i].id)) st = moe_fail(MOE_ENOMEM, "%s: out of memory", t->path);
@@ -501,17 +543,15 @@ moe_status moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t
     tk_list_free(&b);
     tk_buf_free(&nb);
     tk_ctx_free(&c);
-    if (st) { free(ids.v); return st; }
-    if (!ids.v && !(ids.v = malloc(sizeof(int32_t)))) return moe_fail(MOE_ENOMEM, "%s: out of memory", t->path);
-    *ids_out = ids.v;
-    *n_out = ids.n;
-    return MOE_OK;
+    *out = ids;   /* on failure the ids appended so far stay for the caller to free */
+    return st;
 }
 
 static moe_status decode_to(const moe_tokenizer *t, tk_ctx *c, const int32_t *ids, size_t n, int skip_special, tk_buf *out,
                             int *incomplete) {
     tk_list toks = {0};
     moe_status st = MOE_OK;
+    size_t bytes = 0;
     for (size_t i = 0; i < n && !st; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->info.vocab_size) {
@@ -522,7 +562,9 @@ static moe_status decode_to(const moe_tokenizer *t, tk_ctx *c, const int32_t *id
         const char *s = moe_tokenizer_piece(t, id, &len);
         if (!s || (skip_special && moe_tokenizer_is_special(t, id))) continue;   /* holes decode to nothing */
         if (tk_list_push(&toks, s, len, -1, 0)) st = moe_fail(MOE_ENOMEM, "%s: out of memory", t->path);
+        bytes += len;
     }
+    tk_ctx_budget(c, bytes);   /* the decoders may write a bounded multiple of the pieces' bytes */
     if (!st) st = tk_dec_run(t->dec, c, &toks, out, incomplete);
     tk_list_free(&toks);
     return st;

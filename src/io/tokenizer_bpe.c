@@ -66,8 +66,8 @@ void tk_bpe_free(tk_bpe *b) {
     free(b->elen);
     free(b->eid);
     free(b->pool);
-    free(b->id_str);
-    free(b->id_len);
+    free(b->id_entry);
+    free(b->by_id);
     free(b->mkey);
     free(b->mrank);
     free(b->mnew);
@@ -75,6 +75,15 @@ void tk_bpe_free(tk_bpe *b) {
     free(b->csp);
     free(b->eow);
     memset(b, 0, sizeof *b);
+}
+
+/* Entries by id; among entries with the same id the later one first (it is the one a lookup finds). */
+static int by_id_then_late(const void *x, const void *y, void *ctx) {
+    const int32_t *eid = ctx;
+    uint32_t a = *(const uint32_t *)x, c = *(const uint32_t *)y;
+    int32_t ia = eid[a], ic = eid[c];
+    if (ia != ic) return ia < ic ? -1 : 1;
+    return a > c ? -1 : a < c;
 }
 
 static moe_status parse_vocab(const char *where, const cJSON *v, tk_bpe *b) {
@@ -103,9 +112,9 @@ static moe_status parse_vocab(const char *where, const cJSON *v, tk_bpe *b) {
     b->elen = malloc((count + 1) * sizeof *b->elen);
     b->eid = malloc((count + 1) * sizeof *b->eid);
     b->pool = malloc(bytes ? bytes : 1);
-    b->id_str = calloc((size_t)b->n_ids + 1, sizeof *b->id_str);
-    b->id_len = calloc((size_t)b->n_ids + 1, sizeof *b->id_len);
-    if (!b->vslot || !b->estr || !b->elen || !b->eid || !b->pool || !b->id_str || !b->id_len)
+    if (tk_dense_ok(b->n_ids, count)) b->id_entry = calloc((size_t)b->n_ids + 1, sizeof *b->id_entry);
+    else b->by_id = malloc((count + 1) * sizeof *b->by_id);
+    if (!b->vslot || !b->estr || !b->elen || !b->eid || !b->pool || (!b->id_entry && !b->by_id))
         return moe_fail(MOE_ENOMEM, "%s.vocab: out of memory", where);
     char *p = b->pool;
     uint32_t e = 0;
@@ -119,11 +128,31 @@ static moe_status parse_vocab(const char *where, const cJSON *v, tk_bpe *b) {
         b->elen[e] = (uint32_t)l;
         b->eid[e] = id;
         b->vslot[slot] = (h >> 32 << 32) | (e + 1);
-        b->id_str[id] = p;
-        b->id_len[id] = (uint32_t)l;
+        if (b->id_entry) b->id_entry[id] = e + 1;   /* the last entry with an id wins */
+        else b->by_id[e] = e;
         p += l + 1;
     }
+    if (b->by_id) {   /* sparse ids: entries by id, the later entry first among equal ids */
+        qsort_r(b->by_id, count, sizeof *b->by_id, by_id_then_late, b->eid);
+    }
     return MOE_OK;
+}
+
+const char *tk_bpe_id_str(const tk_bpe *b, int32_t id, size_t *len) {
+    int64_t e = -1;
+    if (id < 0 || id >= b->n_ids) e = -1;
+    else if (b->id_entry) e = (int64_t)b->id_entry[id] - 1;
+    else {
+        size_t lo = 0, hi = b->n_vocab;   /* first position whose id is >= id */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (b->eid[b->by_id[mid]] < id) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < b->n_vocab && b->eid[b->by_id[lo]] == id) e = b->by_id[lo];
+    }
+    if (len) *len = e >= 0 ? b->elen[e] : 0;
+    return e >= 0 ? b->estr[e] : NULL;
 }
 
 enum { M_OK, M_FORMAT, M_LEFT, M_RIGHT, M_MERGED, M_NOMEM };

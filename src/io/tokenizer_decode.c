@@ -10,7 +10,10 @@
  * Metaspace drops every replacement character of the first token when it prepends one.
  *
  * For streaming, each run reports whether its text ends inside an unfinished character (bytes of a
- * valid prefix at the very end), which is when a stream must wait for the next token. */
+ * valid prefix at the very end), which is when a stream must wait for the next token.
+ *
+ * Every step's output is charged to the call's work budget (tokenizer_internal.h), Replace as it
+ * writes: a chain of Replace decoders that doubles the text each time stops with an error. */
 #include "io/tokenizer_internal.h"
 #include "core/error.h"
 #include "io/json.h"
@@ -201,6 +204,7 @@ static moe_status replace(const tk_dec *d, tk_ctx *c, const tk_list *in, tk_list
         MOE_TRY(tk_pattern_find_all(&d->pat, c, s, n));
         if (tk_list_open(out, -1, 0)) goto nomem;
         for (size_t k = 0; k < c->spans.n; k++) {
+            MOE_TRY(tk_spend(c, c->spans.v[k].start - prev + d->text_len, "decoder output"));
             if (tk_buf_put(&out->text, s + prev, c->spans.v[k].start - prev) || tk_buf_put(&out->text, d->text, d->text_len))
                 goto nomem;
             prev = c->spans.v[k].end;
@@ -256,7 +260,7 @@ static int bpe_suffix(const tk_dec *d, const tk_list *in, tk_list *out) {
 static moe_status step(const tk_dec *d, tk_ctx *c, const tk_list *in, tk_list *out, int *incomplete) {
     tk_list_clear(out);
     int bad = 0;
-    switch (d->kind) {
+    switch (d->kind) {   /* steps other than Replace and Sequence grow the text by a bounded factor: charged after */
     case D_BYTELEVEL: bad = byte_level(in, out, incomplete); break;
     case D_BYTEFALLBACK: bad = byte_fallback(in, out, incomplete); break;
     case D_METASPACE: bad = metaspace(d, in, out); break;
@@ -279,10 +283,11 @@ static moe_status step(const tk_dec *d, tk_ctx *c, const tk_list *in, tk_list *o
         tk_list_free(&a);
         tk_list_free(&b);
         if (st) return st;
-        break;
+        return bad ? moe_fail(MOE_ENOMEM, "%s: out of memory", c->path) : MOE_OK;
     }
     }
-    return bad ? moe_fail(MOE_ENOMEM, "%s: out of memory", c->path) : MOE_OK;
+    if (bad) return moe_fail(MOE_ENOMEM, "%s: out of memory", c->path);
+    return tk_spend(c, out->text.n, "decoder output");
 }
 
 moe_status tk_dec_run(const tk_dec *d, tk_ctx *c, tk_list *tokens, tk_buf *out, int *incomplete) {

@@ -11,6 +11,13 @@
  * per-call state (regex match data, BPE scratch, the word cache) lives in a tk_ctx made by each
  * encode call, so one tokenizer can serve several threads.
  *
+ * A tokenizer.json is untrusted input, and some are built to make the work explode: a chain of
+ * Replace normalizers or decoders whose output grows geometrically, or a split regex that rescans
+ * the rest of the text at every match (linear per match, quadratic overall). Each encode or decode
+ * therefore carries a work budget in its tk_ctx, proportional to its input: the bytes every
+ * normalizer and decoder step writes and the bytes regex matching scans are charged against it,
+ * and running out is a one-line error naming the file and the stage, never a hang.
+ *
  * Files: tokenizer.c (loading, added tokens, public API), tokenizer_util.c (buffers, UTF-8,
  * regex), tokenizer_norm.c, tokenizer_pretok.c, tokenizer_bpe.c, tokenizer_decode.c. */
 #ifndef MOE_IO_TOKENIZER_INTERNAL_H
@@ -87,10 +94,21 @@ typedef struct tk_ctx {
     tk_buf word;                      /* BPE scratch: a word with prefix/suffix */
     struct tk_seg *segs;              /* pre-tokenizer scratch: pieces of a split */
     size_t segs_cap;
+    uint64_t work_left, work_total;   /* the budget of this call (tk_ctx_budget) */
 } tk_ctx;
 typedef struct tk_seg { size_t start, end; int match; } tk_seg;
 moe_status tk_ctx_init(tk_ctx *c, const char *path);
 void tk_ctx_free(tk_ctx *c);
+
+/* The work budget of one call over input_bytes of input: TK_WORK_BASE + TK_WORK_PER_BYTE per byte.
+ * Real tokenizers use a few units per byte (docs/TOKENIZER.md); tk_ctx_init sets the budget of an
+ * empty input. */
+#define TK_WORK_BASE ((uint64_t)1 << 16)
+#define TK_WORK_PER_BYTE 256u
+void tk_ctx_budget(tk_ctx *c, size_t input_bytes);
+/* Charge n units of work done by `what` ("normalizer output", "decoder output", "regex matching");
+ * MOE_EINPUT naming the tokenizer file once the budget is spent. */
+moe_status tk_spend(tk_ctx *c, size_t n, const char *what);
 /* All non-empty, non-overlapping matches of re in s, left to right, into c->spans. */
 moe_status tk_regex_find_all(const tk_regex *re, tk_ctx *c, const char *s, size_t n);
 /* All occurrences of a literal, non-overlapping, left to right, into c->spans. */
@@ -146,8 +164,11 @@ typedef struct tk_bpe {
     char *pool;
     size_t n_vocab;                   /* entries in the vocab object (tokenizers' get_vocab_size) */
     int32_t n_ids;                    /* largest id + 1 */
-    const char **id_str;              /* [n_ids] token string or NULL */
-    uint32_t *id_len;
+    /* id -> entry, in memory proportional to the entries (an id of 16M must not cost 16M slots):
+     * dense [n_ids] (entry + 1, 0 = none) when the ids are mostly used, else by_id: the entries
+     * sorted by id, searched by bisection */
+    uint32_t *id_entry;
+    uint32_t *by_id;
     uint64_t *mkey;                   /* merges: (left id, right id) -> rank, merged id */
     uint32_t *mrank;
     int32_t *mnew;
@@ -162,12 +183,19 @@ typedef struct tk_bpe {
 moe_status tk_bpe_parse(const char *where, const cJSON *model, tk_bpe *b);
 void tk_bpe_free(tk_bpe *b);
 int32_t tk_bpe_token_id(const tk_bpe *b, const char *s, size_t n);
+/* The vocab string of id (NULL if no entry has that id); *len gets its length. */
+const char *tk_bpe_id_str(const tk_bpe *b, int32_t id, size_t *len);
+/* Whether a table of n slots for ids in [0, n) stays proportional to `used` entries. */
+static inline int tk_dense_ok(int64_t n, size_t used) { return n <= 2 * (int64_t)used + 65536; }
 /* Append the ids of one word. */
 moe_status tk_bpe_word(const tk_bpe *b, tk_ctx *c, const char *w, size_t n, tk_ids *out);
 void tk_bpe_cache_free(tk_bpe_cache *cache);
 
 /* ---- loading from memory (tokenizer.c; for the fuzz harness and tests) ---- */
 
+/* Append the ids of text (valid UTF-8) to *out. at_start: the text begins the whole input (Metaspace
+ * prepend_scheme "first"); 0 for a part of a longer text (src/io/tokenize_stream.c). */
+moe_status tk_encode_part(const moe_tokenizer *t, const char *text, size_t len, int at_start, tk_ids *out);
 /* Load a tokenizer.json held in memory; name stands in for the path in messages. */
 moe_status tk_tokenizer_load_mem(const char *name, const char *buf, size_t len, moe_tokenizer **out);
 

@@ -7,7 +7,9 @@
  *
  * tokenizers normalizes each piece of text left between added tokens on its own, so an empty piece
  * stays empty (Prepend adds nothing to an empty string) and the caller never joins pieces first.
- * Offsets are not tracked: nothing we produce needs them. */
+ * Offsets are not tracked: nothing we produce needs them. Every step's output is charged to the
+ * call's work budget (tokenizer_internal.h), Replace as it writes, so that a chain of growing
+ * Replace steps stops at the budget instead of doubling without end. */
 #include "io/tokenizer_internal.h"
 #include "core/error.h"
 #include <stdlib.h>
@@ -143,9 +145,11 @@ static moe_status replace(const tk_norm *nm, tk_ctx *c, const char *s, size_t n,
     size_t prev = 0;
     for (size_t i = 0; i < c->spans.n; i++) {
         tk_span sp = c->spans.v[i];
+        MOE_TRY(tk_spend(c, sp.start - prev + nm->text_len, "normalizer output"));
         if (tk_buf_put(out, s + prev, sp.start - prev) || tk_buf_put(out, nm->text, nm->text_len)) goto nomem;
         prev = sp.end;
     }
+    MOE_TRY(tk_spend(c, n - prev, "normalizer output"));
     if (tk_buf_put(out, s + prev, n - prev)) goto nomem;
     return MOE_OK;
 nomem:
@@ -156,20 +160,23 @@ moe_status tk_norm_apply(const tk_norm *nm, tk_ctx *c, const char *s, size_t n, 
     out->n = 0;
     if (tk_buf_put(out, "", 0)) return moe_fail(MOE_ENOMEM, "%s: out of memory", c->path);
     int bad = 0;
-    switch (nm->kind) {
-    case N_NFC: return unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_COMPOSE, out);
-    case N_NFD: return unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE, out);
-    case N_NFKC: return unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT, out);
-    case N_NFKD: return unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, out);
+    moe_status st = MOE_OK;
+    switch (nm->kind) {   /* the steps other than Replace grow the text by a bounded factor: charged after */
+    case N_NFC: st = unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_COMPOSE, out); break;
+    case N_NFD: st = unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE, out); break;
+    case N_NFKC: st = unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT, out); break;
+    case N_NFKD: st = unicode_map(c, s, n, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, out); break;
     case N_LOWER: bad = lowercase(s, n, out); break;
     case N_STRIP_ACCENTS: bad = strip_accents(s, n, out); break;
     case N_STRIP: bad = strip(s, n, nm->left, nm->right, out); break;
-    case N_PREPEND: bad = n && (tk_buf_put(out, nm->text, nm->text_len) || tk_buf_put(out, s, n)); break;
-    case N_REPLACE: return replace(nm, c, s, n, out);
+    case N_PREPEND:   /* charged first: the prefix may be long */
+        if (n) MOE_TRY(tk_spend(c, nm->text_len + n, "normalizer output"));
+        bad = n && (tk_buf_put(out, nm->text, nm->text_len) || tk_buf_put(out, s, n));
+        return bad ? moe_fail(MOE_ENOMEM, "%s: out of memory", c->path) : MOE_OK;
+    case N_REPLACE: return replace(nm, c, s, n, out);   /* charges as it writes */
     case N_SEQ: {
         tk_buf tmp = {0};
         if (tk_buf_put(out, s, n)) { bad = 1; break; }
-        moe_status st = MOE_OK;
         for (int i = 0; !st && i < nm->nsub; i++) {
             st = tk_norm_apply(nm->sub[i], c, out->p, out->n, &tmp);
             tk_buf t = *out; *out = tmp; tmp = t;
@@ -178,5 +185,6 @@ moe_status tk_norm_apply(const tk_norm *nm, tk_ctx *c, const char *s, size_t n, 
         return st;
     }
     }
-    return bad ? moe_fail(MOE_ENOMEM, "%s: out of memory", c->path) : MOE_OK;
+    if (bad) return moe_fail(MOE_ENOMEM, "%s: out of memory", c->path);
+    return st ? st : tk_spend(c, out->n, "normalizer output");
 }

@@ -307,7 +307,8 @@ moe_status tk_regex_compile(const char *where, const char *pattern, size_t len, 
         pcre2_get_error_message(err, msg, sizeof msg);
         return moe_fail(MOE_EINPUT, "%s: bad regex /%.80s/: %s", where, pattern, (const char *)msg);
     }
-    pcre2_jit_compile(out->code, PCRE2_JIT_COMPLETE);   /* falls back to the interpreter if JIT is absent */
+    /* falls back to the interpreter if JIT is absent; partial mode for the windows of tk_regex_find_all */
+    pcre2_jit_compile(out->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
     return MOE_OK;
 }
 
@@ -322,7 +323,25 @@ moe_status tk_ctx_init(tk_ctx *c, const char *path) {
     c->md = pcre2_match_data_create(1, NULL);
     c->mctx = pcre2_match_context_create(NULL);
     if (!c->md || !c->mctx) { tk_ctx_free(c); return moe_fail(MOE_ENOMEM, "%s: out of memory", path); }
+    tk_ctx_budget(c, 0);
     return MOE_OK;
+}
+
+void tk_ctx_budget(tk_ctx *c, size_t input_bytes) {
+    uint64_t per = (uint64_t)input_bytes;
+    c->work_total = c->work_left =
+        TK_WORK_BASE + (per > (UINT64_MAX / 2) / TK_WORK_PER_BYTE ? UINT64_MAX / 2 : per * TK_WORK_PER_BYTE);
+}
+
+moe_status tk_spend(tk_ctx *c, size_t n, const char *what) {
+    if ((uint64_t)n <= c->work_left) {
+        c->work_left -= n;
+        return MOE_OK;
+    }
+    c->work_left = 0;
+    return moe_fail(MOE_EINPUT, "%s: %s exceeds the tokenizer's work budget (%llu bytes for this text: %u per input byte "
+                    "plus 64 KiB): its normalizers or decoders multiply the text, or a pattern rescans it at every match",
+                    c->path, what, (unsigned long long)c->work_total, TK_WORK_PER_BYTE);
 }
 
 void tk_ctx_free(tk_ctx *c) {
@@ -338,6 +357,78 @@ void tk_ctx_free(tk_ctx *c) {
     memset(c, 0, sizeof *c);
 }
 
+/* The leftmost match at or after pos, found through windows of the text so that the work is
+ * known and charged. A pcre2_match over the whole rest of the text can do quadratic work in one
+ * call (every start position may scan to the end), so the search goes in two parts:
+ *  - unanchored, over a window of TK_REGEX_WINDOW bytes with PCRE2_PARTIAL_HARD, which reports a
+ *    partial match as soon as an attempt reaches the window's end (a longer match, a lookahead, $
+ *    or \b might need more text). A complete match that ends inside the window, or no match at
+ *    all, is exactly the answer over the whole text for the start positions in the window;
+ *  - where an attempt at position q reached the window's end, q alone (PCRE2_ANCHORED) over a
+ *    window that doubles until the attempt no longer needs more text. Positions before q matched
+ *    nothing (partial matching stops at the first attempt that reaches the end).
+ * Each call is charged the bytes up to its match plus every byte of every doubled window: a
+ * normal split pattern decides within a few bytes and costs about one unit per byte of text; a
+ * pattern that scans the rest of the text from each position spends the budget after linear work
+ * instead of running for quadratic time. *found = 0 when nothing matches. */
+#define TK_REGEX_WINDOW 64
+
+static size_t char_end(const char *s, size_t n, size_t end) {
+    while (end < n && ((unsigned char)s[end] & 0xc0) == 0x80) end++;
+    return end;
+}
+
+static moe_status regex_error(tk_ctx *c, int rc) {
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    return moe_fail(MOE_EINPUT, "%s: regex match failed: %s", c->path, (const char *)msg);
+}
+
+static moe_status next_match(const tk_regex *re, tk_ctx *c, const char *s, size_t n, size_t pos, int *found,
+                             size_t *ms, size_t *me) {
+    *found = 0;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+    while (pos <= n) {
+        size_t end = char_end(s, n, n - pos <= TK_REGEX_WINDOW ? n : pos + TK_REGEX_WINDOW);
+        int whole = end == n;
+        int rc = pcre2_match(re->code, (PCRE2_SPTR)s, end, pos, PCRE2_NO_UTF_CHECK | (whole ? 0 : PCRE2_PARTIAL_HARD),
+                             c->md, c->mctx);
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            MOE_TRY(tk_spend(c, end - pos + 1, "regex matching"));
+            if (whole) return MOE_OK;
+            pos = end;   /* no match starts before the window's end */
+            continue;
+        }
+        if (rc < 0 && rc != PCRE2_ERROR_PARTIAL) return regex_error(c, rc);
+        if (rc >= 0 && (whole || ov[1] < end)) {
+            MOE_TRY(tk_spend(c, (ov[1] > pos ? ov[1] - pos : 0) + 1, "regex matching"));
+            *found = 1, *ms = ov[0], *me = ov[1];
+            return MOE_OK;
+        }
+        /* an attempt at q reached the window's end: decide q alone with more text */
+        size_t q = ov[0] < pos ? pos : ov[0];
+        MOE_TRY(tk_spend(c, q - pos + 1, "regex matching"));
+        size_t win = (end - q) * 2 + 1;
+        for (;;) {
+            size_t e2 = char_end(s, n, n - q <= win ? n : q + win);
+            int all = e2 == n;
+            MOE_TRY(tk_spend(c, e2 - q, "regex matching"));
+            rc = pcre2_match(re->code, (PCRE2_SPTR)s, e2, q,
+                             PCRE2_NO_UTF_CHECK | PCRE2_ANCHORED | (all ? 0 : PCRE2_PARTIAL_HARD), c->md, c->mctx);
+            if (rc >= 0 && (all || ov[1] < e2)) {
+                *found = 1, *ms = ov[0], *me = ov[1];
+                return MOE_OK;
+            }
+            if (rc == PCRE2_ERROR_NOMATCH) break;
+            if (rc < 0 && rc != PCRE2_ERROR_PARTIAL) return regex_error(c, rc);
+            win = (e2 - q) * 2;
+        }
+        if (q >= n) return MOE_OK;
+        pos = q + tk_utf8_len((unsigned char)s[q]);   /* nothing starts at q: go on after it */
+    }
+    return MOE_OK;
+}
+
 moe_status tk_regex_find_all(const tk_regex *re, tk_ctx *c, const char *s, size_t n) {
     c->spans.n = 0;
     if (!c->jit) {   /* the default 32 KB JIT stack is too small for long runs of \s+(?!\S) */
@@ -346,15 +437,10 @@ moe_status tk_regex_find_all(const tk_regex *re, tk_ctx *c, const char *s, size_
     }
     size_t pos = 0;
     while (pos <= n) {
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[160];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            return moe_fail(MOE_EINPUT, "%s: regex match failed: %s", c->path, (const char *)msg);
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
-        size_t st = ov[0], en = ov[1];
+        int found;
+        size_t st, en;
+        MOE_TRY(next_match(re, c, s, n, pos, &found, &st, &en));
+        if (!found) break;
         if (en > st) {
             if (tk_spans_push(&c->spans, st, en)) return moe_fail(MOE_ENOMEM, "%s: out of memory", c->path);
             pos = en;

@@ -3,6 +3,7 @@
 #include "model/sampler.h"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -19,6 +20,8 @@ double moe_sampler_uniform(moe_sampler *s) { return (double)(next_u64(s) >> 11) 
 int moe_sampler_init(moe_sampler *s, const moe_sampler_params *p, int vocab) {
     s->p = *p;
     s->vocab = vocab;
+    s->allowed = NULL;
+    s->n_allowed = 0;
     uint64_t z = p->seed;
     for (int i = 0; i < 4; i++) { /* splitmix64 seeding */
         z += 0x9e3779b97f4a7c15ull;
@@ -36,14 +39,46 @@ int moe_sampler_init(moe_sampler *s, const moe_sampler_params *p, int vocab) {
 void moe_sampler_free(moe_sampler *s) {
     free(s->idx);
     free(s->prob);
+    free(s->allowed);
     s->idx = NULL;
     s->prob = NULL;
+    s->allowed = NULL;
+    s->n_allowed = 0;
 }
 
-static int argmax(const float *x, int n) {
-    int b = 0;
+int moe_sampler_restrict(moe_sampler *s, const unsigned char *ok) {
+    int n = 0;
+    for (int i = 0; i < s->vocab; i++) n += ok[i] != 0;
+    if (!n) return -1;
+    int *a = malloc(sizeof(int) * (size_t)n);
+    if (!a) return -1;
+    n = 0;
+    for (int i = 0; i < s->vocab; i++)
+        if (ok[i]) a[n++] = i;
+    free(s->allowed);
+    s->allowed = a;
+    s->n_allowed = n;
+    return 0;
+}
+
+int moe_sampler_restrict_to_tokenizer(moe_sampler *s, const moe_tokenizer *t) {
+    unsigned char *ok = malloc((size_t)s->vocab);
+    if (!ok) return -1;
+    int all = 1;
+    for (int i = 0; i < s->vocab; i++) {
+        ok[i] = moe_tokenizer_piece(t, i, NULL) != NULL;
+        all &= ok[i];
+    }
+    int r = all ? 0 : moe_sampler_restrict(s, ok);
+    free(ok);
+    return r;
+}
+
+/* The best candidate (the first of equals) among idx[0..n). */
+static int argmax_of(const float *x, const int *idx, int n) {
+    int b = idx[0];
     for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
+        if (x[idx[i]] > x[b]) b = idx[i];
     return b;
 }
 
@@ -72,10 +107,12 @@ static void select_top_k(const float *logits, int *idx, int n, int k) {
 
 int moe_sampler_next(moe_sampler *s, const float *logits) {
     const moe_sampler_params *p = &s->p;
-    int V = s->vocab;
-    if (p->temperature <= 0) return argmax(logits, V);
+    int V = s->allowed ? s->n_allowed : s->vocab;   /* the candidates: allowed ids, or all */
+    if (s->allowed) memcpy(s->idx, s->allowed, sizeof(int) * (size_t)V);
+    else
+        for (int i = 0; i < V; i++) s->idx[i] = i;
+    if (p->temperature <= 0) return argmax_of(logits, s->idx, V);
     int n = V;
-    for (int i = 0; i < V; i++) s->idx[i] = i;
     if (p->top_k > 0 && p->top_k < V) {
         select_top_k(logits, s->idx, V, p->top_k);
         n = p->top_k;

@@ -519,9 +519,14 @@ moe_status moe_store_disk_new(const moe_disk_store_config *cfg, const char *cons
     for (int i = 0; i < n_files; i++) d->fds[i] = -1;
     for (int i = 0; i < n_files; i++) {
         d->paths[i] = strdup(paths[i]);
-        int flags = O_RDONLY | O_CLOEXEC | (cfg->direct_io ? O_DIRECT : 0);
+        int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (cfg->direct_io ? O_DIRECT : 0);   /* O_NONBLOCK: a FIFO swapped in must not block */
         d->fds[i] = d->paths[i] ? open(paths[i], flags) : -1;
         struct stat sb;
+        if (d->fds[i] >= 0 && fstat(d->fds[i], &sb) == 0 && !S_ISREG(sb.st_mode)) {
+            moe_status st = moe_fail(MOE_EINPUT, "%s: not a regular file", paths[i]);
+            moe_store_destroy(s);
+            return st;
+        }
         if (d->fds[i] < 0 || fstat(d->fds[i], &sb) != 0) {
             moe_status st = moe_fail(MOE_EIO, "%s: cannot open for expert reads%s: %s", paths[i],
                                      cfg->direct_io ? " with O_DIRECT" : "", strerror(errno));

@@ -3,6 +3,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/json.h"
 #include "io/st_writer.h"
 #include "io/weights.h"
@@ -174,8 +175,8 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
 static int unchanged(const char *path, const char *buf, size_t len) {
     struct stat sb;
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != (uint64_t)len) return 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    FILE *f;
+    if (moe_input_fopen(path, &f) != MOE_OK) { moe_clear_error(); return 0; }
     char chunk[65536];
     size_t off = 0, n;
     int same = 1;
@@ -436,8 +437,8 @@ moe_status moe_ckpt_read_train_config(const char *dir, moe_tconfig *c) {
 moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *dir) {
     char path[1024];
     path_in(path, sizeof path, dir, "train_state.bin");
-    FILE *f = fopen(path, "rb");
-    if (!f) return moe_fail(MOE_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    MOE_TRY(moe_input_fopen(path, &f));
     state_header h;
     moe_status st = MOE_OK;
     if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, STATE_MAGIC, 8) != 0) {

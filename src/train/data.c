@@ -2,27 +2,38 @@
 #include "train/data.h"
 #include "core/error.h"
 #include "io/json.h"
+#include "io/tokenize_stream.h"
 #include "moe/router.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Encode buf[0..len) with t and append the ids to d->tok. */
-static moe_status append_encoded(const moe_tokenizer *t, const char *buf, size_t len, moe_data *d, size_t *cap) {
-    int32_t *ids;
-    size_t n;
-    MOE_TRY(moe_tokenizer_encode(t, buf, len, &ids, &n));
-    if (d->n + n > *cap) {
+typedef struct appender { moe_data *d; size_t *cap; } appender;
+
+static moe_status append_ids(void *user, const int32_t *ids, size_t n, int *stop) {
+    appender *a = user;
+    moe_data *d = a->d;
+    *stop = 0;
+    if (d->n + n > *a->cap) {
         size_t nc = (d->n + n) * 2;
         int32_t *p = realloc(d->tok, sizeof(int32_t) * nc);
-        if (!p) { free(ids); return moe_fail(MOE_ENOMEM, "out of memory"); }
+        if (!p) return moe_fail(MOE_ENOMEM, "out of memory");
         d->tok = p;
-        *cap = nc;
+        *a->cap = nc;
     }
     if (n) memcpy(d->tok + d->n, ids, sizeof(int32_t) * n);
     d->n += n;
-    free(ids);
     return MOE_OK;
+}
+
+/* Encode buf[0..len) with t as one text and append the ids to d->tok. The text is encoded in parts
+ * (src/io/tokenize_stream.h: the same ids as one encode), so the tokenizer's working memory follows
+ * a part of the file rather than all of it. */
+static moe_status append_encoded(const moe_tokenizer *t, const char *path, const char *buf, size_t len, size_t offset,
+                                 moe_data *d, size_t *cap) {
+    appender a = {d, cap};
+    moe_tokenize_stream_opts o = {0, NULL, offset};
+    return moe_tokenize_buffer_stream(t, path, buf, len, &o, append_ids, &a);
 }
 
 moe_status moe_data_load(const char *path, double val_fraction, int seq_len, int vocab, const char *tokenizer,
@@ -48,13 +59,16 @@ moe_status moe_data_load(const char *path, double val_fraction, int seq_len, int
         if (!st) {
             /* cut the split at a UTF-8 character boundary so neither part starts mid-character */
             while (split < len && ((unsigned char)buf[split] & 0xC0) == 0x80) split++;
-            st = append_encoded(t, buf, split, d, &cap);
+            st = append_encoded(t, path, buf, split, 0, d, &cap);
         }
         d->n_train = d->n;
-        if (!st) st = append_encoded(t, buf + split, len - split, d, &cap);
-        if (st == MOE_EINPUT && t) {   /* the tokenizer names only "text": say which file */
+        if (!st) st = append_encoded(t, path, buf + split, len - split, split, d, &cap);
+        if (st == MOE_EINPUT && t) {   /* say which tokenizer, after the file the message names */
             char msg[512];
-            snprintf(msg, sizeof msg, "%s", moe_last_error());
+            const char *m = moe_last_error();
+            size_t pl = strlen(path);
+            if (!strncmp(m, path, pl) && !strncmp(m + pl, ": ", 2)) m += pl + 2;
+            snprintf(msg, sizeof msg, "%s", m);
             st = moe_fail(MOE_EINPUT, "%s (encoding with %s): %s", path, tokenizer, msg);
         }
         for (size_t i = 0; !st && i < d->n; i++)

@@ -1,10 +1,12 @@
 /* trainer.c - the training loop (see trainer.h). */
 #include "train/trainer.h"
 #include "core/error.h"
+#include "io/json.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/optim.h"
 #include "train/tmodel.h"
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -155,12 +157,21 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
         char eta[32];
         fmt_time(eta, sizeof eta, (double)(c->steps - step) * t_train / (double)(step - start));
         if (o->json) {
-            printf("{\"step\": %lld, \"loss\": %.6f, \"aux\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"load_cv\": %.4f, "
-                   "\"dropped\": %.4f, \"entropy\": %.4f, \"experts_per_token\": %.3f, \"tok_per_s\": %.1f",
-                   (long long)step, loss, m->aux, lr, norm, rs.load_cv, rs.dropped, rs.entropy, rs.per_token, tps);
-            if (evaled) printf(", \"val_loss\": %.6f", val);
+            /* a value that is not finite (an overflowing gradient norm) is null: the line stays JSON */
+            const char *key[] = {"loss", "aux", "lr", "grad_norm", "load_cv", "dropped", "entropy", "experts_per_token",
+                                 "tok_per_s", "val_loss"};
+            const char *fmt[] = {"%.6f", "%.6f", "%.6g", "%.6g", "%.4f", "%.4f", "%.4f", "%.3f", "%.1f", "%.6f"};
+            const double v[] = {loss, m->aux, lr, norm, rs.load_cv, rs.dropped, rs.entropy, rs.per_token, tps, val};
+            printf("{\"step\": %lld", (long long)step);
+            for (int k = 0; k < 10 - !evaled; k++) {
+                printf(", \"%s\": ", key[k]);
+                moe_json_put_num(stdout, fmt[k], v[k]);
+            }
             printf("}\n");
-            fflush(stdout);
+            if (fflush(stdout) != 0 || ferror(stdout)) {   /* a full disk or closed stdout: stop now, not hours later */
+                st = moe_fail(MOE_EIO, "standard output: cannot write: %s", strerror(errno));
+                break;
+            }
         }
         if (!o->quiet) {
             char vb[32] = "";

@@ -73,6 +73,16 @@ printf '0,1\n0,x\n' >"$dir/ids.txt"
 expect 1 "bad token id" -- tokenize "$dir/good.json" --decode "@$dir/ids.txt"
 expect 2 "$dir/noids.txt" -- tokenize "$dir/good.json" --decode "@$dir/noids.txt"
 
+# Memory in proportion to the tokens the file holds: a vocab id of 16M (two tokens and an added one)
+# must not size tables by the id. Outside sanitizer builds (which reserve terabytes of address space)
+# the address space is capped at 150 MB, which tables of 16M entries (256 MB) would exceed.
+printf '{"model":{"type":"BPE","vocab":{"a":0,"b":16777215},"merges":[]},"added_tokens":[{"id":1,"content":"<s>","special":true}]}' >"$dir/big_id.json"
+if grep -q __asan_init "$moe" || [ "${MOE_TEST_SANITIZED:-0}" = 1 ]; then limit=unlimited; else limit=150000; fi
+out=$(ulimit -v $limit; "$moe" tokenize "$dir/big_id.json" "ab<s>" --ids 2>&1)
+[ "$out" = "0,16777215,2" ] || { echo "FAIL: a tokenizer with id 16777215: '$out'"; fails=$((fails + 1)); }
+out=$(ulimit -v $limit; "$moe" tokenize "$dir/big_id.json" --decode 16777215,2,0 2>&1)
+[ "$out" = "b <s> a" ] || { echo "FAIL: decoding id 16777215: '$out'"; fails=$((fails + 1)); }
+
 # Flag mistakes: usage errors, exit 1.
 expect 1 "bad token id" -- tokenize "$dir/good.json" --decode 1,-2
 expect 1 "not both" -- tokenize "$dir/good.json" text --file "$dir/text.txt"

@@ -199,6 +199,13 @@ class Runner:
         return out
 
 
+def write_ids(work, text):
+    path = os.path.join(work, "ids.txt")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 # ---- the cases ----------------------------------------------------------------------------------
 
 def main():
@@ -628,7 +635,30 @@ def main():
         R.expect_ok("huge.max_position.generate", ["generate", d, "--tokens", "1,2,3", "-n", "2"], mem_limit=1 << 30)
         R.expect_ok("huge.intermediate_unused", ["logits", d, "--tokens", ",".join(["1"] * 300)], mem_limit=1 << 30)
 
-    # -- valid files holding NaN / Inf weights: the run completes and the JSON written stays readable --
+    # a header of 300k zero-size tensors (17 MB of JSON, no data): memory must follow what the file
+    # holds, so beyond a small allowance every tensor must own data; refused before the JSON tree exists
+    zs = header_dict(tensors, {"format": "pt"})
+    for i in range(300000):
+        zs[f"z.{i}"] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+    st_case("huge.zero_size_tensors", st_bytes(zs, base_data), r"300\d+ tensors .* each tensor must hold data")
+    if want("huge.zero_size_few"):  # a few zero-size tensors are fine
+        d = case_dir("huge.zero_size_few")
+        few = header_dict(tensors, {"format": "pt"})
+        for i in range(100):
+            few[f"z.{i}"] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+        write_model(d, tensors=False)
+        with open(os.path.join(d, "model.safetensors"), "wb") as f:
+            f.write(st_bytes(few, base_data))
+        rc, _, err = R.run(["info", d])   # loads, with a warning about the unused tensors
+        if rc != 0:
+            R.failures.append("huge.zero_size_few")
+            print(f"FAIL huge.zero_size_few: exit {rc}, stderr {err[:300]!r}")
+        else:
+            R.passed += 1
+            print("ok   huge.zero_size_few")
+
+    # -- valid files holding NaN / Inf weights: the run completes, every JSON written stays strict JSON
+    #    (non-finite values as null plus an "error" member), and the command exits 2 naming the model --
     if want("weights.nonfinite"):
         d = case_dir("weights.nonfinite")
         V, D = CONFIG["vocab_size"], CONFIG["hidden_size"]
@@ -639,16 +669,35 @@ def main():
                     struct.pack(f"<{D}f", *[float("inf")] * D) + data[4 * D * 4:]
             bad.append((name, dt, shape, data))
         write_model(d, tensors=bad)
+
+        def strict(text):   # json.loads accepts NaN and Infinity; strict JSON does not
+            def refuse(tok):
+                raise ValueError(f"non-JSON constant {tok}")
+            return json.loads(text, parse_constant=refuse)
+
         routes = os.path.join(work, "weights.nonfinite.routes.json")
-        out = R.expect_ok("weights.nonfinite.logits", ["logits", d, "--tokens", "1,2,3", "--routes", routes])
+        R.expect("weights.nonfinite.logits", ["logits", d, "--tokens", "1,2,3", "--routes", routes], 2, d, r"not finite")
+        rc, out, err = R.run(["logits", d, "--tokens", "1,2,3", "--routes", routes])
         try:
-            rows = json.loads(out)["logits"]
-            json.load(open(routes))
-            if len(rows) != 3 or all(x == x for x in rows[1]):
-                raise ValueError("expected NaN logits at position 1")
+            doc = strict(out)
+            rows = doc["logits"]
+            if len(rows) != 3 or None not in rows[1] or "error" not in doc:
+                raise ValueError("expected null logits at position 1 and an error member")
+            if "error" not in strict(open(routes).read()):
+                raise ValueError("the routes file has no error member")
         except (ValueError, OSError) as e:
             R.failures.append("weights.nonfinite.json")
             print(f"FAIL weights.nonfinite.json: {e}")
+        R.expect("weights.nonfinite.eval", ["eval", d, "--tokens-file", write_ids(work, "1 2 3 4"), "--json"], 2, d,
+                 r"not finite")
+        for case, args in (("info", ["info", d, "--json"]), ("bench", ["bench", d, "-p", "3", "-n", "2", "--json",
+                                                                       "--no-bandwidth"])):
+            out = R.expect_ok(f"weights.nonfinite.{case}", args)
+            try:
+                strict(out)
+            except ValueError as e:
+                R.failures.append(f"weights.nonfinite.{case}.json")
+                print(f"FAIL weights.nonfinite.{case}.json: {e}: {out[:200]!r}")
 
     # -- the command line --
     def cli_case(name, args, code, problem, file_word=None):

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 from tokenizers import Tokenizer
 
@@ -101,14 +100,13 @@ def test_model(moe, d, tok_file, chat_prefix):
     ri = run([moe, "run", d, "--chat", "-n", "4", "--temp", "0"], input="Hello\nAnd again\n")
     check(ri.returncode == 0 and ri.stdout.count("\n") >= 2, f"interactive chat: rc {ri.returncode} {ri.stdout!r} {ri.stderr!r}")
     # Ctrl-C stops cleanly and prints the speed
+    # (the signal goes once the first generated text arrives: a fixed sleep is too short on a loaded machine)
     p = subprocess.Popen([moe, "run", d, "-p", prompt, "-n", "1000000", "--ctx", "100000"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    # the first generated text means the handler is installed (a busy machine may take seconds to get there)
-    first = p.stdout.read(1)
-    time.sleep(0.5)
+                         stderr=subprocess.PIPE)
+    first = os.read(p.stdout.fileno(), 1)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
-    out = first + out
+    out, err = (first + out).decode("utf-8", "replace"), err.decode("utf-8", "replace")
     check(p.returncode == 0 and "interrupted" in err and stats(err) is not None and stats(err)[1] > 0,
           f"Ctrl-C: rc {p.returncode}, stderr {err!r}")
     # an empty prompt starts from BOS (the logits of nothing do not exist); without BOS it is refused

@@ -113,6 +113,47 @@ int main(void) {
         CHECK(differ, "different seeds should give different tokens");
         moe_sampler_free(&a); moe_sampler_free(&b); moe_sampler_free(&c);
     }
+    /* restricted to some ids (a tokenizer smaller than the model): never another, greedy or not,
+     * and the distribution renormalised over the allowed ones */
+    {
+        unsigned char ok[V];
+        for (int i = 0; i < V; i++) ok[i] = i % 3 != 0 && i != order[0];   /* the best id is not allowed */
+        moe_sampler_params t = {1.0, 0, 1, 0, seed + 4};
+        double z = 0;
+        softmax(logits, p, V, 1.0);
+        for (int i = 0; i < V; i++) z += ok[i] ? p[i] : 0;
+        for (int i = 0; i < V; i++) e[i] = ok[i] ? p[i] / z : 0;
+        moe_sampler r;
+        moe_sampler_init(&r, &t, V);
+        CHECK(moe_sampler_restrict(&r, ok) == 0, "restrict");
+        int N = 200000, *cnt = calloc(V, sizeof(int));
+        for (int i = 0; i < N; i++) cnt[moe_sampler_next(&r, logits)]++;
+        for (int v = 0; v < V; v++) {
+            double sd = sqrt(e[v] * (1 - e[v]) * N) + 1;
+            if (!ok[v]) CHECK(cnt[v] == 0, "restricted: id %d drawn %d times", v, cnt[v]);
+            else CHECK(fabs(cnt[v] - e[v] * N) < 5 * sd, "restricted: id %d drawn %d times, expected %.0f", v, cnt[v], e[v] * N);
+        }
+        free(cnt);
+        moe_sampler_free(&r);
+        moe_sampler_params gk[] = {{0, 0, 1, 0, 1}, {1.0, 1, 1, 0, 1}, {0.7, 2, 0.9, 0.1, 1}};
+        int best = -1;
+        for (int i = 0; i < V; i++) if (ok[order[i]]) { best = order[i]; break; }
+        for (int k = 0; k < 3; k++) {
+            moe_sampler_init(&r, &gk[k], V);
+            moe_sampler_restrict(&r, ok);
+            for (int i = 0; i < 1000; i++) {
+                int x = moe_sampler_next(&r, logits);
+                CHECK(ok[x], "restricted (setting %d): id %d is not allowed", k, x);
+                if (k < 2) CHECK(x == best, "restricted greedy / top-k 1 must be the best allowed id %d, got %d", best, x);
+            }
+            moe_sampler_free(&r);
+        }
+        unsigned char none[V];
+        memset(none, 0, sizeof none);
+        moe_sampler_init(&r, &gk[0], V);
+        CHECK(moe_sampler_restrict(&r, none) == -1, "restricting to nothing must fail");
+        moe_sampler_free(&r);
+    }
     if (failures) { printf("%d failures\n", failures); return 1; }
     printf("sampler ok\n");
     return 0;

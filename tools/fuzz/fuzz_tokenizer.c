@@ -7,7 +7,11 @@
  *   2: the rest is text for a fixed tokenizer using every other feature (NFC, Replace, Prepend,
  *      Digits, Metaspace, Punctuation, byte fallback, fused unk, lstrip / rstrip / single_word /
  *      normalized added tokens): encode and decode must succeed and give valid UTF-8;
- *   3: the rest is token ids (16 bits each) decoded by both, whole and streamed.
+ *   3: the rest is token ids (16 bits each) decoded by both, whole and streamed;
+ *   4: the rest describes a chain of up to 16 normalizers and 16 decoders (Replace with a literal or
+ *      a regex and a content of up to 15 bytes, Prepend, NFKC, Lowercase, Strip; Replace, Strip,
+ *      Fuse, ByteFallback, Metaspace) and a text: chains that multiply the text must stop at the
+ *      work budget with one line naming the file, and whatever succeeds must stay within it.
  * Invariant failures call __builtin_trap so that libFuzzer keeps the input. */
 #include "io/tokenizer_internal.h"
 #include "moe.h"
@@ -95,6 +99,11 @@ static moe_tokenizer *build_b(void) {
     return t;
 }
 
+/* A failure message: one line that starts with the tokenizer's name. */
+static void fuzz_message(const char *msg) {
+    if (strncmp(msg, "fuzz_chain.json: ", 17) || strchr(msg, '\n')) die("a failure without a one-line message naming the file");
+}
+
 static int valid(const char *s, size_t n) { return moe_utf8_check((const unsigned char *)s, n) == n; }
 
 /* Decode whole and streamed; they must agree (when `must_agree`) and be valid UTF-8. */
@@ -139,12 +148,107 @@ static void encode_text(const moe_tokenizer *t, const char *s, size_t n, int rou
     free(ids);
 }
 
+/* ---- mode 4: growth chains ---- */
+
+static const char *const k_bits[] = {"a", "b", "aa", " ", "\xe2\x96\x81", "\xc3\xa9", "\xe4\xb8\xad", "\\n", "<0x61>", "ab"};
+#define N_BITS (sizeof k_bits / sizeof *k_bits)
+
+static size_t take(const uint8_t **p, const uint8_t *end) { return *p < end ? *(*p)++ : 0; }
+
+/* A JSON string of up to 15 pieces drawn from k_bits. */
+static void bits(tk_buf *b, const uint8_t **p, const uint8_t *end, size_t max_len) {
+    size_t n = take(p, end) % (max_len + 1);
+    jput(b, "\"");
+    for (size_t i = 0; i < n; i++) jput(b, k_bits[take(p, end) % N_BITS]);
+    jput(b, "\"");
+}
+
+static void replace_step(tk_buf *b, const uint8_t **p, const uint8_t *end) {
+    int regex = take(p, end) & 1;
+    jput(b, regex ? "{\"type\":\"Replace\",\"pattern\":{\"Regex\":" : "{\"type\":\"Replace\",\"pattern\":{\"String\":");
+    if (regex) {
+        static const char *const re[] = {"\"a\"", "\"a+\"", "\"a(?=[^b]*b)\"", "\"(?<=a)\"", "\"\\\\s\"", "\"$\"", "\".\""};
+        jput(b, re[take(p, end) % (sizeof re / sizeof *re)]);
+    } else {
+        bits(b, p, end, 2);
+    }
+    jput(b, "},\"content\":");
+    bits(b, p, end, 15);
+    jput(b, "}");
+}
+
+static void growth_chains(const uint8_t *d, size_t size) {
+    const uint8_t *p = d, *end = d + size;
+    tk_buf b = {0};
+    size_t nn = take(&p, end) % 17, nd = take(&p, end) % 17;
+    jput(&b, "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[");
+    for (size_t i = 0; i < nn; i++) {
+        if (i) jput(&b, ",");
+        switch (take(&p, end) % 5) {
+        case 0: case 1: replace_step(&b, &p, end); break;
+        case 2: jput(&b, "{\"type\":\"Prepend\",\"prepend\":"); bits(&b, &p, end, 15); jput(&b, "}"); break;
+        case 3: jput(&b, "{\"type\":\"NFKC\"}"); break;
+        default: jput(&b, take(&p, end) & 1 ? "{\"type\":\"Lowercase\"}" : "{\"type\":\"Strip\"}"); break;
+        }
+    }
+    jput(&b, "]},\"pre_tokenizer\":null,\"decoder\":{\"type\":\"Sequence\",\"decoders\":[");
+    for (size_t i = 0; i < nd; i++) {
+        if (i) jput(&b, ",");
+        switch (take(&p, end) % 5) {
+        case 0: case 1: replace_step(&b, &p, end); break;
+        case 2: jput(&b, "{\"type\":\"Strip\",\"content\":\"a\",\"start\":1,\"stop\":1}"); break;
+        case 3: jput(&b, take(&p, end) & 1 ? "{\"type\":\"Fuse\"}" : "{\"type\":\"ByteFallback\"}"); break;
+        default: jput(&b, "{\"type\":\"Metaspace\",\"replacement\":\"\xe2\x96\x81\",\"prepend_scheme\":\"always\"}"); break;
+        }
+    }
+    jput(&b, "]},\"model\":{\"type\":\"BPE\",\"unk_token\":\"?\",\"vocab\":{\"?\":0,\"a\":1,\"b\":2,\" \":3,"
+             "\"\xe2\x96\x81\":4,\"aa\":5,\"<0x61>\":6},\"merges\":[\"a a\"]}}");
+    moe_tokenizer *t;
+    if (tk_tokenizer_load_mem("fuzz_chain.json", b.p, b.n, &t)) die("a chain tokenizer does not load");
+    tk_buf_free(&b);
+    /* the text: one piece of k_bits per remaining byte, at most 128 (the budget grows with the text,
+     * and an unoptimised build must still finish a maximal growth within the fuzzer's timeout) */
+    tk_buf text = {0};
+    for (int k = 0; p < end && k < 128; k++) {
+        const char *bit = k_bits[take(&p, end) % N_BITS];
+        tk_buf_put(&text, bit[0] == '\\' ? "\n" : bit, bit[0] == '\\' ? 1 : strlen(bit));
+    }
+    uint64_t budget = TK_WORK_BASE + (uint64_t)TK_WORK_PER_BYTE * text.n;
+    int32_t *ids = NULL;
+    size_t m = 0;
+    moe_status st = moe_tokenizer_encode(t, text.p ? text.p : "", text.n, &ids, &m);
+    if (st) {
+        if (st != MOE_EINPUT) die("a chain failed with a status other than bad input");
+        fuzz_message(moe_last_error());
+    } else {
+        if (m > budget) die("encode gave more ids than its budget allows bytes");
+        char *out;
+        size_t len, bytes = 0;
+        for (size_t i = 0; i < m; i++) {
+            size_t l;
+            moe_tokenizer_piece(t, ids[i], &l);
+            bytes += l;
+        }
+        st = moe_tokenizer_decode(t, ids, m, 0, &out, &len);
+        if (st == MOE_OK) {
+            if (len > TK_WORK_BASE + (uint64_t)TK_WORK_PER_BYTE * bytes + bytes) die("decode grew past its budget");
+            free(out);
+        } else {
+            if (st != MOE_EINPUT) die("a decode failed with a status other than bad input");
+            fuzz_message(moe_last_error());
+        }
+        free(ids);
+    }
+    tk_buf_free(&text);
+    moe_tokenizer_free(t);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g_a) { g_a = build_a(); g_b = build_b(); }
     if (size < 1) return 0;
     const char *s = (const char *)data + 1;
     size_t n = size - 1;
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0: {
         if (n > 65536) return 0;
         moe_tokenizer *t;
@@ -154,9 +258,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             size_t m;
             moe_status st = moe_tokenizer_encode(t, sample, sizeof sample - 1, &ids, &m);
             if (st == MOE_OK) {
-                decode_both(t, ids, m, 0, 0, NULL, 0);
+                if (m > TK_WORK_BASE + (uint64_t)TK_WORK_PER_BYTE * sizeof sample) die("encode gave more ids than its budget");
+                char *text;
+                size_t len;
+                if (moe_tokenizer_decode(t, ids, m, 0, &text, &len) == MOE_OK) {   /* decoders may run out of budget */
+                    free(text);
+                    decode_both(t, ids, m, 0, 0, NULL, 0);
+                } else if (strncmp(moe_last_error(), "fuzz.json: ", 11) || strchr(moe_last_error(), '\n')) {
+                    die("decode failed without a one-line message naming the file");
+                }
                 free(ids);
+            } else if (strncmp(moe_last_error(), "fuzz.json: ", 11) && strncmp(moe_last_error(), "text: ", 6)) {
+                die("encode failed without a message naming the file");
             }
+            /* every id of a small vocabulary through the decoders (their growth is budgeted too) */
+            int nv = moe_tokenizer_vocab_size(t) < 256 ? moe_tokenizer_vocab_size(t) : 256;
+            int32_t every[256];
+            for (int i = 0; i < nv; i++) every[i] = i;
+            char *text;
+            size_t len;
+            if (moe_tokenizer_decode(t, every, (size_t)nv, 0, &text, &len) == MOE_OK) free(text);
+            else if (strncmp(moe_last_error(), "fuzz.json: ", 11) || strchr(moe_last_error(), '\n'))
+                die("decode failed without a one-line message naming the file");
             moe_tokenizer_free(t);
         } else if (!moe_last_error()[0] || strchr(moe_last_error(), '\n')) {
             die("load failed without a one-line message");
@@ -180,6 +303,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(idb);
         break;
     }
+    case 4: growth_chains(data + 1, size - 1); break;
     }
     return 0;
 }
