@@ -30,10 +30,10 @@ int cmd_info(int argc, char **argv) {
     if (st) return moe_cli_error(st);
     const moe_model_info *I = moe_model_get_info(m);
     if (json) {
-        printf("{\"model_type\": \"%s\", \"dtype\": \"%s\", \"layers\": %d, \"moe_layers\": %d, \"hidden_size\": %d, "
+        printf("{\"model_type\": \"%s\", \"format\": \"%s\", \"dtype\": \"%s\", \"layers\": %d, \"moe_layers\": %d, \"hidden_size\": %d, "
                "\"vocab_size\": %d, \"heads\": %d, \"kv_heads\": %d, \"experts\": %d, \"top_k\": %d, "
                "\"shared_experts\": %d, \"params\": %llu, \"active_params\": %llu, \"bytes_per_token\": %llu}\n",
-               I->model_type, I->weight_dtype, I->n_layers, I->n_moe_layers, I->hidden_size, I->vocab_size, I->n_heads,
+               I->model_type, I->format, I->weight_dtype, I->n_layers, I->n_moe_layers, I->hidden_size, I->vocab_size, I->n_heads,
                I->n_kv_heads, I->n_experts, I->top_k, I->n_shared_experts, (unsigned long long)I->n_params,
                (unsigned long long)I->n_active_params, (unsigned long long)I->bytes_per_token);
     } else {
@@ -43,6 +43,7 @@ int cmd_info(int argc, char **argv) {
         human(c, sizeof c, (double)I->bytes_per_token, "B");
         printf("model          %s\n", pos[0]);
         printf("architecture   %s\n", I->model_type);
+        printf("format         %s\n", I->format);
         printf("weights        %s\n", I->weight_dtype);
         printf("layers         %d (%d MoE)\n", I->n_layers, I->n_moe_layers);
         printf("hidden size    %d\n", I->hidden_size);

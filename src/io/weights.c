@@ -97,6 +97,7 @@ moe_status moe_weights_open_ex(const char *dir, int in_memory, moe_weights **out
     moe_weights *w = calloc(1, sizeof *w);
     if (!w || !(w->dir = moe_strdup(dir))) { free(w); return moe_fail(MOE_ENOMEM, "out of memory"); }
     w->in_memory = in_memory;
+    w->format = "safetensors";
     char *single = join(dir, "model.safetensors"), *index = join(dir, "model.safetensors.index.json");
     cJSON *root = NULL;
     moe_status s;
@@ -119,6 +120,25 @@ moe_status moe_weights_open_ex(const char *dir, int in_memory, moe_weights **out
     free(index);
     cJSON_Delete(root);
     if (s != MOE_OK) { moe_weights_close(w); return s; }
+    *out = w;
+    return MOE_OK;
+}
+
+moe_status moe_weights_from_file(const char *path, moe_st_file *f, const char *format, moe_weights **out) {
+    *out = NULL;
+    moe_weights *w = calloc(1, sizeof *w);
+    moe_st_file **files = malloc(sizeof *files);
+    if (!w || !files || !(w->dir = moe_strdup(path)) || !(w->source = moe_strdup(path))) {
+        if (w) { free(w->dir); free(w->source); }
+        free(w); free(files); moe_st_close(f);
+        return moe_fail(MOE_ENOMEM, "out of memory");
+    }
+    files[0] = f;
+    w->files = files;
+    w->n_files = 1;
+    w->format = format;
+    moe_status st = build_table(w);
+    if (st != MOE_OK) { moe_weights_close(w); return st; }
     *out = w;
     return MOE_OK;
 }

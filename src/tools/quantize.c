@@ -136,6 +136,8 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
     moe_weights *W = m->weights;
     if (o->type != MOE_QUANT_MIXED && (o->type < 0 || moe_quant_type_from_name(moe_dtype_name((moe_dtype)o->type)) < 0))
         return moe_fail(MOE_EUSAGE, "quantize: unknown type");
+    if (strcmp(W->format, "safetensors"))
+        return moe_fail(MOE_EUSAGE, "%s: moe quantize reads Hugging Face folders, not %s files", W->dir, W->format);
     char rin[PATH_MAX], rout[PATH_MAX];
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) return moe_fail(MOE_EIO, "%s: cannot create folder: %s", out_dir, strerror(errno));
     if (!realpath(W->dir, rin) || !realpath(out_dir, rout)) return moe_fail(MOE_EIO, "%s: cannot resolve path", out_dir);
