@@ -20,6 +20,7 @@ typedef enum moe_dtype {
     MOE_BF16P,                 /* bf16 matrix in 4-row panels for decode (core/packed.h); never in files */
     /* llama.cpp's block formats, in their own layout (core/ggml_types.h) */
     MOE_GGML_Q8_0, MOE_GGML_Q4_0, MOE_Q4_1, MOE_Q5_0, MOE_Q5_1, MOE_Q4_K, MOE_Q5_K, MOE_Q6_K, MOE_MXFP4,
+    MOE_F8_E4M3_B128,          /* e4m3 with a scale per 128 weights of a row (DeepSeek's FP8, core/ggml_types.h) */
     MOE_DTYPE_COUNT
 } moe_dtype;
 

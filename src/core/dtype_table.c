@@ -56,6 +56,8 @@ static const moe_dtype_traits k_traits[MOE_DTYPE_COUNT] = {
     [MOE_Q5_K] = {GGML("q5_k", "Q5_K", 256, 176, q5_k)},
     [MOE_Q6_K] = {GGML("q6_k", "Q6_K", 256, 210, q6_k)},
     [MOE_MXFP4] = {GGML("mxfp4", "MXFP4", 32, 17, mxfp4)},
+    /* FP8 with block scales (safetensors pairs, io/weight_pairs.c): no GGUF type of its own */
+    [MOE_F8_E4M3_B128] = {GGML("f8_e4m3_b128", NULL, 128, 132, f8_e4m3_b128)},
 };
 
 static const moe_dtype_traits k_invalid = {.name = "?", .block = 1};

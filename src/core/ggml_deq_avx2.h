@@ -134,4 +134,20 @@ GGV void deq_mxfp4(const uint8_t *b, float *out) {
     __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
     for (int k = 0; k < 4; k++) gg_store_mul(out + 8 * k, _mm256_cvtepi8_epi32(parts[k]), d);
 }
+/* e4m3 bytes to f32: bits (q & 0x7f) << 20 with the sign moved to bit 31 give 2^-120 times the value
+ * (subnormal codes included), so one exact multiply by 2^120 finishes; code 0x7f is NaN */
+GGV __m256 gg_e4m3x8(__m256i q) {
+    __m256i em = _mm256_and_si256(q, _mm256_set1_epi32(0x7f));
+    __m256i bits = _mm256_or_si256(_mm256_slli_epi32(em, 20), _mm256_slli_epi32(_mm256_and_si256(q, _mm256_set1_epi32(0x80)), 24));
+    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
+    __m256 nan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(em, _mm256_set1_epi32(0x7f)));
+    return _mm256_blendv_ps(v, _mm256_set1_ps(__builtin_nanf("")), nan);
+}
+
+GGV void deq_f8_e4m3_b128(const uint8_t *b, float *out) {
+    float s;
+    __builtin_memcpy(&s, b, 4);
+    __m256 vs = _mm256_set1_ps(s);
+    for (int k = 0; k < 16; k++) _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(gg_e4m3x8(gg_u8x8(b + 4 + 8 * k)), vs));
+}
 #endif

@@ -50,6 +50,7 @@ VINLINE vf vi_mxfp4(vi idx) {
     __m256 v = _mm256_permutevar8x32_ps(tab, idx);
     return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(idx, 3), 31)));
 }
+VINLINE vf vi_e4m3(vi q) { return gg_e4m3x8(q); }
 #else
 #define GG_MAXN 2
 typedef __m512i vi;
@@ -67,6 +68,12 @@ VINLINE vf vi_cvt(vi a) { return _mm512_cvtepi32_ps(a); }
 VINLINE vf vi_mxfp4(vi idx) {
     const __m512 tab = _mm512_setr_ps(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
     return _mm512_permutexvar_ps(idx, tab);
+}
+VINLINE vf vi_e4m3(vi q) {   /* see gg_e4m3x8 */
+    __m512i em = _mm512_and_si512(q, _mm512_set1_epi32(0x7f));
+    __m512i bits = _mm512_or_si512(_mm512_slli_epi32(em, 20), _mm512_slli_epi32(_mm512_and_si512(q, _mm512_set1_epi32(0x80)), 24));
+    __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
+    return _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(em, _mm512_set1_epi32(0x7f)), _mm512_set1_ps(__builtin_nanf("")));
 }
 #endif
 
@@ -91,6 +98,7 @@ VINLINE vf q_q4_1(const uint8_t *b, int e) { return vi_cvt(gg_nib(b + 4, e)); }
 VINLINE vf q_q5_0(const uint8_t *b, int e) { return vi_cvt(vi_or(gg_nib(b + 6, e), gg_hi5(gg_u32(b + 2), e))); }
 VINLINE vf q_q5_1(const uint8_t *b, int e) { return vi_cvt(vi_or(gg_nib(b + 8, e), gg_hi5(gg_u32(b + 4), e))); }
 VINLINE vf q_mxfp4(const uint8_t *b, int e) { return vi_mxfp4(gg_nib(b + 1, e)); }
+VINLINE vf q_f8_e4m3_b128(const uint8_t *b, int e) { return vi_e4m3(vi_u8(b + 4 + e)); }
 
 /* w = *d * q + *a for a 32-weight block */
 VINLINE void s_ggml_q8_0(const uint8_t *b, float *d, float *a) { *d = gg_h2f(b); *a = 0; }
@@ -99,6 +107,7 @@ VINLINE void s_q4_1(const uint8_t *b, float *d, float *a) { *d = gg_h2f(b); *a =
 VINLINE void s_q5_0(const uint8_t *b, float *d, float *a) { *d = gg_h2f(b); *a = -16.0f * *d; }
 VINLINE void s_q5_1(const uint8_t *b, float *d, float *a) { *d = gg_h2f(b); *a = gg_h2f(b + 2); }
 VINLINE void s_mxfp4(const uint8_t *b, float *d, float *a) { *d = moe_e8m0_half(b[0]); *a = 0; }
+VINLINE void s_f8_e4m3_b128(const uint8_t *b, float *d, float *a) { memcpy(d, b, 4); *a = 0; }
 
 /* q4_k / q5_k: codes of sub-block s, elements e..e+VW */
 VINLINE vf q_q4_k(const uint8_t *b, int s, int e) {
@@ -163,27 +172,27 @@ VINLINE void gg_store(float *y, size_t ldy, int o, int o1, const int N, vf acc[G
         GG_UNROLL for (int t = 0; t < N; t++) y[(size_t)t * ldy + o + r] = vhsum(acc[r][t]) + add[r][t];
 }
 
-/* 32-weight blocks, one scale group each */
+/* blocks of BS weights (32, or 128 for FP8), one scale group each */
 VINLINE void gg_gemv32(float *y, size_t ldy, const float *x, size_t ldx, const float *xs, const uint8_t *w, size_t rb,
-                       int in, int o, int o1, const int N, gg_q32_fn qf, gg_s32_fn sf, const int BB) {
+                       int in, int o, int o1, const int N, gg_q32_fn qf, gg_s32_fn sf, const int BS, const int BB) {
     const uint8_t *row[GG_R], *next[GG_R];
     gg_rows(w, rb, o, o1, row, next);
     vf acc[GG_R][GG_MAXN];
     float add[GG_R][GG_MAXN];
     GG_UNROLL for (int r = 0; r < GG_R; r++) GG_UNROLL for (int t = 0; t < N; t++) { acc[r][t] = vzero(); add[r][t] = 0; }
-    int nb = in / 32;
+    int nb = in / BS;
     for (int b = 0; b < nb; b++) {
         float d[GG_R], a[GG_R];
         GG_UNROLL for (int r = 0; r < GG_R; r++) {
             const uint8_t *blk = row[r] + (size_t)b * BB;
             sf(blk, &d[r], &a[r]);
-            if (next[r] && (b & 1) == 0) gg_prefetch(next[r] + (size_t)b * BB, 2 * BB);
+            if (next[r] && (BS > 32 || (b & 1) == 0)) gg_prefetch(next[r] + (size_t)b * BB, BS > 32 ? BB : 2 * BB);
         }
         vf part[GG_R][GG_MAXN];
         GG_UNROLL for (int r = 0; r < GG_R; r++) GG_UNROLL for (int t = 0; t < N; t++) part[r][t] = vzero();
-        GG_UNROLL for (int e = 0; e < 32; e += VW) {
+        GG_UNROLL for (int e = 0; e < BS; e += VW) {
             vf xv[GG_MAXN];
-            GG_UNROLL for (int t = 0; t < N; t++) xv[t] = vload(x + (size_t)t * ldx + (size_t)b * 32 + e);
+            GG_UNROLL for (int t = 0; t < N; t++) xv[t] = vload(x + (size_t)t * ldx + (size_t)b * BS + e);
             GG_UNROLL for (int r = 0; r < GG_R; r++) {
                 vf q = qf(row[r] + (size_t)b * BB, e);
                 GG_UNROLL for (int t = 0; t < N; t++) part[r][t] = vfma(xv[t], q, part[r][t]);
@@ -293,13 +302,14 @@ VINLINE void gg_gemv_q6k(float *y, size_t ldy, const float *x, size_t ldx, const
     gg_store(y, ldy, o, o1, N, acc, add);
 }
 
-enum { GG_32, GG_K4, GG_K5, GG_K6 };
+enum { GG_32, GG_K4, GG_K5, GG_K6, GG_F8 };
 
 /* one pass over rows [o0, o1) for N x rows */
 VINLINE void gg_gemv_pass(float *y, size_t ldy, const float *x, size_t ldx, const float *xs, const uint8_t *w, size_t rb,
                           int in, int o0, int o1, const int N, const int fam, gg_q32_fn qf, gg_s32_fn sf, const int BB) {
     for (int o = o0; o < o1; o += GG_R) {
-        if (fam == GG_32) gg_gemv32(y, ldy, x, ldx, xs, w, rb, in, o, o1, N, qf, sf, BB);
+        if (fam == GG_32) gg_gemv32(y, ldy, x, ldx, xs, w, rb, in, o, o1, N, qf, sf, 32, BB);
+        else if (fam == GG_F8) gg_gemv32(y, ldy, x, ldx, xs, w, rb, in, o, o1, N, qf, sf, 128, BB);
         else if (fam == GG_K6) gg_gemv_q6k(y, ldy, x, ldx, xs, w, rb, in, o, o1, N);
         else gg_gemv_k45(y, ldy, x, ldx, xs, w, rb, in, o, o1, N, fam == GG_K5);
     }
@@ -307,7 +317,7 @@ VINLINE void gg_gemv_pass(float *y, size_t ldy, const float *x, size_t ldx, cons
 
 VINLINE void gg_gemv(float *y, size_t ldy, const float *x, size_t ldx, int n, const uint8_t *w, size_t rb, int in,
                      int o0, int o1, const int fam, gg_q32_fn qf, gg_s32_fn sf, const int BB) {
-    int g = fam == GG_K6 ? 16 : 32;
+    int g = fam == GG_K6 ? 16 : fam == GG_F8 ? 128 : 32;
     size_t nxs = (size_t)n * (size_t)(in / g);
     float stack[2048], *xs = nxs <= 2048 ? stack : moe_alloc(sizeof(float) * nxs);
     if (!xs) {
@@ -376,3 +386,4 @@ GG_DEFINE(q4_k, 256, 144, GG_K4, NULL, NULL)
 GG_DEFINE(q5_k, 256, 176, GG_K5, NULL, NULL)
 GG_DEFINE(q6_k, 256, 210, GG_K6, NULL, NULL)
 GG_DEFINE(mxfp4, 32, 17, GG_32, q_mxfp4, s_mxfp4)
+GG_DEFINE(f8_e4m3_b128, 128, 132, GG_F8, q_f8_e4m3_b128, s_f8_e4m3_b128)

@@ -133,6 +133,62 @@ void moe_mxfp4_to_f32(const void *row, int64_t cols, float *out) {
     }
 }
 
+float moe_e4m3_to_f32(uint8_t q) {
+    int e = (q >> 3) & 15, m = q & 7;
+    if ((q & 0x7f) == 0x7f) return NAN;
+    float v = e ? ldexpf(1.0f + (float)m / 8.0f, e - 7) : ldexpf((float)m, -9);
+    return q & 0x80 ? -v : v;
+}
+
+uint8_t moe_f32_to_e4m3(float f) {
+    uint8_t sign = signbit(f) ? 0x80 : 0;
+    float a = fabsf(f);
+    if (a != a) return 0x7f;
+    if (a >= 448.0f) return sign | 0x7e;
+    /* the e4m3 value nearest to a, ties to the even code (codes are monotone in value) */
+    int lo = 0, hi = 0x7e;
+    while (lo < hi) {   /* largest code with value <= a */
+        int mid = (lo + hi + 1) / 2;
+        if (moe_e4m3_to_f32((uint8_t)mid) <= a) lo = mid;
+        else hi = mid - 1;
+    }
+    int c = lo;
+    if (c < 0x7e) {
+        float v0 = moe_e4m3_to_f32((uint8_t)c), v1 = moe_e4m3_to_f32((uint8_t)(c + 1));
+        if (a - v0 > v1 - a || (a - v0 == v1 - a && (c & 1))) c++;
+    }
+    return sign | (uint8_t)c;
+}
+
+void moe_f8_e4m3_b128_to_f32(const void *row, int64_t cols, float *out) {
+    const uint8_t *b = row;
+    for (int64_t c = 0; c < cols; c += 128, b += 132) {
+        float s;
+        memcpy(&s, b, 4);
+        for (int j = 0; j < 128; j++) out[c + j] = moe_e4m3_to_f32(b[4 + j]) * s;
+    }
+}
+
+void moe_f8b128_pack(const uint8_t *q, const float *s, int64_t rows, int64_t cols, uint8_t *out) {
+    int64_t nb = cols / 128;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = out + ((size_t)r * nb + b) * 132;
+            memcpy(o, s + (size_t)(r / 128) * nb + b, 4);
+            memcpy(o + 4, q + (size_t)r * cols + b * 128, 128);
+        }
+}
+
+void moe_mxfp4_pack_split(const uint8_t *blocks, const uint8_t *scales, int64_t n, uint8_t *out) {
+    for (int64_t k = 0; k < n; k++) {
+        const uint8_t *in = blocks + 16 * k;
+        uint8_t *o = out + 17 * k, q[32];
+        for (int i = 0; i < 16; i++) { q[2 * i] = in[i] & 15; q[2 * i + 1] = in[i] >> 4; }
+        o[0] = scales[k];
+        for (int j = 0; j < 16; j++) o[1 + j] = (uint8_t)(q[j] | q[j + 16] << 4);
+    }
+}
+
 /* ---- writers ------------------------------------------------------------------------------- */
 
 static float amax_of(const float *x, int n) {
@@ -311,6 +367,17 @@ void moe_mxfp4_from_f32(const float *x, int64_t cols, void *row) {
     }
 }
 
+/* per block of 128: the scale that maps the largest magnitude to 448 */
+void moe_f8_e4m3_b128_from_f32(const float *x, int64_t cols, void *row) {
+    uint8_t *b = row;
+    for (int64_t c = 0; c < cols; c += 128, b += 132) {
+        float s = amax_of(x + c, 128) / 448.0f;
+        if (!(s > 0) || !isfinite(s)) s = 1.0f;
+        memcpy(b, &s, 4);
+        for (int j = 0; j < 128; j++) b[4 + j] = moe_f32_to_e4m3(x[c + j] / s);
+    }
+}
+
 /* ---- scalar kernels: dequantize a row, then sum in order ----------------------------------- */
 
 #define SCALAR_KERNEL(t, block, bytes)                                                                      \
@@ -337,3 +404,4 @@ SCALAR_KERNEL(q4_k, 256, 144)
 SCALAR_KERNEL(q5_k, 256, 176)
 SCALAR_KERNEL(q6_k, 256, 210)
 SCALAR_KERNEL(mxfp4, 32, 17)
+SCALAR_KERNEL(f8_e4m3_b128, 128, 132)

@@ -18,6 +18,11 @@
  *              scales[16], d (last)                              w = (d * sc_{j/16}) * (q - 32)
  *   mxfp4      32 weights, 17 bytes:  e8m0 exponent e, nibbles as q4_0 indexing the doubled e2m1
  *              values {0,1,2,3,4,6,8,12,0,-1,...,-12}                    w = 2^(e - 128) * v[q]
+ * and, sharing the machinery, the FP8 weights that DeepSeek-V3/R1 and Kimi-K2 ship in safetensors
+ * (an F8_E4M3 matrix plus an f32 weight_scale_inv per 128 x 128 tile; io/weight_pairs.c builds
+ * these rows from the two tensors):
+ *   f8_e4m3_b128  128 weights, 132 bytes: f32 scale s, 128 e4m3 bytes         w = e4m3(q) * s
+ * MXFP4 shipped in safetensors (gpt-oss: *_blocks + *_scales) becomes mxfp4 rows the same way.
  * The converters compute exactly what the gguf package's numpy dequantizer computes (same float32
  * operations in the same order: the scale products first, then one multiply and one subtraction,
  * never a fused multiply-add), so the weights moe multiplies are bit for bit those of the reference.
@@ -49,6 +54,19 @@ MOE_GGML_ROW_DECLARE(q4_k)
 MOE_GGML_ROW_DECLARE(q5_k)
 MOE_GGML_ROW_DECLARE(q6_k)
 MOE_GGML_ROW_DECLARE(mxfp4)
+MOE_GGML_ROW_DECLARE(f8_e4m3_b128)
+
+/* e4m3 (OCP FP8, "fn": no infinities, S.1111.111 is NaN) to f32, exact; and f32 to e4m3 rounding to
+ * nearest even, saturating to +-448 (as torch's float8_e4m3fn cast of finite values). */
+float moe_e4m3_to_f32(uint8_t q);
+uint8_t moe_f32_to_e4m3(float f);
+
+/* Rows of f8_e4m3_b128 from an e4m3 matrix q [rows][cols] (cols a multiple of 128) and its tile scales
+ * s [ceil(rows / 128)][cols / 128] (f32). */
+void moe_f8b128_pack(const uint8_t *q, const float *s, int64_t rows, int64_t cols, uint8_t *out);
+/* mxfp4 rows from gpt-oss's layout: blocks [n][16] (element 2i in the low nibble of byte i, 2i + 1 in the
+ * high one) and e8m0 scales [n], n blocks of 32 in row order. */
+void moe_mxfp4_pack_split(const uint8_t *blocks, const uint8_t *scales, int64_t n, uint8_t *out);
 
 /* The scale and minimum codes of q4_k/q5_k sub-block s (0..7) from the 12 packed bytes. */
 static inline void moe_k4_scale_min(const uint8_t *q, int s, int *sc, int *m) {

@@ -1,7 +1,7 @@
 """moe on llama.cpp GGUF files (docs/GGUF.md):
   1. moe's converter of every ggml type it reads gives, bit for bit, what the gguf package's numpy
      dequantizer gives, on raw random blocks (every quant byte value; random finite scales, f16
-     subnormals and negative scales included), through tests/tools/gguf_dump;
+     subnormals and negative scales included), through tests/tools/weights_dump;
   2. for each supported architecture, a tiny random transformers model written as GGUF (gguf_case.py:
      llama.cpp's conventions, quantized tensors of several types): `moe logits` matches transformers
      run on the weights the file decodes to (relative error <= 1e-4), stepwise decoding matches the
@@ -86,7 +86,7 @@ def random_blocks(qtype, n_blocks, rng):
 
 
 def test_converters(work, tools, rng):
-    dump = os.path.join(tools, "gguf_dump")
+    dump = os.path.join(tools, "weights_dump")
     types = [Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.MXFP4]
     path = os.path.join(work, "types.gguf")
     w = gguf.GGUFWriter(path, "llama")

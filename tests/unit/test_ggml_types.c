@@ -24,7 +24,7 @@ static int fails;
 #define CHECK(c, ...) do { if (!(c)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
 
 static const moe_dtype k_types[] = {MOE_GGML_Q8_0, MOE_GGML_Q4_0, MOE_Q4_1, MOE_Q5_0, MOE_Q5_1,
-                                    MOE_Q4_K, MOE_Q5_K, MOE_Q6_K, MOE_MXFP4};
+                                    MOE_Q4_K, MOE_Q5_K, MOE_Q6_K, MOE_MXFP4, MOE_F8_E4M3_B128};
 #define NTYPES (int)(sizeof k_types / sizeof *k_types)
 
 static void put_f16(uint8_t *p, float v) { uint16_t h = moe_f32_to_f16(v); p[0] = (uint8_t)h; p[1] = (uint8_t)(h >> 8); }
@@ -43,6 +43,12 @@ static void raw_row(moe_dtype t, uint8_t *row, int cols) {
         switch (t) {
         case MOE_Q6_K: put_f16(p + 208, rscale()); break;
         case MOE_MXFP4: p[0] = (uint8_t)rint_(100, 140); break;
+        case MOE_F8_E4M3_B128: {   /* a finite f32 scale; no NaN codes (0x7f, 0xff) */
+            float sc = rscale() * 4096.0f;
+            memcpy(p, &sc, 4);
+            for (int j = 4; j < bb; j++) if ((p[j] & 0x7f) == 0x7f) p[j] ^= 1;
+            break;
+        }
         case MOE_Q4_1: case MOE_Q5_1: case MOE_Q4_K: case MOE_Q5_K: put_f16(p, rscale()); put_f16(p + 2, rscale()); break;
         default: put_f16(p, rscale()); break;
         }
@@ -191,6 +197,15 @@ static void check_known(void) {
     b[1] = 7 | 9 << 4;
     moe_mxfp4_to_f32(b, 32, out);
     CHECK(out[0] == 12.0f && out[16] == -1.0f && out[1] == 0.0f, "mxfp4 known values %g %g %g", out[0], out[16], out[1]);
+    /* e4m3: 0x38 = 1, 0x7e = 448 (largest), 0x08 = 2^-6 (smallest normal), 0x01 = 2^-9, 0xc0 = -2, 0x7f NaN;
+     * and f32 -> e4m3 gives back every finite code, rounds half-way values to the even code, saturates */
+    CHECK(moe_e4m3_to_f32(0x38) == 1.0f && moe_e4m3_to_f32(0x7e) == 448.0f && moe_e4m3_to_f32(0x08) == 0x1p-6f &&
+          moe_e4m3_to_f32(0x01) == 0x1p-9f && moe_e4m3_to_f32(0xc0) == -2.0f && isnan(moe_e4m3_to_f32(0x7f)),
+          "e4m3 known values");
+    for (int c = 0; c < 256; c++)
+        if ((c & 0x7f) != 0x7f && c != 0x80) CHECK(moe_f32_to_e4m3(moe_e4m3_to_f32((uint8_t)c)) == c, "e4m3 code %#x does not round-trip", c);
+    CHECK(moe_f32_to_e4m3(1.0625f) == 0x38 && moe_f32_to_e4m3(1.1875f) == 0x3a && moe_f32_to_e4m3(1000.0f) == 0x7e &&
+          moe_f32_to_e4m3(-1000.0f) == 0xfe, "e4m3 rounding");
 }
 
 int main(void) {
