@@ -60,9 +60,10 @@ typedef struct moe_model_info {
     int bos_token_id;           /* -1 if config.json names none */
     int n_eos;                  /* generation stops at any of eos_token_id[0..n_eos) */
     int eos_token_id[8];
+    const char *format;         /* the weight file format read: "safetensors" or "gguf" */
 } moe_model_info;
 
-/* Load a Hugging Face model folder. On failure *out is NULL. */
+/* Load a Hugging Face model folder, or a llama.cpp GGUF file. On failure *out is NULL. */
 moe_status moe_model_load(const char *dir, moe_model **out);
 void moe_model_free(moe_model *m);
 const moe_model_info *moe_model_get_info(const moe_model *m);

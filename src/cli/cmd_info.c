@@ -34,6 +34,8 @@ int cmd_info(int argc, char **argv) {
         /* model_type comes from config.json: escaped, so that any string stays valid JSON */
         printf("{\"model_type\": ");
         moe_json_put_str(stdout, I->model_type);
+        printf(", \"format\": ");
+        moe_json_put_str(stdout, I->format);
         printf(", \"dtype\": ");
         moe_json_put_str(stdout, I->weight_dtype);
         printf(", \"layers\": %d, \"moe_layers\": %d, \"hidden_size\": %d, "
@@ -49,6 +51,7 @@ int cmd_info(int argc, char **argv) {
         human(c, sizeof c, (double)I->bytes_per_token, "B");
         printf("model          %s\n", pos[0]);
         printf("architecture   %s\n", I->model_type);
+        printf("format         %s\n", I->format);
         printf("weights        %s\n", I->weight_dtype);
         printf("layers         %d (%d MoE)\n", I->n_layers, I->n_moe_layers);
         printf("hidden size    %d\n", I->hidden_size);

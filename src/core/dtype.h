@@ -18,6 +18,9 @@ typedef enum moe_dtype {
     MOE_F8_E4M3, MOE_F8_E5M2,
     MOE_Q8_0, MOE_Q4,          /* block-quantized matrices (core/quant.h); size 0: bytes are per row */
     MOE_BF16P,                 /* bf16 matrix in 4-row panels for decode (core/packed.h); never in files */
+    /* llama.cpp's block formats, in their own layout (core/ggml_types.h) */
+    MOE_GGML_Q8_0, MOE_GGML_Q4_0, MOE_Q4_1, MOE_Q5_0, MOE_Q5_1, MOE_Q4_K, MOE_Q5_K, MOE_Q6_K, MOE_MXFP4,
+    MOE_F8_E4M3_B128,          /* e4m3 with a scale per 128 weights of a row (DeepSeek's FP8, core/ggml_types.h) */
     MOE_DTYPE_COUNT
 } moe_dtype;
 
@@ -35,6 +38,10 @@ const char *moe_dtype_name(moe_dtype t);
 int moe_dtype_from_safetensors(const char *s);
 /* The type whose moe name is s, or -1. */
 int moe_dtype_from_name(const char *s);
+/* The type of a ggml type name ("Q4_K", "F32"), or -1 if moe does not read it. */
+int moe_dtype_from_ggml_name(const char *s);
+/* "F32, F16, ...": the ggml types moe reads, for messages. */
+void moe_dtype_ggml_names(char *buf, size_t cap);
 
 static inline float moe_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;

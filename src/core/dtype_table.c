@@ -5,6 +5,7 @@
  * NULL level falls back to the one below). Integer and 8-bit float types are listed so that files
  * holding them parse, but moe cannot compute with them. */
 #include "core/dtype_traits.h"
+#include "core/ggml_types.h"
 #include "core/packed.h"
 #include <math.h>
 #include <stdio.h>
@@ -12,11 +13,15 @@
 
 #define PLAIN(nm, st, bytes, conv) .name = nm, .st_name = st, .block = 1, .block_bytes = bytes, .to_f32 = conv
 #define GEMM3(t) .gemm = {moe_gemm_##t##_scalar, moe_gemm_##t##_avx2, moe_gemm_##t##_avx512}
+#define GGML(nm, gg, blk, bytes, t)                                                                       \
+    .name = nm, .ggml_name = gg, .block = blk, .block_bytes = bytes, .flags = MOE_DT_WHOLE_BLOCKS,          \
+    .to_f32 = moe_##t##_to_f32, .quantize = moe_##t##_from_f32, GEMM3(t)
 
 static const moe_dtype_traits k_traits[MOE_DTYPE_COUNT] = {
-    [MOE_F32] = {PLAIN("f32", "F32", 4, moe_row_f32_to_f32), .quantize = moe_row_f32_from_f32, GEMM3(f32)},
-    [MOE_F16] = {PLAIN("f16", "F16", 2, moe_row_f16_to_f32), .quantize = moe_row_f16_from_f32, GEMM3(f16)},
-    [MOE_BF16] = {PLAIN("bf16", "BF16", 2, moe_row_bf16_to_f32), .quantize = moe_row_bf16_from_f32, GEMM3(bf16)},
+    [MOE_F32] = {PLAIN("f32", "F32", 4, moe_row_f32_to_f32), .ggml_name = "F32", .quantize = moe_row_f32_from_f32, GEMM3(f32)},
+    [MOE_F16] = {PLAIN("f16", "F16", 2, moe_row_f16_to_f32), .ggml_name = "F16", .quantize = moe_row_f16_from_f32, GEMM3(f16)},
+    [MOE_BF16] = {PLAIN("bf16", "BF16", 2, moe_row_bf16_to_f32), .ggml_name = "BF16", .quantize = moe_row_bf16_from_f32,
+                  GEMM3(bf16)},
     [MOE_F64] = {PLAIN("f64", "F64", 8, moe_row_f64_to_f32)},
     [MOE_I8] = {PLAIN("i8", "I8", 1, NULL)},
     [MOE_U8] = {PLAIN("u8", "U8", 1, NULL)},
@@ -41,6 +46,18 @@ static const moe_dtype_traits k_traits[MOE_DTYPE_COUNT] = {
     /* bf16 in 4-row panels (core/packed.h): a layout of whole matrices, so no row converter */
     [MOE_BF16P] = {.name = "bf16p", .block = 1, .block_bytes = 2,
                    .gemm = {moe_gemm_bf16p_scalar, moe_gemm_bf16p_avx2}},
+    /* llama.cpp's block formats (core/ggml_types.h): products on f32 activations */
+    [MOE_GGML_Q8_0] = {GGML("ggml_q8_0", "Q8_0", 32, 34, ggml_q8_0)},
+    [MOE_GGML_Q4_0] = {GGML("ggml_q4_0", "Q4_0", 32, 18, ggml_q4_0)},
+    [MOE_Q4_1] = {GGML("q4_1", "Q4_1", 32, 20, q4_1)},
+    [MOE_Q5_0] = {GGML("q5_0", "Q5_0", 32, 22, q5_0)},
+    [MOE_Q5_1] = {GGML("q5_1", "Q5_1", 32, 24, q5_1)},
+    [MOE_Q4_K] = {GGML("q4_k", "Q4_K", 256, 144, q4_k)},
+    [MOE_Q5_K] = {GGML("q5_k", "Q5_K", 256, 176, q5_k)},
+    [MOE_Q6_K] = {GGML("q6_k", "Q6_K", 256, 210, q6_k)},
+    [MOE_MXFP4] = {GGML("mxfp4", "MXFP4", 32, 17, mxfp4)},
+    /* FP8 with block scales (safetensors pairs, io/weight_pairs.c): no GGUF type of its own */
+    [MOE_F8_E4M3_B128] = {GGML("f8_e4m3_b128", NULL, 128, 132, f8_e4m3_b128)},
 };
 
 static const moe_dtype_traits k_invalid = {.name = "?", .block = 1};
@@ -67,6 +84,20 @@ int moe_dtype_from_safetensors(const char *s) {
     for (int i = 0; i < MOE_DTYPE_COUNT; i++)
         if (k_traits[i].st_name && strcmp(s, k_traits[i].st_name) == 0) return i;
     return -1;
+}
+
+int moe_dtype_from_ggml_name(const char *s) {
+    for (int i = 0; i < MOE_DTYPE_COUNT; i++)
+        if (k_traits[i].ggml_name && strcmp(s, k_traits[i].ggml_name) == 0) return i;
+    return -1;
+}
+
+void moe_dtype_ggml_names(char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap) buf[0] = 0;
+    for (int i = 0; i < MOE_DTYPE_COUNT; i++)
+        if (k_traits[i].ggml_name && n < cap)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", k_traits[i].ggml_name);
 }
 
 int moe_dtype_from_name(const char *s) {

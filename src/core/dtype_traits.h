@@ -22,11 +22,13 @@
 
 enum {
     MOE_DT_AVX512_VNNI = 1u << 0,   /* its AVX-512 kernels use VNNI: without it, use the AVX2 ones */
+    MOE_DT_WHOLE_BLOCKS = 1u << 1,  /* rows must be whole blocks (ggml's formats); others pad the last block */
 };
 
 typedef struct moe_dtype_traits {
     const char *name;          /* lower-case, as moe prints it */
     const char *st_name;       /* safetensors dtype string; NULL if safetensors has no such dtype */
+    const char *ggml_name;     /* GGUF (ggml) type name; NULL if GGUF has no such type */
     int block;                 /* elements per block (1 for plain types) */
     int block_bytes;           /* bytes per block */
     unsigned flags;            /* MOE_DT_* */

@@ -209,17 +209,32 @@ static void *read_into_memory(int fd, size_t size) {
     return map;
 }
 
-moe_status moe_st_open_ex(const char *path, int in_memory, moe_st_file **out) {
+moe_status moe_file_map(const char *path, int in_memory, void **out, size_t *size_out) {
     *out = NULL;
+    *size_out = 0;
     int fd;
     struct stat sb;
     MOE_TRY(moe_input_open(path, 0, &fd, &sb));
     size_t size = (size_t)sb.st_size;
-    if (size < 8) { close(fd); return moe_fail(MOE_EINPUT, "%s: %zu bytes is too short for a safetensors file", path, size); }
+    if (size < 8) { close(fd); return moe_fail(MOE_EINPUT, "%s: %zu bytes is too short for a weights file", path, size); }
     void *map = in_memory ? read_into_memory(fd, size) : mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (!map || map == MAP_FAILED)
         return moe_fail(MOE_EIO, "%s: %s failed: %s", path, in_memory ? "reading into memory" : "mmap", strerror(errno));
+    *out = map;
+    *size_out = size;
+    return MOE_OK;
+}
+
+void moe_file_unmap(void *map, size_t size) {
+    if (map) munmap(map, size);
+}
+
+moe_status moe_st_open_ex(const char *path, int in_memory, moe_st_file **out) {
+    *out = NULL;
+    void *map;
+    size_t size;
+    MOE_TRY(moe_file_map(path, in_memory, &map, &size));
     moe_st_file *f = malloc(sizeof *f);
     if (!f) { munmap(map, size); return moe_fail(MOE_ENOMEM, "%s: out of memory", path); }
     moe_status st = moe_st_parse(path, map, size, f);

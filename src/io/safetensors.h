@@ -37,6 +37,10 @@ moe_status moe_st_open(const char *path, moe_st_file **out);
  * the price is a copy at load time and memory that the page cache cannot share. */
 moe_status moe_st_open_ex(const char *path, int in_memory, moe_st_file **out);
 void moe_st_close(moe_st_file *f);
+/* Map a whole weights file read-only (in_memory: read it into huge-page memory instead, as above);
+ * the caller parses it and unmaps it with moe_file_unmap (moe_st_close does for a moe_st_file). */
+moe_status moe_file_map(const char *path, int in_memory, void **map, size_t *size);
+void moe_file_unmap(void *map, size_t size);
 /* Release what moe_st_parse allocated (not the buffer). */
 void moe_st_clear(moe_st_file *f);
 #endif

@@ -10,9 +10,12 @@
  *   matches over Unicode whitespace. Specials are matched like any added token (tokenizers'
  *   default encode_special_tokens=false); "special" only matters for skip_special in decode.
  * BOS/EOS come from tokenizer_config.json beside the file when present, else from a
- * TemplateProcessing post-processor; encoding never adds them (add_special_tokens=False). */
+ * TemplateProcessing post-processor; encoding never adds them (add_special_tokens=False).
+ * A GGUF model file stands for the tokenizer.json beside it: moe does not build tokenizers from a
+ * GGUF file's tokenizer.ggml.* tables (docs/GGUF.md). */
 #include "io/tokenizer_internal.h"
 #include "core/error.h"
+#include "io/gguf.h"
 #include "io/json.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,9 +438,21 @@ moe_status moe_tokenizer_load(const char *path, moe_tokenizer **out) {
     char *file = malloc(pl + 32), *cfg = malloc(pl + 32);
     moe_tokenizer *t = calloc(1, sizeof *t);
     if (!file || !cfg || !t) { free(file); free(cfg); free(t); return moe_fail(MOE_ENOMEM, "%s: out of memory", path); }
+    int gguf = !S_ISDIR(sb.st_mode) && moe_gguf_is_file(path);
     if (S_ISDIR(sb.st_mode)) {
         snprintf(file, pl + 32, "%s/tokenizer.json", path);
         snprintf(cfg, pl + 32, "%s/tokenizer_config.json", path);
+    } else if (gguf) { /* the tokenizer.json beside the GGUF file */
+        const char *slash = strrchr(path, '/');
+        int dl = slash ? (int)(slash - path) : 1;
+        const char *dir = slash ? path : ".";
+        snprintf(file, pl + 32, "%.*s/tokenizer.json", dl, dir);
+        snprintf(cfg, pl + 32, "%.*s/tokenizer_config.json", dl, dir);
+        if (stat(file, &sb) != 0) {
+            free(file); free(cfg); free(t);
+            return moe_fail(MOE_EINPUT, "%s: moe reads tokenizers from tokenizer.json, not from GGUF metadata; put the model's "
+                            "tokenizer.json beside the GGUF file or pass --tokenizer", path);
+        }
     } else {
         memcpy(file, path, pl + 1);
         const char *slash = strrchr(path, '/');

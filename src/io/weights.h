@@ -1,5 +1,5 @@
 /* weights.h - the tensors of a Hugging Face model folder: model.safetensors, or the shards named by
- * model.safetensors.index.json. One name table over all shards; data stays mmapped. The loader
+ * model.safetensors.index.json; or of one GGUF file. One name table over all files; data stays mmapped. The loader
  * records which tensors the architecture used, so that stray tensors can be reported. */
 #ifndef MOE_IO_WEIGHTS_H
 #define MOE_IO_WEIGHTS_H
@@ -20,12 +20,16 @@ typedef struct moe_weights {
     void **owned;            /* aligned copies of misaligned tensors */
     int n_owned, cap_owned;
     int in_memory;           /* files were read into memory rather than mapped */
+    const char *format;      /* "safetensors" or "gguf" */
 } moe_weights;
 
 moe_status moe_weights_open(const char *dir, moe_weights **out);
 /* in_memory: read the files into huge-page memory instead of mapping them (moe_st_open_ex). */
 moe_status moe_weights_open_ex(const char *dir, int in_memory, moe_weights **out);
 void moe_weights_close(moe_weights *w);
+/* A table over one already parsed file (a GGUF file, io/gguf.h), which it takes over (closed with
+ * the table, also on failure); path names the file in messages. */
+moe_status moe_weights_from_file(const char *path, moe_st_file *f, const char *format, moe_weights **out);
 
 int moe_weights_has(const moe_weights *w, const char *name);
 /* Look up a float tensor (F32, BF16, F16) and check its shape; shape entries < 0 match any size.

@@ -1,9 +1,12 @@
-/* model.c - loading: parse config.json, open the safetensors, bind every tensor the architecture
- * needs with its expected shape, and compute the info counts (parameters, active parameters, bytes
- * read per token). Matrices stay in their file dtype and in the mmap; small vectors become f32. */
+/* model.c - loading: parse config.json, open the safetensors (or a GGUF file: model/gguf_model.c gives
+ * both), bind every tensor the architecture needs with its expected shape, and compute the info
+ * counts (parameters, active parameters, bytes read per token). Matrices stay in their file dtype and
+ * in the mmap; small vectors become f32. */
 #include "model/model.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "io/gguf.h"
+#include "model/gguf_model.h"
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -149,6 +152,26 @@ static moe_status bind_fused_experts(moe_model *m, int l, const char *gate_up, c
     return MOE_OK;
 }
 
+/* GGUF files stack experts per projection (the loader names them experts.gate_proj and
+ * experts.up_proj [E][I][H], experts.down_proj [E][H][I]): three views per expert. */
+static moe_status bind_stacked_experts(moe_model *m, int l, const char *blk) {
+    const moe_config *c = &m->cfg;
+    moe_tensor g, u, dn;
+    int64_t E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
+    char name[200];
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.gate_proj", l, blk);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, I, H}, &g));
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.up_proj", l, blk);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, I, H}, &u));
+    snprintf(name, sizeof name, "model.layers.%d.%s.experts.down_proj", l, blk);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, I}, &dn));
+    for (int e = 0; e < c->n_experts; e++) {
+        moe_ffn_weights w = {slice_rows(&g, e, 0, I), slice_rows(&u, e, 0, I), slice_rows(&dn, e, 0, H)};
+        moe_store_resident_set(m->store, l, e, &w);
+    }
+    return MOE_OK;
+}
+
 /* The first of the NULL-terminated candidates (def when the family sets none) present as
  * model.layers.L.<blk>.<candidate>, written to out; 0 if none is (out then holds the first). */
 static int find_name(moe_model *m, char *out, size_t cap, int l, const char *blk, const char *const *cands,
@@ -210,6 +233,7 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     int fused = find_name(m, name, sizeof name, l, blk, c->fused_gate_up_names, "experts.gate_up_proj");
     if (fused) snprintf(down, sizeof down, "model.layers.%d.%s.%s", l, blk,
                         c->fused_down_names[0] ? c->fused_down_names[fused - 1] : "experts.down_proj");
+    int stacked = !fused && has(m, "model.layers.%d.%s.experts.gate_proj", l, blk);   /* GGUF */
     L->layer = l;
     L->d_model = c->hidden;
     L->d_expert = c->moe_intermediate;
@@ -233,9 +257,10 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
         L->router.score_bias = bias;
     }
     if (fused) MOE_TRY(bind_fused_experts(m, l, name, down));
+    else if (stacked) MOE_TRY(bind_stacked_experts(m, l, blk));
     else if (!c->expert_gate) /* a family whose checkpoints always fuse their experts (granite) */
         return moe_fail(MOE_EINPUT, "%s: no tensor \"%s\"", moe_weights_file_of(m->weights, name), name);
-    for (int e = 0; e < c->n_experts && !fused; e++) {
+    for (int e = 0; e < c->n_experts && !fused && !stacked; e++) {
         moe_ffn_weights w;
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, blk, e);
         MOE_TRY(bind_ffn(m, &w, c->moe_intermediate, c->expert_gate, c->expert_up, c->expert_down, prefix));
@@ -264,8 +289,10 @@ static void compute_info(moe_model *m) {
     for (int i = 0; i < m->weights->n; i++) {
         const moe_tensor *t = m->weights->list[i];
         if (!m->weights->used[i]) continue;
-        /* a buffer, not a parameter - except in ERNIE, which keeps it as a parameter of its moe_statics */
-        int is_bias_buffer = strstr(t->name, "e_score_correction_bias") && !strstr(t->name, "moe_statics");
+        /* buffers, not parameters: DeepSeek-V3's routing bias (except in ERNIE, which keeps it as a parameter of
+         * its moe_statics) and GGUF's rope frequency divisors */
+        int is_bias_buffer = (strstr(t->name, "e_score_correction_bias") && !strstr(t->name, "moe_statics")) ||
+                             !strcmp(t->name, "rope_freqs.weight");
         if (!is_bias_buffer) params += (uint64_t)moe_tensor_numel(t);
         dt_bytes[t->dtype] += t->nbytes;
         bytes += t->nbytes;
@@ -294,6 +321,7 @@ static void compute_info(moe_model *m) {
     for (int l = 0; l < c->n_layers; l++) n_moe += c->ffn_kind[l] == MOE_FFN_MOE;
     I->model_type = c->model_type;
     I->weight_dtype = m->dtype_name;
+    I->format = m->weights->format;
     I->n_layers = c->n_layers;
     I->n_moe_layers = n_moe;
     I->hidden_size = c->hidden;
@@ -335,13 +363,14 @@ moe_status moe_model_bind(moe_model *m) {
     /* The expert table is sized by config.json alone (up to 1024 layers x 65536 experts); refuse a
      * config the files cannot match before allocating it, instead of failing on the first tensor. */
     uint64_t need = 3ull * (uint64_t)c->n_experts * (uint64_t)n_moe;
-    for (int i = 0; i < m->weights->n; i++) { /* fused experts (transformers 5, granite): 2 tensors per layer */
+    for (int i = 0; i < m->weights->n; i++) { /* fused experts (transformers 5, granite): 2 tensors per layer; GGUF: 3 */
         const moe_tensor *t = m->weights->list[i];
-        if (fused_name(c, t->name)) {
+        int fused = fused_name(c, t->name), stacked = !fused && ends_with(t->name, "mlp", "experts.gate_proj");
+        if (fused || stacked) {
             if (t->ndim != 3 || t->shape[0] != c->n_experts)
                 return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" does not hold config.json's %d experts",
                                 m->weights->files[m->weights->file_of[i]]->path, t->name, c->n_experts);
-            need = 2ull * (uint64_t)n_moe;
+            need = (fused ? 2ull : 3ull) * (uint64_t)n_moe;
             break;
         }
     }
@@ -393,18 +422,27 @@ static void warn_unused(const moe_model *m, const char *dir) {
     if (n) fprintf(stderr, "moe: warning: %s: %d tensors not used by %s, e.g. \"%s\"\n", dir, n, m->cfg.model_type, first);
 }
 
-/* Load with the weights mapped (in_memory == 0) or read into memory. */
+/* Load with the weights mapped (in_memory == 0) or read into memory. dir is a Hugging Face folder or
+ * a GGUF file. */
 moe_status moe_model_load_mem(const char *dir, int in_memory, moe_model **out) {
     *out = NULL;
     moe_clear_error();
     struct stat sb;
-    if (stat(dir, &sb) != 0) return moe_fail(MOE_EINPUT, "%s: no such model folder", dir);
-    if (!S_ISDIR(sb.st_mode)) return moe_fail(MOE_EINPUT, "%s: not a folder", dir);
+    if (stat(dir, &sb) != 0) return moe_fail(MOE_EINPUT, "%s: no such model folder or file", dir);
+    int gguf = S_ISREG(sb.st_mode) && moe_gguf_is_file(dir);
+    if (!S_ISDIR(sb.st_mode) && !gguf)
+        return moe_fail(MOE_EINPUT, "%s: not a folder (a Hugging Face model) or a GGUF file", dir);
     moe_model *m = calloc(1, sizeof *m);
     if (!m) return moe_fail(MOE_ENOMEM, "out of memory");
-    moe_status st = moe_config_load(dir, &m->cfg);
-    if (st == MOE_OK) st = moe_weights_open_ex(dir, in_memory, &m->weights);
+    moe_status st;
+    if (gguf) {
+        st = moe_gguf_model_open(dir, in_memory, &m->cfg, &m->weights);
+    } else {
+        st = moe_config_load(dir, &m->cfg);
+        if (st == MOE_OK) st = moe_weights_open_ex(dir, in_memory, &m->weights);
+    }
     if (st == MOE_OK) st = moe_model_bind(m);
+    if (st == MOE_OK && gguf) st = moe_gguf_after_bind(m);
     if (st == MOE_OK) warn_unused(m, dir);
     if (st == MOE_OK && in_memory) st = moe_model_pack_decode(m);
     if (st != MOE_OK) { moe_model_free(m); return st; }

@@ -38,7 +38,7 @@ struct moe_model {
     moe_st_file *predictor; /* fitted cross-layer predictor (moe/predictor.h), or NULL */
     moe_rope rope;
     moe_model_info info;
-    char dtype_name[8];
+    char dtype_name[16];
     void **owned;          /* f32 copies of small vectors (norms, biases) */
     int n_owned, cap_owned;
 };

@@ -136,6 +136,8 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
     moe_weights *W = m->weights;
     if (o->type != MOE_QUANT_MIXED && (o->type < 0 || moe_quant_type_from_name(moe_dtype_name((moe_dtype)o->type)) < 0))
         return moe_fail(MOE_EUSAGE, "quantize: unknown type");
+    if (strcmp(W->format, "safetensors"))
+        return moe_fail(MOE_EUSAGE, "%s: moe quantize reads Hugging Face folders, not %s files", W->dir, W->format);
     int any_moe = 0;
     for (int l = 0; l < c->n_layers; l++) any_moe |= c->ffn_kind[l] == MOE_FFN_MOE;
     if (any_moe && !c->expert_gate) /* granite: its checkpoints always fuse each layer's experts */

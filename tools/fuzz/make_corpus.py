@@ -1,4 +1,4 @@
-"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json,predictor}.
+"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json,predictor,gguf}.
 
 Small valid inputs of every shape the parsers accept (each model_type, each rope scaling type,
 sharded-index JSON, safetensors with several dtypes) plus a few near-misses, so the fuzzers start
@@ -144,5 +144,108 @@ def main():
     put("json", "edge_numbers.json", '{"a": -0, "b": 1E+2, "c": 0.0000001, "d": 18446744073709551616, "e": 4.9e-324}')
 
 
+# ---- GGUF (io/gguf.h): a minimal writer, little-endian, version 3 ----------------------------------
+
+GG_T = {"u8": 0, "i8": 1, "u16": 2, "i16": 3, "u32": 4, "i32": 5, "f32": 6, "bool": 7, "str": 8, "arr": 9,
+        "u64": 10, "i64": 11, "f64": 12}
+GG_FMT = {"u8": "<B", "i8": "<b", "u16": "<H", "i16": "<h", "u32": "<I", "i32": "<i", "f32": "<f", "bool": "<B",
+          "u64": "<Q", "i64": "<q", "f64": "<d"}
+# ggml type id -> (block, bytes)
+GG_TYPES = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 12: (256, 144),
+            13: (256, 176), 14: (256, 210), 30: (1, 2), 39: (32, 17)}
+
+
+def gg_str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+def gg_val(t, v):
+    if t == "str":
+        return gg_str(v)
+    if t.startswith("arr:"):
+        et = t[4:]
+        out = struct.pack("<IQ", GG_T[et], len(v))
+        return out + b"".join(gg_val(et, x) for x in v)
+    return struct.pack(GG_FMT[t], v)
+
+
+def gguf_image(kvs, tensors, align=32, version=3, bad_offset=None):
+    """kvs: [(key, type, value)] (type "arr:u32" for arrays); tensors: [(name, ggml type, ne)] with
+    ne innermost first; data is a counter pattern with f16 scales that stay finite."""
+    h = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        h += gg_str(k) + struct.pack("<I", GG_T["arr"] if t.startswith("arr:") else GG_T[t]) + gg_val(t, v)
+    off, blobs = 0, []
+    for i, (name, ty, ne) in enumerate(tensors):
+        blk, size = GG_TYPES[ty]
+        rows = 1
+        for d in ne[1:]:
+            rows *= d
+        nbytes = ne[0] // blk * size * rows
+        h += gg_str(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        h += struct.pack("<IQ", ty, off if bad_offset != i else off + 1)
+        blobs.append(bytes((off + j) % 61 for j in range(nbytes)))
+        off += nbytes + (-nbytes % align)
+    h += b"\0" * (-len(h) % align)
+    data = b"".join(b + b"\0" * (-len(b) % align) for b in blobs)
+    return h + data
+
+
+def llama_kvs(arch="llama", extra=()):
+    return [("general.architecture", "str", arch), (f"{arch}.block_count", "u32", 1), (f"{arch}.context_length", "u32", 64),
+            (f"{arch}.embedding_length", "u32", 32), (f"{arch}.feed_forward_length", "u32", 32),
+            (f"{arch}.attention.head_count", "u32", 2), (f"{arch}.attention.head_count_kv", "u32", 1),
+            (f"{arch}.rope.freq_base", "f32", 10000.0), (f"{arch}.attention.layer_norm_rms_epsilon", "f32", 1e-5),
+            ("tokenizer.ggml.model", "str", "gpt2"), ("tokenizer.ggml.tokens", "arr:str", ["a", "b", "c"]),
+            ("tokenizer.ggml.bos_token_id", "u32", 1), ("tokenizer.ggml.eos_token_id", "u32", 2)] + list(extra)
+
+
+def llama_tensors(ty=8, experts=0):
+    t = [("token_embd.weight", ty, [32, 16]), ("output_norm.weight", 0, [32]), ("output.weight", ty, [32, 16]),
+         ("blk.0.attn_norm.weight", 0, [32]), ("blk.0.ffn_norm.weight", 0, [32]),
+         ("blk.0.attn_q.weight", ty, [32, 32]), ("blk.0.attn_k.weight", ty, [32, 16]),
+         ("blk.0.attn_v.weight", ty, [32, 16]), ("blk.0.attn_output.weight", ty, [32, 32])]
+    if experts:
+        t += [("blk.0.ffn_gate_inp.weight", 0, [32, experts]), ("blk.0.ffn_gate_exps.weight", ty, [32, 32, experts]),
+              ("blk.0.ffn_up_exps.weight", ty, [32, 32, experts]), ("blk.0.ffn_down_exps.weight", ty, [32, 32, experts])]
+    else:
+        t += [("blk.0.ffn_gate.weight", ty, [32, 32]), ("blk.0.ffn_up.weight", ty, [32, 32]), ("blk.0.ffn_down.weight", ty, [32, 32])]
+    return t
+
+
+def gguf_corpus():
+    put("gguf", "llama_q8_0", gguf_image(llama_kvs(), llama_tensors(8)))
+    put("gguf", "llama_f16_mxfp4", gguf_image(llama_kvs(), llama_tensors(1)[:5] + [(n, 39, ne) for n, _, ne in llama_tensors(1)[5:]]))
+    put("gguf", "mixtral_q4_0", gguf_image(llama_kvs(extra=[("llama.expert_count", "u32", 4), ("llama.expert_used_count", "u32", 2)]),
+                                           llama_tensors(2, experts=4)))
+    q3 = [(k.replace("llama.", "qwen3moe."), t, v) for k, t, v in llama_kvs("qwen3moe")]
+    q3 += [("qwen3moe.expert_count", "u32", 4), ("qwen3moe.expert_used_count", "u32", 2),
+           ("qwen3moe.expert_feed_forward_length", "u32", 32), ("qwen3moe.attention.key_length", "u32", 16),
+           ("qwen3moe.attention.value_length", "u32", 16)]
+    put("gguf", "qwen3moe_q5", gguf_image(q3, llama_tensors(6, experts=4) + [("blk.0.attn_q_norm.weight", 0, [16]),
+                                                                             ("blk.0.attn_k_norm.weight", 0, [16])]))
+    put("gguf", "kquants", gguf_image(llama_kvs(extra=[("general.alignment", "u32", 64)]),
+                                      [("a", 12, [256, 2]), ("b", 13, [256, 1]), ("c", 14, [512, 1, 2])], align=64))
+    put("gguf", "all_value_types", gguf_image(
+        [("u8", "u8", 1), ("i8", "i8", -1), ("u16", "u16", 2), ("i16", "i16", -2), ("u32", "u32", 3), ("i32", "i32", -3),
+         ("f32", "f32", 1.5), ("bool", "bool", 1), ("str", "str", "x"), ("u64", "u64", 1 << 40), ("i64", "i64", -(1 << 40)),
+         ("f64", "f64", 2.5), ("a.u32", "arr:u32", [1, 2, 3]), ("a.f32", "arr:f32", [0.5]), ("a.str", "arr:str", ["p", "q"]),
+         ("general.architecture", "str", "qwen2")], [("t", 30, [4, 2])]))
+    ds = [(k.replace("llama.", "deepseek2."), t, v) for k, t, v in llama_kvs("deepseek2")]
+    ds += [("deepseek2.expert_count", "u32", 4), ("deepseek2.expert_used_count", "u32", 2),
+           ("deepseek2.attention.kv_lora_rank", "u32", 32), ("deepseek2.rope.dimension_count", "u32", 8),
+           ("deepseek2.attention.key_length", "u32", 24), ("deepseek2.attention.value_length", "u32", 16),
+           ("deepseek2.expert_feed_forward_length", "u32", 32), ("deepseek2.expert_gating_func", "u32", 2),
+           ("deepseek2.rope.scaling.type", "str", "yarn"), ("deepseek2.rope.scaling.factor", "f32", 4.0),
+           ("deepseek2.rope.scaling.original_context_length", "u32", 16)]
+    put("gguf", "deepseek2_meta", gguf_image(ds, [("token_embd.weight", 0, [32, 16])]))
+    put("gguf", "near_offset", gguf_image(llama_kvs(), llama_tensors(8), bad_offset=3))
+    put("gguf", "near_version", gguf_image(llama_kvs(), llama_tensors(8), version=1))
+    put("gguf", "near_truncated", gguf_image(llama_kvs(), llama_tensors(8))[:-5])
+    put("gguf", "near_blocks", gguf_image(llama_kvs(), [("x", 12, [200, 1])]))
+
+
 if __name__ == "__main__":
     main()
+    gguf_corpus()
