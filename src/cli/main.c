@@ -17,6 +17,8 @@ static const moe_command k_commands[] = {
     {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
     {"fit-predictor", cmd_fit_predictor, "fit the cross-layer expert predictor that --prefetch reads ahead by"},
     {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
+    {"trace", cmd_trace, "record the experts every layer chooses for every token of a text"},
+    {"stats", cmd_stats, "routing statistics, heatmaps and an HTML report of a trace"},
 };
 
 int moe_cli_error(int st) {
