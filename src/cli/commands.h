@@ -22,6 +22,9 @@ int cmd_upcycle(int argc, char **argv);
 int cmd_fit_predictor(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_superexperts(int argc, char **argv);
 
 /* Print "moe: <last error>" to stderr and return the exit code for st. */
 int moe_cli_error(int st);

@@ -19,6 +19,9 @@ static const moe_command k_commands[] = {
     {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
     {"trace", cmd_trace, "record the experts every layer chooses for every token of a text"},
     {"stats", cmd_stats, "routing statistics, heatmaps and an HTML report of a trace"},
+    {"prune", cmd_prune, "remove the least important experts (frequency, REAP or task score)"},
+    {"merge", cmd_merge, "merge each layer's experts into fewer (M-SMoE, HC-SMoE)"},
+    {"superexperts", cmd_superexperts, "find experts with extreme down-projection outputs (Super Experts)"},
 };
 
 int moe_cli_error(int st) {
