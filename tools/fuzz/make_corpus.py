@@ -124,6 +124,8 @@ def main():
     }
     for name, c in cfgs.items():
         put("config", name + ".json", json.dumps(c, indent=1))
+    put("config", "merged.json", json.dumps(dict(cfgs["qwen3_moe"], moe_expert_slots=cfgs["qwen3_moe"]["num_experts"] * 2)))
+    put("config", "near_merged.json", json.dumps(dict(cfgs["qwen3_moe"], moe_expert_slots=1)))
     put("config", "near_topk.json", json.dumps(dict(cfgs["qwen3_moe"], num_experts_per_tok=5)))
     put("config", "near_dup.json", '{"model_type": "llama", "hidden_size": 8, "hidden_size": 8}')
     put("config", "near_rope.json", json.dumps(dict(cfgs["llama"], rope_scaling={"type": "dynamic", "factor": 2})))
