@@ -293,6 +293,7 @@ static void compute_info(moe_model *m) {
         if (!m->weights->used[i]) continue;
         /* a buffer, not a parameter - except in ERNIE, which keeps it as a parameter of its moe_statics */
         int is_bias_buffer = strstr(t->name, "e_score_correction_bias") && !strstr(t->name, "moe_statics");
+        if (strstr(t->name, ".moe_expert_map")) continue;   /* a merged checkpoint's slot map: read once at load */
         if (!is_bias_buffer) params += (uint64_t)moe_tensor_numel(t);
         dt_bytes[t->dtype] += t->nbytes;
         bytes += t->nbytes;

@@ -35,6 +35,7 @@ typedef struct out_t {
     const moe_tensor *src;
     const int *idx;           /* ROWS, SLICES: source rows / slices; MAP: the map */
     int n_idx;
+    int axis;                 /* ROWS: the dimension that runs over the experts */
     int moe_i, j, mat;        /* MERGED: layer, stored expert, matrix 0 gate 1 up 2 down; FUSED_MERGED: mat 0 gate_up 1 down */
 } out_t;
 
@@ -98,13 +99,18 @@ static int expert_of(const char *s, const char **suffix) {
     return (int)e;
 }
 
-/* The block name under which layer l keeps its router and experts (as model.c binds it). */
-static const char *block_of(moe_model *m, int l) {
-    char name[200];
-    snprintf(name, sizeof name, "model.layers.%d.%s.gate.weight", l, m->cfg.moe_block);
-    if (moe_weights_has(m->weights, name)) return m->cfg.moe_block;
-    snprintf(name, sizeof name, "model.layers.%d.mlp.gate.weight", l);
-    return moe_weights_has(m->weights, name) ? "mlp" : m->cfg.moe_block;
+/* The first candidate (the family's spellings, or def) present as model.layers.<l>.<blk>.<cand>, into
+ * out; "" if none is. As model.c finds them. */
+static int find_in_block(moe_weights *W, char *out, size_t cap, int l, const char *blk, const char *const *cands,
+                         const char *def) {
+    const char *one[2] = {def, NULL};
+    if (!cands[0]) cands = one;
+    for (int i = 0; i < 3 && cands[i]; i++) {
+        snprintf(out, cap, "model.layers.%d.%s.%s", l, blk, cands[i]);
+        if (moe_weights_has(W, out)) return i + 1;
+    }
+    out[0] = 0;
+    return 0;
 }
 
 static int is_identity(const int *v, int n) {
@@ -141,9 +147,28 @@ typedef struct layer_in {
     int l, i;                 /* transformer layer, MoE index */
     const char *blk;
     char prefix[96];          /* "model.layers.<l>.<blk>." */
+    char router[256], bias[256], fused_gu[256], fused_dn[256];   /* full names, "" where absent */
     int n_suffix;
     const char *suffix[16];   /* per-expert tensor names after "experts.<e>." */
 } layer_in;
+
+/* Where layer l keeps its router, score bias and fused experts (model.c's binding, by the family's names). */
+static void locate(moe_model *m, layer_in *L) {
+    const moe_config *c = &m->cfg;
+    moe_weights *W = m->weights;
+    L->blk = c->moe_block;
+    if (!find_in_block(W, L->router, sizeof L->router, L->l, L->blk, c->router_names, "gate.weight") &&
+        find_in_block(W, L->router, sizeof L->router, L->l, "mlp", c->router_names, "gate.weight"))
+        L->blk = "mlp";
+    snprintf(L->prefix, sizeof L->prefix, "model.layers.%d.%s.", L->l, L->blk);
+    L->bias[0] = 0;
+    if (c->has_score_bias)
+        find_in_block(W, L->bias, sizeof L->bias, L->l, L->blk, c->score_bias_names, "gate.e_score_correction_bias");
+    int f = find_in_block(W, L->fused_gu, sizeof L->fused_gu, L->l, L->blk, c->fused_gate_up_names, "experts.gate_up_proj");
+    L->fused_dn[0] = 0;
+    if (f) snprintf(L->fused_dn, sizeof L->fused_dn, "model.layers.%d.%s.%s", L->l, L->blk,
+                    c->fused_down_names[0] ? c->fused_down_names[f - 1] : "experts.down_proj");
+}
 
 static moe_status plan(rw *w, layer_in *li, int n_moe, int E_in) {
     moe_model *m = w->m;
@@ -161,37 +186,39 @@ static moe_status plan(rw *w, layer_in *li, int n_moe, int E_in) {
         int l = layer_of(t->name, &rest), i = -1;
         for (int x = 0; l >= 0 && x < n_moe; x++)
             if (li[x].l == l) i = x;
-        const layer_in *L = i >= 0 ? &li[i] : NULL;
-        size_t bl = L ? strlen(L->blk) : 0;
-        if (!L || strncmp(rest, L->blk, bl) || rest[bl] != '.') {   /* not this layer's MoE block */
-            MOE_TRY(push(w, t->name, t, COPY));
-            continue;
-        }
-        rest += bl + 1;
+        layer_in *L = i >= 0 ? &li[i] : NULL;
+        if (!L) { MOE_TRY(push(w, t->name, t, COPY)); continue; }
         const int *rows = p->rows + (size_t)i * p->n_slots;
-        if (!strcmp(rest, "gate.weight") || !strcmp(rest, "gate.e_score_correction_bias")) {
+        int is_router = !strcmp(t->name, L->router), is_bias = L->bias[0] && !strcmp(t->name, L->bias);
+        if (is_router || is_bias) {
             if (p->n_slots == E_in && is_identity(rows, p->n_slots)) { MOE_TRY(push(w, t->name, t, COPY)); continue; }
-            if (t->shape[0] != E_in)
-                return moe_fail(MOE_EUSAGE, "%s: tensor \"%s\" has %lld rows, not one per expert: router %s cannot lose experts",
-                                W->dir, t->name, (long long)t->shape[0], c->router);
+            /* the router's rows, or the bias's entries ([E] or ERNIE's [1][E]) */
+            int axis = is_bias && t->ndim == 2 && t->shape[0] == 1 ? 1 : 0;
+            if (t->shape[axis] != E_in)
+                return moe_fail(MOE_EUSAGE, "%s: tensor \"%s\" does not have one row per expert: router %s cannot lose experts",
+                                W->dir, t->name, c->router);
             MOE_TRY(push(w, t->name, t, ROWS));
             out_t *o = &w->t[w->n - 1];
-            o->shape[0] = p->n_slots;
+            o->axis = axis;
+            o->shape[axis] = p->n_slots;
             o->nbytes = t->nbytes / (uint64_t)E_in * (uint64_t)p->n_slots;
             o->idx = rows;
             o->n_idx = p->n_slots;
             continue;
         }
-        if (strncmp(rest, "experts.", 8)) { MOE_TRY(push(w, t->name, t, COPY)); continue; }  /* shared experts, gates */
-        rest += 8;
+        if (!strcmp(t->name, L->fused_gu) || !strcmp(t->name, L->fused_dn)) continue;   /* with the layer's experts */
+        size_t pl = strlen(L->prefix);
+        if (strncmp(t->name, L->prefix, pl) || strncmp(t->name + pl, "experts.", 8)) {   /* shared experts, gates, norms */
+            MOE_TRY(push(w, t->name, t, COPY));
+            continue;
+        }
         const char *suffix;
-        int e = expert_of(rest, &suffix);
-        if (e < 0) continue;   /* fused tensors: below, with the layer's experts */
+        int e = expert_of(t->name + pl + 8, &suffix);
+        if (e < 0) continue;   /* other tensors with one slice per expert: with the layer's experts */
         if (e >= E_in) return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" names expert %d of %d", W->dir, t->name, e, E_in);
         if (e != 0) continue;  /* per-expert tensors: their names are taken from expert 0 */
-        layer_in *Lw = &li[i];
-        if (Lw->n_suffix == 16) return moe_fail(MOE_EUSAGE, "%s: more than 16 tensors per expert", W->dir);
-        Lw->suffix[Lw->n_suffix++] = suffix;
+        if (L->n_suffix == 16) return moe_fail(MOE_EUSAGE, "%s: more than 16 tensors per expert", W->dir);
+        L->suffix[L->n_suffix++] = suffix;
     }
     /* the experts of each MoE layer */
     for (int i = 0; i < n_moe; i++) {
@@ -231,18 +258,21 @@ static moe_status plan(rw *w, layer_in *li, int n_moe, int E_in) {
                     return moe_fail(MOE_EUSAGE, "%s: tensor \"%s\" (%s) cannot be merged", W->dir, t->name, moe_dtype_name(t->dtype));
             }
         }
-        /* fused tensors: experts.<name> with one slice per expert */
+        /* fused tensors (experts.gate_up_proj / down_proj, granite's input_linear / output_linear) and any
+         * other "experts.<name>" tensor with one slice per expert */
         for (int k = 0; k < W->n; k++) {
             const moe_tensor *t = W->list[k];
             size_t pl = strlen(L->prefix);
-            if (strncmp(t->name, L->prefix, pl) || strncmp(t->name + pl, "experts.", 8)) continue;
-            const char *suffix, *rest = t->name + pl + 8;
-            if (expert_of(rest, &suffix) >= 0) continue;
+            const char *suffix;
+            int fm = !strcmp(t->name, L->fused_gu) ? 0 : L->fused_dn[0] && !strcmp(t->name, L->fused_dn) ? 1 : -1;
+            if (fm < 0 && (strncmp(t->name, L->prefix, pl) || strncmp(t->name + pl, "experts.", 8) ||
+                           expert_of(t->name + pl + 8, &suffix) >= 0))
+                continue;
             if (t->ndim < 1 || t->shape[0] != E_in)
                 return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" does not hold one slice per expert (%d)", W->dir, t->name, E_in);
-            int fm = !strcmp(rest, "gate_up_proj") ? 0 : !strcmp(rest, "down_proj") ? 1 : -1;
             if (p->merged && (fm < 0 || t->ndim != 3 || !moe_dtype_traits_of(t->dtype)->quantize))
-                return moe_fail(MOE_EUSAGE, "%s: tensor \"%s\" cannot be merged (only gate_up_proj and down_proj)", W->dir, t->name);
+                return moe_fail(MOE_EUSAGE, "%s: tensor \"%s\" cannot be merged (only the fused gate/up and down projections)",
+                                W->dir, t->name);
             MOE_TRY(push(w, t->name, t, p->merged ? FUSED_MERGED : SLICES));
             out_t *o = &w->t[w->n - 1];
             o->shape[0] = p->n_store;
@@ -300,11 +330,17 @@ static moe_status data_of(void *user, int k, const void **out) {
     int ff = w->m->cfg.moe_intermediate, d = w->m->cfg.hidden;
     switch (o->kind) {
     case COPY: *out = o->src->data; break;
-    case ROWS: case SLICES: {
-        size_t each = o->src->nbytes / (size_t)o->src->shape[0];
+    case ROWS: case SLICES: {   /* gather along the experts' axis: outer blocks of n rows of `each` bytes */
+        const moe_tensor *t = o->src;
+        size_t outer = 1, each = moe_dtype_size(t->dtype);
+        for (int a = 0; a < o->axis; a++) outer *= (size_t)t->shape[a];
+        for (int a = o->axis + 1; a < t->ndim; a++) each *= (size_t)t->shape[a];
+        size_t in_block = each * (size_t)t->shape[o->axis], out_block = each * (size_t)o->n_idx;
         MOE_TRY(need_buf(w, o->nbytes));
-        for (int r = 0; r < o->n_idx; r++)
-            memcpy(w->buf + (size_t)r * each, (const char *)o->src->data + (size_t)(o->idx ? o->idx[r] : r) * each, each);
+        for (size_t b = 0; b < outer; b++)
+            for (int r = 0; r < o->n_idx; r++)
+                memcpy(w->buf + b * out_block + (size_t)r * each,
+                       (const char *)t->data + b * in_block + (size_t)(o->idx ? o->idx[r] : r) * each, each);
         *out = w->buf;
         break;
     }
@@ -386,17 +422,22 @@ static moe_status write_config(moe_model *m, const char *out_dir, const moe_expe
     snprintf(out, sizeof out, "%s/config.json", out_dir);
     cJSON *root;
     MOE_TRY(moe_json_parse_file(in, 16u << 20, &root));   /* validates the text the patcher walks */
-    static const char *keys[] = {"num_experts", "num_local_experts", "n_routed_experts"};
+    static const char *keys[] = {"num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"};
     int found = 0;
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) found |= moe_json_has(root, keys[k]);
     cJSON_Delete(root);
     const char *add_key = NULL;
     if (!found) {   /* the family's default count: write its own key */
+        static const char *const fam[][2] = {
+            {"mixtral", "num_local_experts"}, {"granitemoe", "num_local_experts"}, {"granitemoeshared", "num_local_experts"},
+            {"phimoe", "num_local_experts"}, {"minimax_m2", "num_local_experts"}, {"qwen2_moe", "num_experts"},
+            {"qwen3_moe", "num_experts"}, {"olmoe", "num_experts"}, {"deepseek_v2", "n_routed_experts"},
+            {"deepseek_v3", "n_routed_experts"}, {"dots1", "n_routed_experts"}, {"glm4_moe", "n_routed_experts"},
+            {"ernie4_5_moe", "moe_num_experts"}};
         const char *mt = m->cfg.model_type;
-        if (!strcmp(mt, "mixtral")) add_key = "num_local_experts";
-        else if (!strcmp(mt, "qwen2_moe") || !strcmp(mt, "qwen3_moe") || !strcmp(mt, "olmoe")) add_key = "num_experts";
-        else if (!strcmp(mt, "deepseek_v2") || !strcmp(mt, "deepseek_v3") || !strcmp(mt, "dots1")) add_key = "n_routed_experts";
-        else return moe_fail(MOE_EUSAGE, "%s: no expert count key to rewrite for model_type %s", in, mt);
+        for (size_t k = 0; k < sizeof fam / sizeof *fam; k++)
+            if (!strcmp(mt, fam[k][0])) add_key = fam[k][1];
+        if (!add_key) return moe_fail(MOE_EUSAGE, "%s: no expert count key to rewrite for model_type %s", in, mt);
     }
     char *text;
     size_t len;
@@ -487,8 +528,7 @@ moe_status moe_expert_rewrite(moe_model *m, const char *out_dir, const moe_exper
         if (c->ffn_kind[l] != MOE_FFN_MOE) continue;
         li[i].l = l;
         li[i].i = i;
-        li[i].blk = block_of(m, l);
-        snprintf(li[i].prefix, sizeof li[i].prefix, "model.layers.%d.%s.", l, li[i].blk);
+        locate(m, &li[i]);
         i++;
     }
     if (!st) st = plan(&w, li, n_moe, c->n_experts);
