@@ -61,6 +61,8 @@ typedef struct moe_model_info {
     int n_eos;                  /* generation stops at any of eos_token_id[0..n_eos) */
     int eos_token_id[8];
     const char *format;         /* the weight file format read: "safetensors" or "gguf" */
+    int n_stored_experts;       /* experts per MoE layer held in the files: n_experts, or fewer in a merged
+                                   checkpoint whose router slots share them (moe merge, docs/COMPRESSION.md) */
 } moe_model_info;
 
 /* Load a Hugging Face model folder, or a llama.cpp GGUF file. On failure *out is NULL. */

@@ -40,9 +40,10 @@ int cmd_info(int argc, char **argv) {
         moe_json_put_str(stdout, I->weight_dtype);
         printf(", \"layers\": %d, \"moe_layers\": %d, \"hidden_size\": %d, "
                "\"vocab_size\": %d, \"heads\": %d, \"kv_heads\": %d, \"experts\": %d, \"top_k\": %d, "
-               "\"shared_experts\": %d, \"params\": %llu, \"active_params\": %llu, \"bytes_per_token\": %llu}\n",
+               "\"shared_experts\": %d, \"stored_experts\": %d, \"params\": %llu, \"active_params\": %llu, "
+               "\"bytes_per_token\": %llu}\n",
                I->n_layers, I->n_moe_layers, I->hidden_size, I->vocab_size, I->n_heads,
-               I->n_kv_heads, I->n_experts, I->top_k, I->n_shared_experts, (unsigned long long)I->n_params,
+               I->n_kv_heads, I->n_experts, I->top_k, I->n_shared_experts, I->n_stored_experts, (unsigned long long)I->n_params,
                (unsigned long long)I->n_active_params, (unsigned long long)I->bytes_per_token);
     } else {
         char a[32], b[32], c[32];
@@ -58,6 +59,8 @@ int cmd_info(int argc, char **argv) {
         printf("heads          %d (%d key/value)\n", I->n_heads, I->n_kv_heads);
         printf("vocabulary     %d\n", I->vocab_size);
         printf("experts        %d routed, top-%d, %d shared\n", I->n_experts, I->top_k, I->n_shared_experts);
+        if (I->n_stored_experts != I->n_experts)
+            printf("merged         the %d router slots share %d stored experts per layer\n", I->n_experts, I->n_stored_experts);
         printf("parameters     %s total (%llu)\n", a, (unsigned long long)I->n_params);
         printf("active/token   %s (%llu, %.1f%% of total)\n", b, (unsigned long long)I->n_active_params,
                100.0 * (double)I->n_active_params / (double)(I->n_params ? I->n_params : 1));

@@ -21,6 +21,11 @@ int cmd_run(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_upcycle(int argc, char **argv);
 int cmd_fit_predictor(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_superexperts(int argc, char **argv);
 
 /* Print "moe: <last error>" (a usage error: "moe CMD: <last error>") to stderr and return the exit
  * code for st. */

@@ -21,6 +21,11 @@ static const moe_command k_commands[] = {
     {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
     {"fit-predictor", cmd_fit_predictor, "fit the cross-layer expert predictor that --prefetch reads ahead by"},
     {"upcycle", cmd_upcycle, "turn a dense model into a mixture of experts (experts copy the FFN)"},
+    {"trace", cmd_trace, "record the experts every layer chooses for every token of a text"},
+    {"stats", cmd_stats, "routing statistics, heatmaps and an HTML report of a trace"},
+    {"prune", cmd_prune, "remove the least important experts (frequency, REAP or task score)"},
+    {"merge", cmd_merge, "merge each layer's experts into fewer (M-SMoE, HC-SMoE)"},
+    {"superexperts", cmd_superexperts, "find experts with extreme down-projection outputs (Super Experts)"},
 };
 
 static const char *g_cmd;   /* the running command, for "moe CMD: ..." usage messages */

@@ -64,6 +64,8 @@ typedef struct moe_config {
     int intermediate;                      /* dense FFN width */
     moe_ffn_kind ffn_kind[MOE_MAX_LAYERS];
     int n_experts, top_k, moe_intermediate;
+    int n_stored_experts;                  /* merged checkpoints ("moe_expert_slots"): experts in the files, which
+                                              the n_experts router slots share (model/model.c); 0: n_experts */
     int n_shared_experts;                  /* count reported by info */
     int shared_intermediate;               /* width of the always-on expert FFN (0 = none) */
     int shared_gate;                       /* qwen2_moe: scale shared output by sigmoid(x . w) */

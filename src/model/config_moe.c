@@ -7,7 +7,14 @@
  *   "moe_router_params": {"capacity_factor": 1.0, "top_p": 0.5, "slots": 1, "rank": 32, "seed": 1,
  *                         "routed_scaling": 1.0}   (all optional)
  *   "moe_shared_expert_intermediate_size": 256   always-on experts fused into one FFN, tensors
- *                                                model.layers.L.<block>.shared_experts.{gate,up,down}_proj */
+ *                                                model.layers.L.<block>.shared_experts.{gate,up,down}_proj
+ *   "moe_expert_slots": 64                       a merged checkpoint (`moe merge`, docs/COMPRESSION.md): the
+ *                                                router keeps 64 rows (slots) while the family's expert count
+ *                                                says how many experts the files hold; the I32 tensor
+ *                                                model.layers.L.<block>.moe_expert_map [slots] names the
+ *                                                stored expert of each slot. The router's row count differs
+ *                                                from the expert count, so transformers refuses the folder
+ *                                                instead of loading it as something else. */
 #include "core/error.h"
 #include "io/json.h"
 #include "model/config.h"
@@ -55,6 +62,15 @@ moe_status moe_config_moe_keys(const char *path, const cJSON *root, moe_config *
             c->shared_name = "shared_experts";
             c->shared_at_layer = c->shared_fused = 0;
         }
+    }
+    if (moe_json_has(root, "moe_expert_slots")) {
+        int slots;
+        MOE_TRY(moe_json_int32(path, root, "moe_expert_slots", 1, 0, 1, 65536, &slots));
+        if (c->n_experts < 1 || slots < c->n_experts)
+            return moe_fail(MOE_EINPUT, "%s: field \"moe_expert_slots\" = %d is fewer than the %d stored experts", path, slots,
+                            c->n_experts);
+        c->n_stored_experts = c->n_experts;
+        c->n_experts = slots;
     }
     return MOE_OK;
 }

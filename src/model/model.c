@@ -136,16 +136,47 @@ static moe_tensor slice_rows(const moe_tensor *t, int64_t e, int64_t r0, int64_t
     return v;
 }
 
+/* Experts held in the files: n_experts, or fewer in a merged checkpoint whose router slots share them. */
+static int stored_experts(const moe_config *c) { return c->n_stored_experts > 0 ? c->n_stored_experts : c->n_experts; }
+
+/* A merged checkpoint: slot s of the router is served by stored expert map[s] (config_moe.c). The
+ * stored experts were bound to slots [0, stored); give every slot its expert's views. */
+static moe_status bind_expert_map(moe_model *m, int l, const char *blk) {
+    const moe_config *c = &m->cfg;
+    int S = c->n_experts, N = stored_experts(c);
+    char name[200];
+    snprintf(name, sizeof name, "model.layers.%d.%s.moe_expert_map", l, blk);
+    int k = moe_strmap_gets(&m->weights->map, name);
+    if (k < 0) return moe_fail(MOE_EINPUT, "%s: missing tensor \"%s\" (config.json has moe_expert_slots)", m->weights->source, name);
+    const moe_tensor *t = m->weights->list[k];
+    const char *path = m->weights->files[m->weights->file_of[k]]->path;
+    if (t->dtype != MOE_I32 || t->ndim != 1 || t->shape[0] != S)
+        return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" must be I32 of shape [%d]", path, name, S);
+    moe_ffn_weights *w = malloc(sizeof *w * (size_t)N);
+    if (!w) return moe_fail(MOE_ENOMEM, "out of memory");
+    for (int e = 0; e < N; e++) w[e] = *moe_store_resident_entry(m->store, l, e);
+    moe_status st = MOE_OK;
+    for (int s = 0; s < S && st == MOE_OK; s++) {
+        int32_t v;
+        memcpy(&v, (const char *)t->data + 4 * (size_t)s, 4);
+        if (v < 0 || v >= N) st = moe_fail(MOE_EINPUT, "%s: tensor \"%s\": slot %d names expert %d of %d", path, name, s, v, N);
+        else moe_store_resident_set(m->store, l, s, &w[v]);
+    }
+    free(w);
+    m->weights->used[k] = 1;
+    return st;
+}
+
 /* transformers 5 can save experts fused: experts.gate_up_proj [E][2I][H] (gate rows first) and
  * experts.down_proj [E][H][I]; granite's checkpoints have the same layout as input_linear / output_linear.
  * Each expert becomes three views into the fused tensors. */
 static moe_status bind_fused_experts(moe_model *m, int l, const char *gate_up, const char *down) {
     const moe_config *c = &m->cfg;
     moe_tensor gu, dn;
-    int64_t E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
+    int64_t E = stored_experts(c), I = c->moe_intermediate, H = c->hidden;
     MOE_TRY(moe_weights_get(m->weights, gate_up, 3, (int64_t[]){E, 2 * I, H}, &gu));
     MOE_TRY(moe_weights_get(m->weights, down, 3, (int64_t[]){E, H, I}, &dn));
-    for (int e = 0; e < c->n_experts; e++) {
+    for (int e = 0; e < E; e++) {
         moe_ffn_weights w = {.gate = slice_rows(&gu, e, 0, I), .up = slice_rows(&gu, e, I, I), .down = slice_rows(&dn, e, 0, H)};
         moe_store_resident_set(m->store, l, e, &w);
     }
@@ -157,7 +188,7 @@ static moe_status bind_fused_experts(moe_model *m, int l, const char *gate_up, c
 static moe_status bind_stacked_experts(moe_model *m, int l, const char *blk) {
     const moe_config *c = &m->cfg;
     moe_tensor g, u, dn;
-    int64_t E = c->n_experts, I = c->moe_intermediate, H = c->hidden;
+    int64_t E = stored_experts(c), I = c->moe_intermediate, H = c->hidden;
     char name[200];
     snprintf(name, sizeof name, "model.layers.%d.%s.experts.gate_proj", l, blk);
     MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, I, H}, &g));
@@ -165,7 +196,7 @@ static moe_status bind_stacked_experts(moe_model *m, int l, const char *blk) {
     MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, I, H}, &u));
     snprintf(name, sizeof name, "model.layers.%d.%s.experts.down_proj", l, blk);
     MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, I}, &dn));
-    for (int e = 0; e < c->n_experts; e++) {
+    for (int e = 0; e < E; e++) {
         moe_ffn_weights w = {slice_rows(&g, e, 0, I), slice_rows(&u, e, 0, I), slice_rows(&dn, e, 0, H)};
         moe_store_resident_set(m->store, l, e, &w);
     }
@@ -260,12 +291,13 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     else if (stacked) MOE_TRY(bind_stacked_experts(m, l, blk));
     else if (!c->expert_gate) /* a family whose checkpoints always fuse their experts (granite) */
         return moe_fail(MOE_EINPUT, "%s: no tensor \"%s\"", moe_weights_file_of(m->weights, name), name);
-    for (int e = 0; e < c->n_experts && !fused && !stacked; e++) {
+    for (int e = 0; e < stored_experts(c) && !fused && !stacked; e++) {
         moe_ffn_weights w;
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s.experts.%d", l, blk, e);
         MOE_TRY(bind_ffn(m, &w, c->moe_intermediate, c->expert_gate, c->expert_up, c->expert_down, prefix));
         moe_store_resident_set(m->store, l, e, &w);
     }
+    if (c->n_stored_experts > 0) MOE_TRY(bind_expert_map(m, l, blk));
     if (c->shared_intermediate > 0) {
         L->has_shared = 1;
         MOE_TRY(bind_shared(m, l, blk, &L->shared));
@@ -293,6 +325,7 @@ static void compute_info(moe_model *m) {
          * its moe_statics) and GGUF's rope frequency divisors */
         int is_bias_buffer = (strstr(t->name, "e_score_correction_bias") && !strstr(t->name, "moe_statics")) ||
                              !strcmp(t->name, "rope_freqs.weight");
+        if (strstr(t->name, ".moe_expert_map")) continue;   /* a merged checkpoint's slot map: read once at load */
         if (!is_bias_buffer) params += (uint64_t)moe_tensor_numel(t);
         dt_bytes[t->dtype] += t->nbytes;
         bytes += t->nbytes;
@@ -301,7 +334,7 @@ static void compute_info(moe_model *m) {
     uint64_t expert_bytes_inactive = 0;
     for (int l = 0; l < c->n_layers; l++) {
         if (c->ffn_kind[l] != MOE_FFN_MOE) continue;
-        for (int e = 0; e < c->n_experts; e++) {
+        for (int e = 0; e < stored_experts(c); e++) {   /* merged checkpoints: slots share the stored experts */
             moe_ffn_weights w;
             moe_store_acquire(m->store, l, e, &w);
             uint64_t n = tnumel(&w.gate) + tnumel(&w.up) + tnumel(&w.down);
@@ -329,6 +362,7 @@ static void compute_info(moe_model *m) {
     I->n_heads = c->n_heads;
     I->n_kv_heads = c->n_kv_heads;
     I->n_experts = n_moe ? c->n_experts : 0;
+    I->n_stored_experts = n_moe ? stored_experts(c) : 0;
     I->top_k = n_moe ? c->top_k : 0;
     I->n_shared_experts = n_moe ? c->n_shared_experts : 0;
     I->max_position = c->max_pos;
@@ -362,14 +396,14 @@ moe_status moe_model_bind(moe_model *m) {
     for (int l = 0; l < c->n_layers; l++) n_moe += c->ffn_kind[l] == MOE_FFN_MOE;
     /* The expert table is sized by config.json alone (up to 1024 layers x 65536 experts); refuse a
      * config the files cannot match before allocating it, instead of failing on the first tensor. */
-    uint64_t need = 3ull * (uint64_t)c->n_experts * (uint64_t)n_moe;
+    uint64_t need = 3ull * (uint64_t)stored_experts(c) * (uint64_t)n_moe;
     for (int i = 0; i < m->weights->n; i++) { /* fused experts (transformers 5, granite): 2 tensors per layer; GGUF: 3 */
         const moe_tensor *t = m->weights->list[i];
         int fused = fused_name(c, t->name), stacked = !fused && ends_with(t->name, "mlp", "experts.gate_proj");
         if (fused || stacked) {
-            if (t->ndim != 3 || t->shape[0] != c->n_experts)
+            if (t->ndim != 3 || t->shape[0] != stored_experts(c))
                 return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" does not hold config.json's %d experts",
-                                m->weights->files[m->weights->file_of[i]]->path, t->name, c->n_experts);
+                                m->weights->files[m->weights->file_of[i]]->path, t->name, stored_experts(c));
             need = (fused ? 2ull : 3ull) * (uint64_t)n_moe;
             break;
         }

@@ -107,7 +107,7 @@ static int cmp_cand(const void *a, const void *b) {
     return x->gain > y->gain ? -1 : x->gain < y->gain ? 1 : x->expert - y->expert;
 }
 
-static moe_status copy_small_files(const char *src_dir, const char *dst_dir) {
+moe_status moe_copy_model_files(const char *src_dir, const char *dst_dir) {
     static const char *k_files[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                                     "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model"};
     for (size_t i = 0; i < sizeof k_files / sizeof *k_files; i++) {
@@ -333,7 +333,7 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
         st = moe_st_write(path, j.e, j.n, mk, mv, 2, data_of, &j);
         if (o->log && isatty(fileno(o->log))) fprintf(o->log, "\r");
     }
-    if (st == MOE_OK) st = copy_small_files(W->dir, out_dir);
+    if (st == MOE_OK) st = moe_copy_model_files(W->dir, out_dir);
     if (st == MOE_OK && o->log) {
         uint64_t out_bytes = 0;
         for (int i = 0; i < j.n; i++) out_bytes += j.e[i].nbytes;

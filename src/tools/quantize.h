@@ -30,4 +30,7 @@ typedef struct moe_quantize_options {
 /* Write out_dir/model.safetensors and copy config.json and tokenizer files from m's folder.
  * out_dir is created if missing and must not be m's own folder. */
 moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quantize_options *o);
+/* Copy config.json, generation_config.json and the tokenizer files that exist in src_dir to dst_dir
+ * (atomically; also used by moe prune and moe merge, which then rewrite config.json). */
+moe_status moe_copy_model_files(const char *src_dir, const char *dst_dir);
 #endif

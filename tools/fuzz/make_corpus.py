@@ -1,4 +1,4 @@
-"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json,predictor,gguf}.
+"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json,predictor,gguf,trace}.
 
 Small valid inputs of every shape the parsers accept (each model_type, each rope scaling type,
 sharded-index JSON, safetensors with several dtypes) plus a few near-misses, so the fuzzers start
@@ -39,6 +39,23 @@ def st_image(tensors, meta=True, prefix=True, align=False):
     if align:
         hb += b" " * (-len(hb) % 8)
     return (struct.pack("<Q", len(hb)) if prefix else b"") + hb + data
+
+
+def trace_image(layers, n_layers, E, K, tokens, pieces, model="m", vocab=50):
+    """A routing trace (src/tools/trace.h): tokens = [(id, pos, [entropy per layer], [(expert, weight)] * L*K)]."""
+    L = len(layers)
+    name = model.encode()
+    out = b"MOETRACE" + struct.pack("<IIIIIIQIIIIQ", 1, 64, n_layers, L, E, K, len(tokens), vocab, len(pieces),
+                                    len(name), 0, 0)
+    out += name + b"\0" * (-len(name) % 4) + b"".join(struct.pack("<I", l) for l in layers)
+    for tid, pos, ent, slots in tokens:
+        rec = struct.pack("<ii", tid, pos) + b"".join(struct.pack("<f", h) for h in ent)
+        rec += b"".join(struct.pack("<f", w) for _, w in slots) + b"".join(struct.pack("<H", e) for e, _ in slots)
+        out += rec + b"\0" * (-len(rec) % 4)
+    for pid, text in pieces:
+        b = text.encode()
+        out += struct.pack("<iI", pid, len(b)) + b
+    return out
 
 
 def main():
@@ -107,6 +124,8 @@ def main():
     }
     for name, c in cfgs.items():
         put("config", name + ".json", json.dumps(c, indent=1))
+    put("config", "merged.json", json.dumps(dict(cfgs["qwen3_moe"], moe_expert_slots=cfgs["qwen3_moe"]["num_experts"] * 2)))
+    put("config", "near_merged.json", json.dumps(dict(cfgs["qwen3_moe"], moe_expert_slots=1)))
     put("config", "near_topk.json", json.dumps(dict(cfgs["qwen3_moe"], num_experts_per_tok=5)))
     put("config", "near_dup.json", '{"model_type": "llama", "hidden_size": 8, "hidden_size": 8}')
     put("config", "near_rope.json", json.dumps(dict(cfgs["llama"], rope_scaling={"type": "dynamic", "factor": 2})))
@@ -134,6 +153,16 @@ def main():
     put("predictor", "near_extra.safetensors", st_image(pred + [("layers.2.early.bias", "F32", [4])], align=True))
     put("predictor", "near_dtype.safetensors", st_image([(n, "F16", s) for n, _, s in pred], align=True))
     put("predictor", "near_name.safetensors", st_image([(n.replace("layers.1.", "layers.01."), d, s) for n, d, s in pred]))
+
+    # fuzz_trace: routing traces of 2 MoE layers (of 3), 4 experts, 2 slots
+    toks = [(7, 0, [1.2, 0.9], [(1, 0.6), (3, 0.4), (0, 0.7), (2, 0.3)]),
+            (9, 1, [-1.0, 1.1], [(2, 1.0), (0xFFFF, 0.0), (3, 0.5), (1, 0.5)]),
+            (7, 2, [0.3, 0.0], [(0, 0.9), (1, 0.1), (2, 0.8), (0, 0.2)])]
+    put("trace", "valid.bin", trace_image([0, 2], 3, 4, 2, toks, [(7, "a"), (9, "\u00e9 b")]))
+    put("trace", "no_pieces.bin", trace_image([1], 2, 4, 2, [(t[0], t[1], t[2][:1], t[3][:2]) for t in toks], []))
+    put("trace", "near_expert.bin", trace_image([0, 2], 3, 4, 2, [(7, 0, [1.0, 1.0], [(4, 0.5), (1, 0.5), (0, 1), (1, 0)])], []))
+    put("trace", "near_order.bin", trace_image([2, 0], 3, 4, 2, toks, []))
+    put("trace", "near_piece.bin", trace_image([0, 2], 3, 4, 2, toks, [(9, "a"), (7, "b")]))
 
     put("json", "index.json", json.dumps({"metadata": {"total_size": 96},
                                           "weight_map": {"a": "model-00001-of-00002.safetensors",
