@@ -20,6 +20,7 @@ int cmd_run(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_upcycle(int argc, char **argv);
 int cmd_fit_predictor(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print "moe: <last error>" to stderr and return the exit code for st. */
 int moe_cli_error(int st);
