@@ -36,6 +36,8 @@ struct srv_http {
     srv_http_cfg cfg;
     long created;
     pthread_mutex_t mu;
+    pthread_cond_t idle;            /* signalled when inflight drops */
+    int inflight;                   /* generation requests not yet completed (response sent or dropped) */
     uint64_t next_id;
     int codes[MAX_CODES];
     uint64_t count[EP_COUNT][MAX_CODES];
@@ -43,7 +45,7 @@ struct srv_http {
 };
 
 typedef struct conn {
-    int ep, post, responded;
+    int ep, post, responded, gen;
     char *body;
     size_t len, cap;
 } conn;
@@ -270,6 +272,10 @@ static enum MHD_Result generate(srv_http *h, conn *k, struct MHD_Connection *c) 
     srv_api_req q;
     int status;
     double t0 = now_s();
+    pthread_mutex_lock(&h->mu);   /* shutdown waits for this request's answer to leave (completed()) */
+    h->inflight++;
+    k->gen = 1;
+    pthread_mutex_unlock(&h->mu);
     if (srv_api_parse(h->a, k->ep == EP_CHAT, k->body ? k->body : "", k->len, &q, &status) != MOE_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", moe_last_error());
@@ -428,11 +434,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
-    (void)cls;
     (void)c;
     (void)why;
+    srv_http *h = cls;
     conn *k = *con_cls;
     if (!k) return;
+    if (k->gen) {
+        pthread_mutex_lock(&h->mu);
+        h->inflight--;
+        pthread_cond_broadcast(&h->idle);
+        pthread_mutex_unlock(&h->mu);
+    }
     free(k->body);
     free(k);
     *con_cls = NULL;
@@ -454,6 +466,7 @@ moe_status srv_http_start(const srv_http_cfg *cfg, srv_engine *e, const srv_api 
     h->created = (long)time(NULL);
     h->next_id = ((uint64_t)time(NULL) & 0xffffff) << 24;
     pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->idle, NULL);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
@@ -462,6 +475,7 @@ moe_status srv_http_start(const srv_http_cfg *cfg, srv_engine *e, const srv_api 
     if (!h->d) {
         int err = errno;
         pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->idle);
         free(h);
         return moe_fail(MOE_EIO, "cannot listen on %s:%d (%s)", cfg->host, cfg->port, strerror(err));
     }
@@ -480,7 +494,16 @@ void srv_http_quiesce(srv_http *h) {
 
 void srv_http_stop(srv_http *h) {
     if (!h) return;
+    /* the engine has answered every request: let those answers reach their clients (at most 10 s)
+     * before the daemon closes the connections */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&h->mu);
+    while (h->inflight > 0 && pthread_cond_timedwait(&h->idle, &h->mu, &until) == 0) {}
+    pthread_mutex_unlock(&h->mu);
     if (h->d) MHD_stop_daemon(h->d);
     pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->idle);
     free(h);
 }

@@ -22,5 +22,6 @@ moe_status srv_http_start(const srv_http_cfg *cfg, srv_engine *e, const srv_api 
 int srv_http_port(const srv_http *h);
 /* Stop accepting connections (the engine is stopped next, which answers everyone waiting). */
 void srv_http_quiesce(srv_http *h);
+/* Wait (at most 10 s) until every answered generation request has been sent, then close everything. */
 void srv_http_stop(srv_http *h);
 #endif

@@ -9,6 +9,7 @@
     ~1e-6, see tests/unit/test_batch.c) - so a lost or mixed-up response cannot pass;
   - greedy and seeded sampling equal `moe run` with the same flags; stop strings cut the text;
   - bad requests get 400 (404, 405, 413) with a one-line message naming the problem;
+  - the same batching check with routed experts on disk under a memory budget (--mem-budget, --prefetch);
   - a full queue gives 429, a queue timeout 503; a client that disconnects (streamed or not) frees its
     slot within a step; SIGTERM ends the server with exit 0 and answers waiting requests."""
 import argparse
@@ -34,81 +35,29 @@ def check(cond, msg):
         print("FAIL:", msg, flush=True)
 
 
-def sse(url, path, body, timeout=120):
-    """A streamed request: (status, text, [(id, lp, {id: lp})], finish, usage, n_events)."""
-    import http.client
-    import urllib.parse
-    u = urllib.parse.urlparse(url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
-    c.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    r = c.getresponse()
-    if r.status != 200:
-        return r.status, r.read().decode(), [], None, None, 0
-    text, toks, finish, usage, n = [], [], None, None, 0
-    chat = "chat" in path
-    for line in r:
-        line = line.decode().rstrip("\r\n")
-        if not line.startswith("data: "):
-            continue
-        if line == "data: [DONE]":
-            break
-        ev = json.loads(line[6:])
-        n += 1
-        usage = ev.get("usage") or usage
-        for ch in ev.get("choices", []):
-            text.append(ch["delta"].get("content", "") if chat else ch["text"])
-            finish = ch.get("finish_reason") or finish
-            if ch.get("logprobs"):
-                toks += token_records(ch["logprobs"], chat)
-    c.close()
-    return 200, "".join(text), toks, finish, usage, n
-
-
-def tid(s):
-    return int(s.split(":")[1])
-
-
-def token_records(lp, chat):
-    """[(id, logprob, {alternative id: logprob})] from a logprobs object (tokens as token ids)."""
-    if chat:
-        return [(tid(t["token"]), t["logprob"], {tid(a["token"]): a["logprob"] for a in t["top_logprobs"]})
-                for t in lp["content"]]
-    return [(tid(t), l, {tid(k): v for k, v in top.items()})
-            for t, l, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])]
+def sse(url, path, body):
+    """A streamed request: (status, text, token records, finish reason)."""
+    st, out, _, _ = serve_load.post(url, path, body)
+    if st != 200:
+        return st, str(out), [], None
+    return st, out["text"], out["tokens"], out["finish_reason"]
 
 
 def request(url, spec):
-    """Send one request spec; (text, token records)."""
+    """Send one request spec greedily with logprobs: {text, tokens}, or {error}."""
     kind, stream, payload = spec
     path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
     body = dict(payload, temperature=0, ignore_eos=True, return_tokens_as_token_ids=True)
     body.update({"logprobs": True, "top_logprobs": 2} if kind == "chat" else {"logprobs": 2})
     if stream:
-        st, text, toks, finish, usage, _ = sse(url, path, dict(body, stream=True))
-        return (text, toks) if st == 200 else (None, f"status {st}: {text}")
+        st, text, toks, _ = sse(url, path, dict(body, stream=True))
+        return {"text": text, "tokens": toks} if st == 200 else {"error": f"status {st}: {text}"}
     st, out = post_json(url, path, body)
     if st != 200:
-        return None, f"status {st}: {out}"
+        return {"error": f"status {st}: {out}"}
     ch = out["choices"][0]
-    return (ch["message"]["content"] if kind == "chat" else ch["text"]), token_records(ch["logprobs"], kind == "chat")
-
-
-def compare(ref, got):
-    """'same', 'tie' (the first differing token is a near-tie in the batched run) or a reason."""
-    rt, rtok = ref
-    gt, gtok = got
-    if gt is None:
-        return f"failed: {gtok}"
-    rid, gid = [t[0] for t in rtok], [t[0] for t in gtok]
-    if len(rid) != len(gid):
-        return f"{len(gid)} tokens, alone {len(rid)}"
-    if rid == gid:
-        return "same" if rt == gt else f"same tokens, text {gt!r} vs {rt!r}"
-    j = next(i for i in range(len(rid)) if rid[i] != gid[i])
-    chosen, lp, alts = gtok[j]
-    if rid[j] in alts and abs(alts[rid[j]] - lp) < 1e-3:
-        return "tie"
-    return f"token {j}: {gid[j]} (logprob {lp:.5f}), alone {rid[j]}; alternatives {alts}"
+    return {"text": ch["message"]["content"] if kind == "chat" else ch["text"],
+            "tokens": serve_load.token_records(ch["logprobs"], kind == "chat")}
 
 
 def test_endpoints(s, model_name):
@@ -196,8 +145,8 @@ def test_batching(s):
             specs.append(("completion", i % 3 == 1, {"prompt": p, "max_tokens": n}))
     refs = [request(s.url, sp) for sp in specs]
     for sp, r in zip(specs, refs):
-        check(r[0] is not None, f"alone {sp}: {r[1]}")
-    if any(r[0] is None for r in refs):
+        check("error" not in r, f"alone {sp}: {r.get('error')}")
+    if any("error" in r for r in refs):
         return
     before = s.metrics()
     got = [None] * len(specs)
@@ -210,7 +159,7 @@ def test_batching(s):
     for t in threads:
         t.join()
     after = s.metrics()
-    verdicts = [compare(r, g) for r, g in zip(refs, got)]
+    verdicts = [g["error"] if "error" in g else serve_load.compare(r, g) for r, g in zip(refs, got)]
     ties = verdicts.count("tie")
     for i, v in enumerate(verdicts):
         check(v in ("same", "tie"), f"request {i} ({specs[i][0]}, stream {specs[i][1]}) concurrent: {v}")
@@ -219,6 +168,9 @@ def test_batching(s):
     print(f"24 concurrent requests: {verdicts.count('same')} identical, {ties} near-tie flips; "
           f"{steps:.0f} steps, {seqs / max(steps, 1):.1f} sequences per step", flush=True)
     check(seqs / max(steps, 1) > 3, f"the requests were not batched: {seqs} sequences in {steps} steps")
+    # the check itself tells requests apart: a response given to the wrong request fails it
+    swapped = [serve_load.compare(refs[i], got[(i + 1) % len(got)]) for i in range(len(got)) if "error" not in got[i]]
+    check(all(v not in ("same", "tie") for v in swapped), f"swapped responses pass the check: {swapped}")
 
 
 def test_sampling_and_stops(moe, model, s):
@@ -240,8 +192,8 @@ def test_sampling_and_stops(moe, model, s):
                                                        "ignore_eos": True, "stop": ["zzzz", stop]})
         ch = out["choices"][0]
         check(ch["text"] == want and ch["finish_reason"] == "stop", f"stop {stop!r}: {ch}, want {want!r}")
-        st, got, _, finish, _, _ = sse(s.url, "/v1/completions", {"prompt": prompt, "max_tokens": 20, "temperature": 0,
-                                                                   "ignore_eos": True, "stop": stop, "stream": True})
+        st, got, _, finish = sse(s.url, "/v1/completions", {"prompt": prompt, "max_tokens": 20, "temperature": 0,
+                                                             "ignore_eos": True, "stop": stop, "stream": True})
         check(got == want and finish == "stop", f"streamed stop {stop!r}: {got!r} {finish}, want {want!r}")
 
 
@@ -326,6 +278,15 @@ def main():
     finally:
         rc = s.stop()
         check(rc == 0, f"moe serve exited with {rc}: {s.stderr()[-2000:]}")
+    # experts on disk under a budget (the offload options work in serve): the same batching check
+    s = Server(a.moe, model, "--max-batch", "8", "--queue", "32", "--ctx", "512", "-t", "2", "--mem-budget", "40K",
+               "--cache", "lru", "--prefetch", "--stats")
+    try:
+        test_batching(s)
+    finally:
+        rc = s.stop()
+        check(rc == 0 and "stats serve" in s.stderr() and "cache hit rate" in s.stderr(),
+              f"offloaded server: exit {rc}, stderr {s.stderr()[-1500:]}")
     test_limits(a.moe, model)
     if failures:
         print(f"{len(failures)} failures")
