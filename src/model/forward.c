@@ -174,7 +174,12 @@ moe_status moe_forward_step(const moe_step_seq *q, int ns) {
     const moe_config *c = &m->cfg;
     int d = c->hidden, n = 0;
     for (int i = 0; i < ns; i++) n += q[i].n;
+    /* scratch from the session that already holds the most: under continuous batching the first
+     * session changes from step to step, and growing every session's arena to the size of a whole
+     * batch would multiply the scratch memory by the number of sessions */
     moe_arena *a = &s0->scratch;
+    for (int i = 1; i < ns; i++)
+        if (moe_arena_capacity(&q[i].s->scratch) > moe_arena_capacity(a)) a = &q[i].s->scratch;
     moe_arena_reset(a);
     float *x = moe_arena_alloc(a, (size_t)n * d * 4), *h = moe_arena_alloc(a, (size_t)n * d * 4);
     float *y = moe_arena_alloc(a, (size_t)n * d * 4);

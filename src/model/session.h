@@ -31,6 +31,7 @@ typedef struct moe_step_seq {
 /* One forward step over distinct sessions of one model (validated by the caller; the sum of n must
  * be positive). The token-wise work (norms, projections, FFN and MoE layers, head) runs over all
  * sessions' rows at once and attention runs per session on its own cache. Scratch comes from the
- * first session's arena. Positions are not advanced (the caller does so when every step succeeded). */
+ * largest arena among the sessions. Positions are not advanced (the caller does so when every step
+ * succeeded). */
 moe_status moe_forward_step(const moe_step_seq *seqs, int n_seqs);
 #endif
