@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate docs/SERVING.md: the load test of `moe serve` (bench/serve_load.py) at 1, 4, 16 and 64
-# concurrent clients against one request at a time, on a random Mixtral-like model of 2 GB (bf16,
-# bench/make_random_model.py mixtral2g, with the Llama 2 tokenizer), plus `moe bench` on the same model
-# as the engine's own single-sequence decode speed. Usage: bench/serve_bench.sh [MODEL_DIR]
+# concurrent clients against one request at a time, on a random Mixtral-like model (bf16, made by
+# bench/make_random_model.py PRESET with the Llama 2 tokenizer; default mixtral400m, 0.4 GB), plus
+# `moe bench` on the same model as the engine's own single-sequence decode speed.
+# Usage: bench/serve_bench.sh [PRESET]   (mixtral400m or mixtral2g)
 # Environment: MOE_BIN (default build/moe), MOE_VENV (default ~/.cache/moe-venv), MOE_SHARED_DATA.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,12 +12,13 @@ moe=${MOE_BIN:-build/moe}
 py=${MOE_VENV:-$HOME/.cache/moe-venv}/bin/python
 shared=${MOE_SHARED_DATA:-$here/../shared/data}
 [ -d "$shared" ] || shared=/work/shared/data
-model=${1:-out/serve-bench/mixtral2g}
+preset=${1:-mixtral400m}
 out=out/serve-bench
+model=$out/$preset
 mkdir -p "$out"
 [ -x "$moe" ] || { echo "serve_bench: build first (cmake --build build)"; exit 1; }
 if [ ! -e "$model/model.safetensors" ]; then
-  "$py" bench/make_random_model.py mixtral2g "$model" --tokenizer "$shared/tokenizers/llama2" --seed 1 --dtype bf16
+  "$py" bench/make_random_model.py "$preset" "$model" --tokenizer "$shared/tokenizers/llama2" --seed 1 --dtype bf16
 fi
 serve_flags="--max-batch 64 --queue 64 --ctx 512 --no-mmap"
 echo "serve_bench: moe bench (single sequence, --no-mmap)"
@@ -43,6 +45,6 @@ kill -TERM $pid
 wait $pid || true
 trap - EXIT
 "$py" bench/serve_report.py --load "$out/load.json" --bench "$out/bench.json" --info "$out/info.json" \
-  --metrics "$out/metrics.txt" --flags "$serve_flags" --doc docs/SERVING.md
+  --metrics "$out/metrics.txt" --flags "$serve_flags" --preset "$preset" --doc docs/SERVING.md
 echo "serve_bench: wrote docs/SERVING.md (load test exit $rc)"
 exit $rc

@@ -39,13 +39,13 @@ def metrics(path):
     return out
 
 
-def section(load, bench, info, met, flags):
+def section(load, bench, info, met, flags, preset):
     a = load["alone"]
     lines = [BEGIN, "", "## Load test", "",
              f"Machine: {machine()}. Date: {datetime.date.today().isoformat()}. The machine is shared with other "
              f"work (load average {load['loadavg_before'][0]:.1f} before the run, {load['loadavg_after'][0]:.1f} "
              "after it); every number below comes from one run.", "",
-             f"Model: a random-weight Mixtral-like model made by `bench/make_random_model.py mixtral2g` (bf16, "
+             f"Model: a random-weight Mixtral-like model made by `bench/make_random_model.py {preset}` (bf16, "
              f"{info['layers']} layers, {info['experts']} experts top-{info['top_k']}, hidden {info['hidden_size']}, "
              f"vocabulary {info['vocab_size']} with the Llama 2 tokenizer; {info['params'] / 1e9:.2f} G parameters, "
              f"{info['active_params'] / 1e6:.0f} M active, {info['bytes_per_token'] / 2**20:.0f} MiB of weights read "
@@ -86,9 +86,11 @@ def main():
     ap.add_argument("--info", required=True)
     ap.add_argument("--metrics")
     ap.add_argument("--flags", default="")
+    ap.add_argument("--preset", default="mixtral400m")
     ap.add_argument("--doc", required=True)
     a = ap.parse_args()
-    sec = section(json.load(open(a.load)), json.load(open(a.bench)), json.load(open(a.info)), metrics(a.metrics), a.flags)
+    sec = section(json.load(open(a.load)), json.load(open(a.bench)), json.load(open(a.info)), metrics(a.metrics), a.flags,
+                  a.preset)
     old = open(a.doc).read() if os.path.exists(a.doc) else "# Serving\n\n" + BEGIN + "\n" + END + "\n"
     if BEGIN in old and END in old:
         new = old[:old.index(BEGIN)] + sec + old[old.index(END) + len(END):]

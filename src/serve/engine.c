@@ -233,7 +233,7 @@ static void schedule(srv_engine *e, double now) {
         e->c.queued--;
         e->c.queue_timeouts++;
         char msg[128];
-        snprintf(msg, sizeof msg, "no free slot within %.0f s (the server is busy; retry later)", e->cfg.queue_timeout);
+        snprintf(msg, sizeof msg, "no free slot within %g s (the server is busy; retry later)", e->cfg.queue_timeout);
         end_request(e, r, NULL, 503, msg);
     }
     e->q_tail = NULL;
