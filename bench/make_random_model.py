@@ -5,6 +5,7 @@ model needs little more than 4 GB of disk and a few hundred MB of memory.
 Presets:
   tiny        qwen3_moe, 2 layers, 8 experts (demo)
   mixtral2g   mixtral-like: 8 experts, top-2, about 2 GB in bf16
+  mixtral400m mixtral-like, smaller: 8 layers of 8 experts, top-2, about 0.4 GB in bf16 (serving load test)
   qwen3_4g    Qwen3-30B-A3B-like: 128 fine-grained experts, top-8, about 4 GB in bf16
 
 Weights are N(0, 1/fan_in) so activations keep unit scale through the layers; norms are 1.
@@ -23,6 +24,9 @@ PRESETS = {
     "mixtral2g": dict(model_type="mixtral", vocab_size=32000, hidden_size=1024, intermediate_size=3584,
                       num_hidden_layers=11, num_attention_heads=16, num_key_value_heads=4,
                       num_local_experts=8, num_experts_per_tok=2, rope_theta=1e6),
+    "mixtral400m": dict(model_type="mixtral", vocab_size=32000, hidden_size=512, intermediate_size=1792,
+                        num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
+                        num_local_experts=8, num_experts_per_tok=2, rope_theta=1e6),
     "qwen3_4g": dict(model_type="qwen3_moe", vocab_size=151936, hidden_size=1024, intermediate_size=3072,
                      moe_intermediate_size=384, num_hidden_layers=12, num_attention_heads=16,
                      num_key_value_heads=2, head_dim=64, num_experts=128, num_experts_per_tok=8,

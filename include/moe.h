@@ -178,6 +178,47 @@ void moe_session_reset_timing(moe_session *s);
  * position when all_positions is non-zero, or only the last position's otherwise. */
 moe_status moe_session_eval(moe_session *s, const int32_t *tokens, int n, float *logits, int all_positions);
 
+/* ---- several sessions in one forward pass (continuous batching) ---------------------------- */
+
+/* One sequence's part of a batched evaluation. */
+typedef struct moe_batch_seq {
+    moe_session *session;      /* distinct sessions of one model */
+    const int32_t *tokens;     /* n_tokens >= 1 tokens appended to that session */
+    int n_tokens;
+    float *logits;             /* NULL, or vocab_size floats per position (all_positions) or for the last one */
+    int all_positions;
+} moe_batch_seq;
+
+/* moe_session_eval for several sessions at once: the token-wise parts of the model (embedding, norms,
+ * attention projections, dense and MoE FFNs, head) run once over all sequences' new tokens, so each
+ * weight is read once per step for the whole batch; attention runs per sequence on its own KV cache.
+ * Sequences may have different lengths and positions (prefill chunks beside single decoded tokens).
+ * Each sequence's logits equal those of the same tokens evaluated alone up to float32 rounding (the
+ * matrix kernels block their sums by the number of rows; tests/unit/test_batch.c bounds the
+ * difference), and each session's hooks see only its own tokens. Routers whose decision depends on
+ * the whole batch (expert choice, capacity, BASE, Soft MoE) run per sequence. All or nothing: on
+ * failure no session's position moves. The sessions must not be used by another thread meanwhile. */
+moe_status moe_session_eval_batch(const moe_batch_seq *seqs, int n_seqs);
+
+/* ---- sampling ------------------------------------------------------------------------------ */
+
+/* Choosing the next token from logits as `moe run` does: greedy for temperature <= 0, otherwise
+ * top-k, then top-p, then min-p on the temperature-scaled distribution, drawn from a seeded
+ * generator (the same seed reproduces the same tokens). */
+typedef struct moe_sampling {
+    double temperature;   /* <= 0: greedy */
+    int top_k;            /* <= 0: off */
+    double top_p;         /* >= 1: off */
+    double min_p;         /* <= 0: off */
+    uint64_t seed;
+} moe_sampling;
+
+typedef struct moe_token_sampler moe_token_sampler;
+moe_status moe_token_sampler_new(const moe_sampling *p, int vocab_size, moe_token_sampler **out);
+/* The next token for one row of vocab_size logits (not modified). */
+int32_t moe_token_sampler_next(moe_token_sampler *s, const float *logits);
+void moe_token_sampler_free(moe_token_sampler *s);
+
 /* ---- tokenizers: Hugging Face tokenizer.json (BPE: byte-level and SentencePiece-style) ------- */
 
 typedef struct moe_tokenizer moe_tokenizer;

@@ -26,6 +26,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_superexperts(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print "moe: <last error>" (a usage error: "moe CMD: <last error>") to stderr and return the exit
  * code for st. */

@@ -17,6 +17,7 @@ static const moe_command k_commands[] = {
     {"eval", cmd_eval, "perplexity of a model over a token file (sliding windows)"},
     {"bench", cmd_bench, "measure prefill and decode speed against the memory-bandwidth roofline"},
     {"run", cmd_run, "generate text from a prompt (or chat), streaming it"},
+    {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API with continuous batching"},
     {"tokenize", cmd_tokenize, "turn text into token ids with a tokenizer.json, or ids into text"},
     {"train", cmd_train, "train a mixture-of-experts language model and write HF-style checkpoints"},
     {"fit-predictor", cmd_fit_predictor, "fit the cross-layer expert predictor that --prefetch reads ahead by"},

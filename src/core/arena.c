@@ -51,6 +51,12 @@ void moe_arena_free(moe_arena *a) {
     a->head = a->cur = NULL;
 }
 
+size_t moe_arena_capacity(const moe_arena *a) {
+    size_t n = 0;
+    for (const moe_arena_block *b = a->head; b; b = b->next) n += b->cap;
+    return n;
+}
+
 moe_arena_mark moe_arena_push(const moe_arena *a) {
     moe_arena_mark m = {a->cur, a->cur ? a->cur->used : 0};
     return m;

@@ -16,6 +16,8 @@ void *moe_arena_alloc(moe_arena *a, size_t bytes);
 /* Mark everything free (blocks are kept). */
 void moe_arena_reset(moe_arena *a);
 void moe_arena_free(moe_arena *a);
+/* Bytes held in blocks (used or not). */
+size_t moe_arena_capacity(const moe_arena *a);
 /* A position to return to: everything allocated after it is released by moe_arena_pop. */
 typedef struct moe_arena_mark { moe_arena_block *block; size_t used; } moe_arena_mark;
 moe_arena_mark moe_arena_push(const moe_arena *a);

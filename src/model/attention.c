@@ -1,4 +1,7 @@
-/* attention.c - GQA and MLA (see attention.h). Scores and softmax in f32 like transformers' eager path. */
+/* attention.c - GQA and MLA (see attention.h). Scores and softmax in f32 like transformers' eager path.
+ * The input rows may belong to several sequences (a batched step): projections run over all rows at
+ * once, RoPE and the cache write use each row's own sequence and position, and each row attends only
+ * to its own sequence's cache. */
 #include "model/attention.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -25,19 +28,34 @@ static void add_bias(float *y, const float *b, int n, int width) {
         for (int i = 0; i < width; i++) y[(size_t)t * width + i] += b[i];
 }
 
-/* q [n][H][dk] against cache rows 0..pos; out [n][H][dv]. sinks [H] (or NULL): a logit per head that
- * joins the softmax without a value (gpt-oss), so the weights of the real positions sum to less than 1. */
-static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0, int H, int KV, int dk, int dv,
-                         float scale, int window, const float *sinks, float *out, moe_arena *scratch) {
-    int ctx = pos0 + n, group = H / KV;
+/* q [n_rows][H][dk], each row against its own sequence's cache rows 0..pos; out [n_rows][H][dv].
+ * The (row, head) tasks of all sequences form one parallel loop, so a batch of single-token sequences
+ * forks once per layer, not once per sequence; every task's arithmetic is the same whatever the batch.
+ * sinks [H] (or NULL): a logit per head that joins the softmax without a value (gpt-oss), so the
+ * weights of the real positions sum to less than 1. */
+static moe_status attend(const float *q, const moe_attn_seq *seqs, int n_seqs, int n_rows, int H, int KV, int dk,
+                         int dv, float scale, int window, const float *sinks, float *out, moe_arena *scratch) {
+    int group = H / KV, max_ctx = 0;
+    double work = 0;
     int nth = omp_get_max_threads();
-    float *scores = moe_arena_alloc(scratch, (size_t)nth * ctx * sizeof(float));
-    if (!scores) return moe_fail(MOE_ENOMEM, "attention: out of memory for %d positions", ctx);
-    #pragma omp parallel for schedule(dynamic, 1) if (n * H > 1 && (double)n * H * ctx * dk > 65536.0)
-    for (int th = 0; th < n * H; th++) {
-        int t = th / H, h = th % H, p = pos0 + t, g = h / group;
-        float *s = scores + (size_t)omp_get_thread_num() * ctx;
-        const float *qv = q + ((size_t)t * H + h) * dk;
+    int *row_seq = moe_arena_alloc(scratch, sizeof(int) * (size_t)n_rows);
+    if (!row_seq) return moe_fail(MOE_ENOMEM, "attention: out of memory for %d rows", n_rows);
+    for (int i = 0; i < n_seqs; i++) {
+        int ctx = seqs[i].pos0 + seqs[i].n;
+        max_ctx = ctx > max_ctx ? ctx : max_ctx;
+        work += (double)seqs[i].n * H * ctx * dk;
+        for (int t = 0; t < seqs[i].n; t++) row_seq[seqs[i].row0 + t] = i;
+    }
+    float *scores = moe_arena_alloc(scratch, (size_t)nth * max_ctx * sizeof(float));
+    if (!scores) return moe_fail(MOE_ENOMEM, "attention: out of memory for %d positions", max_ctx);
+    #pragma omp parallel for schedule(dynamic, 1) if (n_rows * H > 1 && work > 65536.0)
+    for (int th = 0; th < n_rows * H; th++) {
+        int r = th / H, h = th % H, g = h / group;
+        const moe_attn_seq *sq = &seqs[row_seq[r]];
+        const moe_kv_layer *kv = sq->kv;
+        int p = sq->pos0 + (r - sq->row0);
+        float *s = scores + (size_t)omp_get_thread_num() * max_ctx;
+        const float *qv = q + ((size_t)r * H + h) * dk;
         int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
         float mx = -INFINITY;
         for (int j = lo; j <= p; j++) {
@@ -52,7 +70,7 @@ static moe_status attend(const float *q, const moe_kv_layer *kv, int n, int pos0
         }
         for (int j = lo; j <= p; j++) sum += (s[j] = expf(s[j] - mx));
         float inv = 1.0f / sum;
-        float *o = out + ((size_t)t * H + h) * dv;
+        float *o = out + ((size_t)r * H + h) * dv;
         memset(o, 0, sizeof(float) * (size_t)dv);
         for (int j = lo; j <= p; j++) {
             const float *vr = kv->v + ((size_t)j * KV + g) * dv;
@@ -67,8 +85,8 @@ static void clamp(float *x, size_t n, float c) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] > c ? c : x[i] < -c ? -c : x[i];
 }
 
-static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
-                              float *out, moe_arena *scratch) {
+static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int n, const moe_attn_seq *seqs,
+                              int n_seqs, float *out, moe_arena *scratch) {
     const moe_config *c = &m->cfg;
     const moe_attn_weights *a = &m->blocks[layer].attn;
     int d = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd;
@@ -97,14 +115,17 @@ static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int
         clamp(k, (size_t)n * kvd, (float)c->clip_qkv);
         clamp(v, (size_t)n * kvd, (float)c->clip_qkv);
     }
-    for (int t = 0; t < n; t++) {
-        moe_rope_cossin(&m->rope, pos0 + t, cs, sn);
-        for (int hh = 0; hh < H; hh++) moe_rope_rotate(&m->rope, q + (size_t)t * qd + hh * hd, cs, sn);
-        for (int hh = 0; hh < KV; hh++) moe_rope_rotate(&m->rope, k + (size_t)t * kvd + hh * hd, cs, sn);
+    for (int i = 0; i < n_seqs; i++) {
+        const moe_attn_seq *sq = &seqs[i];
+        for (int t = sq->row0; t < sq->row0 + sq->n; t++) {
+            moe_rope_cossin(&m->rope, sq->pos0 + t - sq->row0, cs, sn);
+            for (int hh = 0; hh < H; hh++) moe_rope_rotate(&m->rope, q + (size_t)t * qd + hh * hd, cs, sn);
+            for (int hh = 0; hh < KV; hh++) moe_rope_rotate(&m->rope, k + (size_t)t * kvd + hh * hd, cs, sn);
+        }
+        memcpy(sq->kv->k + (size_t)sq->pos0 * kvd, k + (size_t)sq->row0 * kvd, (size_t)sq->n * kvd * 4);
+        memcpy(sq->kv->v + (size_t)sq->pos0 * kvd, v + (size_t)sq->row0 * kvd, (size_t)sq->n * kvd * 4);
     }
-    memcpy(kv->k + (size_t)pos0 * kvd, k, (size_t)n * kvd * 4);
-    memcpy(kv->v + (size_t)pos0 * kvd, v, (size_t)n * kvd * 4);
-    st = attend(q, kv, n, pos0, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], a->sinks, o, scratch);
+    st = attend(q, seqs, n_seqs, n, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], a->sinks, o, scratch);
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, qd);
         add_bias(out, a->bo, n, d);
@@ -115,8 +136,8 @@ done:
 
 /* DeepSeek MLA as transformers computes it: keys and values are expanded per head from the latent
  * (the cache holds the expanded keys and values). */
-static moe_status mla_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
-                              float *out, moe_arena *scratch) {
+static moe_status mla_forward(const moe_model *m, int layer, const float *h, int n, const moe_attn_seq *seqs,
+                              int n_seqs, float *out, moe_arena *scratch) {
     const moe_config *c = &m->cfg;
     const moe_attn_weights *a = &m->blocks[layer].attn;
     int d = c->hidden, H = c->n_heads, nope = c->qk_nope_dim, rd = c->qk_rope_dim, vd = c->v_head_dim;
@@ -145,22 +166,25 @@ static moe_status mla_forward(const moe_model *m, int layer, const float *h, int
     for (int t = 0; t < n; t++) memcpy(lat + (size_t)t * lora, kva + (size_t)t * kva_w, (size_t)lora * 4);
     moe_rmsnorm(lat, lat, a->kv_a_norm, n, lora, mla_eps);
     moe_matmul(kvb, lat, n, a->wkv_b.dtype, a->wkv_b.data, kvb_w, lora);
-    for (int t = 0; t < n; t++) {
-        int p = pos0 + t;
-        moe_rope_cossin(&m->rope, p, cs, sn);
-        memcpy(kr, kva + (size_t)t * kva_w + lora, (size_t)rd * 4);
-        moe_rope_rotate(&m->rope, kr, cs, sn);
-        for (int hh = 0; hh < H; hh++) {
-            float *qh = q + ((size_t)t * H + hh) * qk;
-            moe_rope_rotate(&m->rope, qh + nope, cs, sn);
-            const float *src = kvb + (size_t)t * kvb_w + (size_t)hh * (nope + vd);
-            float *kd = kv->k + ((size_t)p * H + hh) * qk, *vdst = kv->v + ((size_t)p * H + hh) * vd;
-            memcpy(kd, src, (size_t)nope * 4);
-            memcpy(kd + nope, kr, (size_t)rd * 4);
-            memcpy(vdst, src + nope, (size_t)vd * 4);
+    for (int i = 0; i < n_seqs; i++) {
+        const moe_kv_layer *kv = seqs[i].kv;
+        for (int t = seqs[i].row0; t < seqs[i].row0 + seqs[i].n; t++) {
+            int p = seqs[i].pos0 + t - seqs[i].row0;
+            moe_rope_cossin(&m->rope, p, cs, sn);
+            memcpy(kr, kva + (size_t)t * kva_w + lora, (size_t)rd * 4);
+            moe_rope_rotate(&m->rope, kr, cs, sn);
+            for (int hh = 0; hh < H; hh++) {
+                float *qh = q + ((size_t)t * H + hh) * qk;
+                moe_rope_rotate(&m->rope, qh + nope, cs, sn);
+                const float *src = kvb + (size_t)t * kvb_w + (size_t)hh * (nope + vd);
+                float *kd = kv->k + ((size_t)p * H + hh) * qk, *vdst = kv->v + ((size_t)p * H + hh) * vd;
+                memcpy(kd, src, (size_t)nope * 4);
+                memcpy(kd + nope, kr, (size_t)rd * 4);
+                memcpy(vdst, src + nope, (size_t)vd * 4);
+            }
         }
     }
-    st = attend(q, kv, n, pos0, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], NULL, o, scratch);
+    st = attend(q, seqs, n_seqs, n, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], NULL, o, scratch);
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, H * vd);
         add_bias(out, a->bo, n, d);
@@ -169,11 +193,17 @@ done:
     return st;
 }
 
-moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
-                                 float *out, moe_arena *scratch) {
+moe_status moe_attention_forward_seqs(const moe_model *m, int layer, const float *h, int n_rows, const moe_attn_seq *seqs,
+                                      int n_seqs, float *out, moe_arena *scratch) {
     moe_arena_mark mark = moe_arena_push(scratch);
-    moe_status st = m->cfg.mla ? mla_forward(m, layer, h, n, pos0, kv, out, scratch)
-                               : gqa_forward(m, layer, h, n, pos0, kv, out, scratch);
+    moe_status st = m->cfg.mla ? mla_forward(m, layer, h, n_rows, seqs, n_seqs, out, scratch)
+                               : gqa_forward(m, layer, h, n_rows, seqs, n_seqs, out, scratch);
     moe_arena_pop(scratch, mark);
     return st;
+}
+
+moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
+                                 float *out, moe_arena *scratch) {
+    const moe_attn_seq one = {0, n, pos0, kv};
+    return moe_attention_forward_seqs(m, layer, h, n, &one, 1, out, scratch);
 }

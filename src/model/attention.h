@@ -18,4 +18,17 @@ void moe_attention_dims(const moe_config *c, int *n_kv, int *k_dim, int *v_dim);
 /* out[n][hidden] = attention of h[n][hidden] at positions pos0..pos0+n-1. */
 moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
                                  float *out, moe_arena *scratch);
+
+/* Rows [row0, row0+n) of a batched step: one sequence's new tokens at positions pos0.., with its cache. */
+typedef struct moe_attn_seq {
+    int row0, n, pos0;
+    moe_kv_layer *kv;
+} moe_attn_seq;
+
+/* The same for several sequences at once: seqs partition the n_rows rows of h and out. The q/k/v and
+ * output projections run over all rows together; each row attends to its own sequence's cache. Every
+ * row's result is what moe_attention_forward gives for its sequence alone, up to the last bits of the
+ * projections (whose kernels block by row count). */
+moe_status moe_attention_forward_seqs(const moe_model *m, int layer, const float *h, int n_rows, const moe_attn_seq *seqs,
+                                      int n_seqs, float *out, moe_arena *scratch);
 #endif

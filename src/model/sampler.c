@@ -1,6 +1,7 @@
 /* sampler.c - see sampler.h. Candidates are sorted only as far as needed: top-k uses a partial
  * selection; top-p sorts the survivors by probability. */
 #include "model/sampler.h"
+#include "core/error.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,4 +151,33 @@ int moe_sampler_next(moe_sampler *s, const float *logits) {
         if (r < c) return s->idx[i];
     }
     return s->idx[n - 1];
+}
+
+/* ---- the public face (moe.h): the same sampler behind an opaque handle ---------------------- */
+
+struct moe_token_sampler {
+    moe_sampler s;
+};
+
+moe_status moe_token_sampler_new(const moe_sampling *p, int vocab_size, moe_token_sampler **out) {
+    *out = NULL;
+    if (!p || vocab_size <= 0) return moe_fail(MOE_EUSAGE, "sampler: no parameters or an empty vocabulary");
+    if (isnan(p->temperature) || isnan(p->top_p) || isnan(p->min_p))
+        return moe_fail(MOE_EUSAGE, "sampler: temperature, top_p and min_p must be numbers");
+    moe_token_sampler *t = calloc(1, sizeof *t);
+    moe_sampler_params sp = {p->temperature, p->top_k, p->top_p, p->min_p, p->seed};
+    if (!t || moe_sampler_init(&t->s, &sp, vocab_size)) {
+        free(t);
+        return moe_fail(MOE_ENOMEM, "sampler: out of memory for %d tokens", vocab_size);
+    }
+    *out = t;
+    return MOE_OK;
+}
+
+int32_t moe_token_sampler_next(moe_token_sampler *t, const float *logits) { return moe_sampler_next(&t->s, logits); }
+
+void moe_token_sampler_free(moe_token_sampler *t) {
+    if (!t) return;
+    moe_sampler_free(&t->s);
+    free(t);
 }

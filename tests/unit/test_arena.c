@@ -1,5 +1,5 @@
 /* test_arena.c - the scratch arena: alignment, no moving, stack discipline of push/pop, reuse after
- * reset without new blocks, growth past the first block. */
+ * reset without new blocks, growth past the first block, capacity. */
 #include "core/arena.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -31,8 +31,14 @@ int main(void) {
     unsigned char *q2 = moe_arena_alloc(&a, 1000);
     CHECK(q == q2, "pop did not release the allocation after the mark");
     for (int i = 0; i < N; i++) CHECK(p[i][0] == (i & 255), "pop clobbered allocation %d", i);
+    /* capacity counts every block: at least what is in use, unchanged by reset */
+    size_t total = 0;
+    for (int i = 0; i < N; i++) total += sz[i];
+    size_t cap = moe_arena_capacity(&a);
+    CHECK(cap >= total, "capacity %zu below the %zu bytes in use", cap, total);
     /* reset reuses the same memory: the same sequence of sizes gets the same addresses */
     moe_arena_reset(&a);
+    CHECK(moe_arena_capacity(&a) == cap, "reset changed the capacity");
     for (int i = 0; i < N; i++) {
         unsigned char *r = moe_arena_alloc(&a, sz[i]);
         CHECK(r != NULL, "allocation after reset failed");
@@ -43,7 +49,7 @@ int main(void) {
     CHECK(big != NULL, "large allocation failed");
     if (big) memset(big, 1, (size_t)64 << 20);
     moe_arena_free(&a);
-    CHECK(a.head == NULL, "free left blocks");
+    CHECK(a.head == NULL && moe_arena_capacity(&a) == 0, "free left blocks");
     if (failures) { printf("%d failures\n", failures); return 1; }
     printf("arena ok\n");
     return 0;
