@@ -12,7 +12,7 @@ moe_status moe_cli_calib_tokens(const char *tok_path, const char *text_path, con
     *ids = NULL;
     *n = 0;
     const char *src = text_path ? text_path : ids_path;
-    MOE_TRY(text_path ? moe_cli_tokenize_file(tok_path, text_path, ids, n) : moe_cli_read_token_file(ids_path, ids, n));
+    MOE_TRY(text_path ? moe_cli_tokenize_file(tok_path, text_path, max_tokens, ids, n) : moe_cli_read_token_file(ids_path, ids, n));
     if (max_tokens > 0 && *n > max_tokens) *n = max_tokens;
     moe_status st = *n < 1 ? moe_fail(MOE_EINPUT, "%s: no tokens", src) : moe_cli_check_vocab(src, *ids, *n, vocab);
     if (st) { free(*ids); *ids = NULL; *n = 0; }

@@ -69,7 +69,7 @@ int cmd_trace(int argc, char **argv) {
     moe_model *m = NULL;
     moe_tokenizer *tok = NULL;
     moe_trace tr = {0};
-    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, &ids, &n)
+    moe_status st = text_path ? moe_cli_tokenize_file(tok_path ? tok_path : pos[0], text_path, max_tokens, &ids, &n)
                               : moe_cli_read_token_file(tokens_path, &ids, &n);
     const char *src = text_path ? text_path : tokens_path;
     if (!st && max_tokens && n > max_tokens) n = max_tokens;

@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "core/dtype_traits.h"
 #include "core/error.h"
+#include "io/input_file.h"
 #include "io/json.h"
 #include <errno.h>
 #include <stdio.h>
@@ -84,8 +85,8 @@ static int clean_text(const uint8_t *s, uint64_t n) {
 int moe_gguf_sniff(const uint8_t *buf, size_t size) { return size >= 4 && !memcmp(buf, "GGUF", 4); }
 
 int moe_gguf_is_file(const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
+    int fd;   /* a FIFO or device is not a GGUF file: never wait on one */
+    if (moe_input_open(path, 0, &fd, NULL) != MOE_OK) { moe_clear_error(); return 0; }
     uint8_t b[4];
     ssize_t r = read(fd, b, 4);
     close(fd);

@@ -197,7 +197,7 @@ static moe_status bind_stacked_experts(moe_model *m, int l, const char *blk) {
     snprintf(name, sizeof name, "model.layers.%d.%s.experts.down_proj", l, blk);
     MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, I}, &dn));
     for (int e = 0; e < E; e++) {
-        moe_ffn_weights w = {slice_rows(&g, e, 0, I), slice_rows(&u, e, 0, I), slice_rows(&dn, e, 0, H)};
+        moe_ffn_weights w = {.gate = slice_rows(&g, e, 0, I), .up = slice_rows(&u, e, 0, I), .down = slice_rows(&dn, e, 0, H)};
         moe_store_resident_set(m->store, l, e, &w);
     }
     return MOE_OK;
