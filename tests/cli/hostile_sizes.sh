@@ -67,10 +67,11 @@ big=$work/big
   --batch 2 --steps 1 -q -t 1 --out "$big" || { echo "FAIL: cannot train the big-expert model"; exit 1; }
 "$moe" bench "$big" -p 8 -n 4 --no-bandwidth --mem-budget 2M --stats > /dev/null 2> "$work/err.txt" || fail "bench --mem-budget: $(cat "$work/err.txt")"
 python3 - "$work/err.txt" <<'EOF' || fail "bench --mem-budget: peak memory not bounded: $(grep stats-json "$work/err.txt")"
-import json, sys
+import json, os, sys
 s = [json.loads(l.split(" ", 1)[1]) for l in open(sys.argv[1]) if l.startswith("stats-json ")][-1]
 assert s["offloaded"] == 1 and s["expert_bytes"] > 40 << 20, s
-assert s["vm_hwm"] < s["expert_bytes"] / 2, s
+# AddressSanitizer's shadow memory and allocator add a fixed ~15 MB to the peak
+assert s["vm_hwm"] < s["expert_bytes"] * (0.8 if os.environ.get("MOE_TEST_SANITIZED") == "1" else 0.5), s
 EOF
 
 if [ "$fails" -gt 0 ]; then echo "$fails hostile-size checks failed"; exit 1; fi
