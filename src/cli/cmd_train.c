@@ -10,6 +10,7 @@
 #include "moe.h"
 #include "model/sampler.h"
 #include "moe/router.h"
+#include "io/out_dir.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include <stdio.h>
@@ -197,13 +198,21 @@ int cmd_train(int argc, char **argv) {
     if (!st && c.tokenizer[0] && !resume) st = fit_vocab(&c);
     if (!st) st = moe_tconfig_finish(&c);
     if (!st && out) st = check_out(out, init, data, config, resume);
+    /* the lock before any work: a second run on the same --out fails now, not at its first save */
+    moe_outdir od = {0};
+    od.lock_fd = -1;
+    if (!st && out) st = moe_outdir_open(&od, "--out", out);
+    if (!st && out && od.in_place && !quiet)
+        fprintf(stderr, "moe train: note: --out %s cannot be swapped in whole (%s); each checkpoint replaces its files "
+                        "one by one, config.json last\n", out, od.why);
     if (st) {
         if (st == MOE_EUSAGE) { fprintf(stderr, "moe train: %s\n", moe_last_error()); return 1; }
         return moe_cli_error(st);
     }
-    moe_train_opts o = {data, out, init, resume, json, quiet, log_every, stop_after};
+    moe_train_opts o = {data, out, out ? &od : NULL, init, resume, json, quiet, log_every, stop_after};
     moe_train_result res;
     st = moe_train(&c, &o, &res);
+    moe_outdir_close(&od);
     if (st) return moe_cli_error(st);
     if (!quiet)
         fprintf(stderr, "moe train: %lld steps, train loss %.4f, held-out loss %.4f, %.1fk tok/s, load cv %.3f, "

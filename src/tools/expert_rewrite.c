@@ -11,6 +11,7 @@
 #include "core/dtype_traits.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/out_dir.h"
 #include "io/json.h"
 #include "io/st_writer.h"
 #include "tools/quantize.h"
@@ -491,31 +492,16 @@ static moe_status write_text(const char *dir, const char *name, const char *text
     return moe_atomic_commit(&af);
 }
 
-/* Remove weight files of an earlier run that the new output does not use. */
-static void remove_stale(const char *dir, int n_shards) {
-    DIR *dp = opendir(dir);
-    if (!dp) return;
-    struct dirent *de;
-    char path[PATH_MAX + 300];
-    while ((de = readdir(dp))) {
-        int a, b, stale = 0;
-        char tail[32];
-        if (sscanf(de->d_name, "model-%5d-of-%5d%31s", &a, &b, tail) == 3 && !strcmp(tail, ".safetensors"))
-            stale = n_shards == 1 || b != n_shards;
-        else if (!strcmp(de->d_name, "model.safetensors")) stale = n_shards > 1;
-        else if (!strcmp(de->d_name, "model.safetensors.index.json")) stale = n_shards == 1;
-        if (stale) {
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            unlink(path);
-        }
-    }
-    closedir(dp);
-}
-
 moe_status moe_expert_rewrite(moe_model *m, const char *out_dir, const moe_expert_plan *p) {
     const moe_config *c = &m->cfg;
     MOE_TRY(moe_expert_out_dir(m, out_dir));
     MOE_TRY(moe_expert_rewrite_check(m));
+    /* the whole folder is staged and swapped in at the end (src/io/out_dir.h), under its lock */
+    moe_outdir od;
+    MOE_TRY(moe_outdir_open(&od, "OUT", out_dir));
+    moe_status ost = moe_outdir_begin(&od);
+    if (ost) { moe_outdir_close(&od); return ost; }
+    const char *stage = od.write;
     int n_moe = 0;
     for (int l = 0; l < c->n_layers; l++) n_moe += c->ffn_kind[l] == MOE_FFN_MOE;
     layer_in *li = calloc((size_t)n_moe + 1, sizeof *li);
@@ -574,7 +560,7 @@ moe_status moe_expert_rewrite(moe_model *m, const char *out_dir, const moe_exper
         char file[64];
         if (n_shards == 1) snprintf(file, sizeof file, "model.safetensors");
         else snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
-        snprintf(path, sizeof path, "%s/%s", out_dir, file);
+        snprintf(path, sizeof path, "%s/%s", stage, file);
         for (int k = k0; wm && k < k1; k++) cJSON_AddStringToObject(wm, e[k].name, file);
         const char *mk[1] = {"format"}, *mv[1] = {"pt"};
         w.first = k0;
@@ -584,14 +570,16 @@ moe_status moe_expert_rewrite(moe_model *m, const char *out_dir, const moe_exper
     if (p->log && isatty(fileno(p->log))) fprintf(p->log, "\r");
     if (!st && index) {
         char *text = cJSON_Print(index);
-        st = text ? write_text(out_dir, "model.safetensors.index.json", text) : moe_fail(MOE_ENOMEM, "out of memory");
+        st = text ? write_text(stage, "model.safetensors.index.json", text) : moe_fail(MOE_ENOMEM, "out of memory");
         free(text);
     }
     cJSON_Delete(index);
-    if (!st) remove_stale(out_dir, n_shards);
-    if (!st) st = moe_copy_model_files(m->weights->dir, out_dir);
-    if (!st) st = write_config(m, out_dir, p);
-    if (!st && p->report) st = write_text(out_dir, "moe_compression.json", p->report);
+    /* (weight files of an earlier output are not carried into the new folder: they are the model's own) */
+    if (!st) st = moe_copy_model_files(m->weights->dir, stage);
+    if (!st) st = write_config(m, stage, p);
+    if (!st && p->report) st = write_text(stage, "moe_compression.json", p->report);
+    if (!st) st = moe_outdir_commit(&od);
+    moe_outdir_close(&od);
     if (!st && p->log)
         fprintf(p->log, "wrote %s: %d MoE layers of %d experts (%d router slots), %.1f MiB of tensors in %d file%s\n", out_dir,
                 n_moe, p->n_store, p->n_slots, (double)w.total / 1048576.0, n_shards, n_shards > 1 ? "s" : "");

@@ -5,6 +5,7 @@
 #include "core/dtype_traits.h"
 #include "core/quant.h"
 #include "io/atomic_file.h"
+#include "io/out_dir.h"
 #include "io/json.h"
 #include "io/quant_meta.h"
 #include "io/st_writer.h"
@@ -143,10 +144,19 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
     if (any_moe && !c->expert_gate) /* granite: its checkpoints always fuse each layer's experts */
         return moe_fail(MOE_EUSAGE, "%s: %s keeps its experts fused (input_linear / gate_up_proj), which cannot be "
                         "quantized yet", W->dir, c->model_type);
-    char rin[PATH_MAX], rout[PATH_MAX];
-    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) return moe_fail(MOE_EIO, "%s: cannot create folder: %s", out_dir, strerror(errno));
-    if (!realpath(W->dir, rin) || !realpath(out_dir, rout)) return moe_fail(MOE_EIO, "%s: cannot resolve path", out_dir);
-    if (!strcmp(rin, rout)) return moe_fail(MOE_EUSAGE, "%s: the output folder must differ from the model folder", out_dir);
+    char rin[PATH_MAX];
+    if (!realpath(W->dir, rin)) return moe_fail(MOE_EIO, "%s: cannot resolve path", W->dir);
+    struct stat sb;
+    if (stat(out_dir, &sb) == 0) {
+        char rout[PATH_MAX];
+        if (!realpath(out_dir, rout)) return moe_fail(MOE_EIO, "%s: cannot resolve path", out_dir);
+        if (!strcmp(rin, rout)) return moe_fail(MOE_EUSAGE, "%s: the output folder must differ from the model folder", out_dir);
+    }
+    /* the whole folder is staged and swapped in at the end (src/io/out_dir.h), under its lock */
+    moe_outdir od;
+    MOE_TRY(moe_outdir_open(&od, "OUT", out_dir));
+    moe_status ost = moe_outdir_begin(&od);
+    if (ost) { moe_outdir_close(&od); return ost; }
 
     /* name -> expert table index (layer * n_experts + expert) * 3 + matrix */
     int n_exp = 0;
@@ -162,6 +172,7 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
     cand *cands = NULL;
     if (!ex_names || !ex_key || moe_strmap_init(&ex, (size_t)n_exp * 3 + 1)) {
         free(ex_names); free(ex_key);
+        moe_outdir_close(&od);
         return moe_fail(MOE_ENOMEM, "out of memory");
     }
     const char *mat[3] = {c->expert_gate, c->expert_up, c->expert_down};
@@ -327,13 +338,16 @@ moe_status moe_quantize_model(moe_model *m, const char *out_dir, const moe_quant
     if (st == MOE_OK && !meta_s) st = moe_fail(MOE_ENOMEM, "out of memory");
     if (st == MOE_OK && !(j.obuf = moe_alloc(max_out))) st = moe_fail(MOE_ENOMEM, "out of memory for %zu bytes", max_out);
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", od.write);
     if (st == MOE_OK) {
         const char *mk[2] = {"format", MOE_QUANT_META_KEY}, *mv[2] = {"pt", meta_s};
         st = moe_st_write(path, j.e, j.n, mk, mv, 2, data_of, &j);
         if (o->log && isatty(fileno(o->log))) fprintf(o->log, "\r");
     }
-    if (st == MOE_OK) st = moe_copy_model_files(W->dir, out_dir);
+    if (st == MOE_OK) st = moe_copy_model_files(W->dir, od.write);
+    if (st == MOE_OK) st = moe_outdir_commit(&od);
+    moe_outdir_close(&od);
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
     if (st == MOE_OK && o->log) {
         uint64_t out_bytes = 0;
         for (int i = 0; i < j.n; i++) out_bytes += j.e[i].nbytes;

@@ -5,6 +5,7 @@
 #include "io/atomic_file.h"
 #include "io/input_file.h"
 #include "io/json.h"
+#include "io/out_dir.h"
 #include "io/st_writer.h"
 #include "io/weights.h"
 #include "moe/router.h"
@@ -13,43 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define STATE_MAGIC "MOETRST1"
 #define STATE_VERSION 1u
 
-moe_status moe_ckpt_mkdir(const char *dir) {
-    struct stat st;
-    if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) return moe_fail(MOE_EIO, "%s: exists and is not a folder", dir);
-        return MOE_OK;
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return moe_fail(MOE_EIO, "%s: cannot create: %s", dir, strerror(errno));
-    return MOE_OK;
-}
-
 static void path_in(char *buf, size_t cap, const char *dir, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
-
-void moe_ckpt_clean_temporaries(const char *dir) {
-    static const char *const files[] = {"config.json", "model.safetensors", "train.json", "train_state.bin", "tokenizer.json",
-                                        "tokenizer_config.json"};
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-            size_t n = strlen(files[i]);
-            /* exactly NAME.tmp.XXXXXX, as moe_atomic_open makes them */
-            if (!strncmp(e->d_name, files[i], n) && !strncmp(e->d_name + n, ".tmp.", 5) && strlen(e->d_name + n + 5) == 6) {
-                char path[1024];
-                path_in(path, sizeof path, dir, e->d_name);
-                unlink(path);
-            }
-        }
-    closedir(d);
-}
 
 /* Whether the layout's own router is the one trained: softmax top-k for qwen3_moe and mixtral,
  * DeepSeek-V3's for dots1. */
@@ -170,51 +141,12 @@ cJSON *moe_ckpt_config_json(const moe_tconfig *c) {
     return o;
 }
 
-/* Whether path already holds exactly buf[0..len): checkpoints are saved again and again into the same
- * folder, and files that do not change (config, tokenizer) need not be rewritten and synced. */
-static int unchanged(const char *path, const char *buf, size_t len) {
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != (uint64_t)len) return 0;
-    FILE *f;
-    if (moe_input_fopen(path, &f) != MOE_OK) { moe_clear_error(); return 0; }
-    char chunk[65536];
-    size_t off = 0, n;
-    int same = 1;
-    while (same && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        same = off + n <= len && !memcmp(chunk, buf + off, n);
-        off += n;
-    }
-    fclose(f);
-    return same && off == len;
-}
-
-/* Write buf[0..len) to path atomically, unless path already holds exactly that. */
-static moe_status write_if_changed(const char *path, const char *buf, size_t len) {
-    if (unchanged(path, buf, len)) return MOE_OK;
-    moe_atomic_file af;
-    MOE_TRY(moe_atomic_open(&af, path));
-    if (len && fwrite(buf, 1, len, af.f) != len) {
-        moe_atomic_abort(&af);
-        return moe_fail(MOE_EIO, "%s: write failed", path);
-    }
-    return moe_atomic_commit(&af);
-}
-
-moe_status moe_ckpt_copy_file(const char *from, const char *to) {
-    char *buf;
-    size_t len;
-    MOE_TRY(moe_read_file(from, (size_t)1 << 30, &buf, &len));
-    moe_status st = write_if_changed(to, buf, len);
-    free(buf);
-    return st;
-}
-
-static moe_status write_json(const char *path, const cJSON *o) {
+static moe_status put_json(moe_outdir *od, const char *name, const cJSON *o) {
     char *s = cJSON_Print(o);
     if (!s) return moe_fail(MOE_ENOMEM, "out of memory");
     size_t len = strlen(s);
     s[len] = '\n';   /* cJSON_Print's terminator becomes the final newline; len + 1 bytes to write */
-    moe_status st = write_if_changed(path, s, len + 1);
+    moe_status st = moe_outdir_put(od, name, s, len + 1);
     free(s);
     return st;
 }
@@ -307,13 +239,12 @@ static void expert_contiguous_order(write_order *w) {
     qsort(w->at, (size_t)p->n, sizeof *w->at, by_key);
 }
 
-moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
+moe_status moe_ckpt_write_model(const moe_tparams *p, moe_outdir *od) {
     char path[1024];
-    MOE_TRY(moe_ckpt_mkdir(dir));
+    const char *dir = od->write;
     cJSON *cfg = moe_ckpt_config_json(&p->cfg);
     if (!cfg) return moe_fail(MOE_ENOMEM, "out of memory");
-    path_in(path, sizeof path, dir, "config.json");
-    moe_status st = write_json(path, cfg);
+    moe_status st = put_json(od, "config.json", cfg);
     cJSON_Delete(cfg);
     if (st) return st;
     if (p->cfg.tokenizer[0]) {
@@ -328,16 +259,13 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
             char *slash = strrchr(dirbuf, '/');
             if (slash) *slash = 0; else snprintf(dirbuf, sizeof dirbuf, ".");
         }
-        path_in(path, sizeof path, dir, "tokenizer.json");
-        MOE_TRY(moe_ckpt_copy_file(src, path));
+        MOE_TRY(moe_outdir_copy(od, "tokenizer.json", src));
         path_in(src, sizeof src, dirbuf, "tokenizer_config.json");
-        path_in(path, sizeof path, dir, "tokenizer_config.json");
-        if (access(src, F_OK) == 0) MOE_TRY(moe_ckpt_copy_file(src, path));
+        if (access(src, F_OK) == 0) MOE_TRY(moe_outdir_copy(od, "tokenizer_config.json", src));
     } else if (p->cfg.vocab == 256) {
         cJSON *tk = byte_tokenizer_json();
         if (!tk) return moe_fail(MOE_ENOMEM, "out of memory");
-        path_in(path, sizeof path, dir, "tokenizer.json");
-        st = write_json(path, tk);
+        st = put_json(od, "tokenizer.json", tk);
         cJSON_Delete(tk);
         if (st) return st;
         /* names the tokenizer class for transformers' AutoTokenizer; no BOS or EOS token */
@@ -347,8 +275,7 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
         cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", 0);
         cJSON_AddNullToObject(tc, "bos_token");
         cJSON_AddNullToObject(tc, "eos_token");
-        path_in(path, sizeof path, dir, "tokenizer_config.json");
-        st = write_json(path, tc);
+        st = put_json(od, "tokenizer_config.json", tc);
         cJSON_Delete(tc);
         if (st) return st;
     }
@@ -376,6 +303,16 @@ moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
     return st;
 }
 
+moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir) {
+    moe_outdir od;
+    MOE_TRY(moe_outdir_open(&od, "checkpoint folder", dir));
+    moe_status st = moe_outdir_begin(&od);
+    if (!st) st = moe_ckpt_write_model(p, &od);
+    if (!st) st = moe_outdir_commit(&od);
+    moe_outdir_close(&od);
+    return st;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
     const unsigned char *b = data;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
@@ -399,13 +336,12 @@ static uint64_t state_checksum(const moe_tparams *p, const state_header *h) {
     return fnv1a(c, p->v, p->total * 4);
 }
 
-moe_status moe_ckpt_save_state(const moe_tparams *p, const moe_train_state *s, const char *dir) {
+moe_status moe_ckpt_write_state(const moe_tparams *p, const moe_train_state *s, moe_outdir *od) {
     char path[1024];
-    MOE_TRY(moe_ckpt_mkdir(dir));
+    const char *dir = od->write;
     cJSON *tc = moe_tconfig_to_json(&p->cfg);
     if (!tc) return moe_fail(MOE_ENOMEM, "out of memory");
-    path_in(path, sizeof path, dir, "train.json");
-    moe_status st = write_json(path, tc);
+    moe_status st = put_json(od, "train.json", tc);
     cJSON_Delete(tc);
     if (st) return st;
     state_header h;

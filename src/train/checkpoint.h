@@ -7,11 +7,12 @@
  *   train.json                        the full training config (moe_tconfig);
  *   train_state.bin                   everything --resume needs to continue bit for bit: step, the two
  *                                     random streams, all values and both AdamW moments, checksummed.
- * Every file is written atomically (temporary file, fsync, rename), so a kill at any moment leaves
- * each file either old or new, never torn. train_state.bin holds the values too, so a resume never
- * depends on which of model.safetensors and train_state.bin was renamed last. */
+ * A save writes all of them into a staging folder and swaps it in whole (src/io/out_dir.h), so a kill
+ * at any moment leaves the previous checkpoint or the new one, never a mix, and a second run on the
+ * same folder is refused while the first holds its lock. */
 #ifndef MOE_TRAIN_CHECKPOINT_H
 #define MOE_TRAIN_CHECKPOINT_H
+#include "io/out_dir.h"
 #include "train/tparams.h"
 #include <cjson/cJSON.h>
 
@@ -22,21 +23,16 @@ typedef struct moe_train_state {
 
 /* config.json for a training config (caller deletes). */
 cJSON *moe_ckpt_config_json(const moe_tconfig *c);
-/* Create dir if needed; write config.json and model.safetensors. */
+/* Write config.json, model.safetensors and the tokenizer files into the save in progress od->write. */
+moe_status moe_ckpt_write_model(const moe_tparams *p, moe_outdir *od);
+/* Write train.json and train_state.bin into the save in progress od->write. */
+moe_status moe_ckpt_write_state(const moe_tparams *p, const moe_train_state *s, moe_outdir *od);
+/* A model folder on its own: lock dir, moe_ckpt_write_model, swap it in, unlock. */
 moe_status moe_ckpt_save_model(const moe_tparams *p, const char *dir);
-/* Write train.json and train_state.bin. */
-moe_status moe_ckpt_save_state(const moe_tparams *p, const moe_train_state *s, const char *dir);
 /* Read train.json into c (over its current values). */
 moe_status moe_ckpt_read_train_config(const char *dir, moe_tconfig *c);
 /* Restore values, moments and state from train_state.bin; the table must match. */
 moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *dir);
 /* Set values from a model folder's safetensors by tensor name and shape (buffers may be absent). */
 moe_status moe_ckpt_load_weights(moe_tparams *p, const char *dir);
-/* Remove temporary files that a killed write left in dir (NAME.tmp.XXXXXX of the files above); call
- * only while no other process writes there. */
-void moe_ckpt_clean_temporaries(const char *dir);
-/* Copy a file atomically (tokenizer files into a checkpoint). */
-moe_status moe_ckpt_copy_file(const char *from, const char *to);
-/* mkdir -p for one level. */
-moe_status moe_ckpt_mkdir(const char *dir);
 #endif

@@ -73,16 +73,28 @@ static uint64_t count_active(const moe_tparams *p) {
     return total;
 }
 
-static moe_status save_all(const moe_tmodel *m, const char *out, int64_t step, uint64_t data_rng) {
+/* One checkpoint: every file staged, then swapped in whole (src/io/out_dir.h). */
+static moe_status save_all(const moe_tmodel *m, moe_outdir *od, int64_t step, uint64_t data_rng) {
     moe_train_state s = {step, data_rng, m->rng};
-    MOE_TRY(moe_ckpt_save_model(m->p, out));
-    return moe_ckpt_save_state(m->p, &s, out);
+    moe_status st = moe_outdir_begin(od);
+    if (!st) st = moe_ckpt_write_model(m->p, od);
+    if (!st) st = moe_ckpt_write_state(m->p, &s, od);
+    if (!st) return moe_outdir_commit(od);
+    moe_outdir_abort(od);
+    return st;
 }
 
 moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_result *res) {
     memset(res, 0, sizeof *res);
+    moe_outdir own = {0}, *od = o->outdir;
+    own.lock_fd = -1;
+    if (o->out && !od) {
+        MOE_TRY(moe_outdir_open(&own, "--out", o->out));
+        od = &own;
+    }
     moe_data data;
-    MOE_TRY(moe_data_load(o->data, cfg->val_fraction, cfg->seq_len, cfg->vocab, cfg->tokenizer, &data));
+    moe_status lst = moe_data_load(o->data, cfg->val_fraction, cfg->seq_len, cfg->vocab, cfg->tokenizer, &data);
+    if (lst) { moe_outdir_close(&own); return lst; }
     moe_tmodel *m = NULL;
     moe_status st = moe_tmodel_new(cfg, cfg->batch, &m);
     int32_t *x = NULL, *y = NULL;
@@ -94,7 +106,6 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
     if (!x || !y) { st = moe_fail(MOE_ENOMEM, "out of memory"); goto done; }
     uint64_t data_rng = moe_hash64((uint64_t)c->seed ^ 0x64617461ULL);
     int64_t start = 0;
-    if (o->out) moe_ckpt_clean_temporaries(o->out);
     if (o->resume) {
         moe_train_state s;
         if ((st = moe_ckpt_load_state(m->p, &s, o->out)) != MOE_OK) goto done;
@@ -185,7 +196,7 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
         }
         int last = step == c->steps || g_stop || (o->stop_after && step == o->stop_after);
         if (o->out && ((c->save_every && step % c->save_every == 0) || (last && !(o->stop_after && step == o->stop_after))))
-            if ((st = save_all(m, o->out, step, data_rng)) != MOE_OK) break;
+            if ((st = save_all(m, od, step, data_rng)) != MOE_OK) break;
         res->tok_per_s = tps;
         if (last) break;
     }
@@ -207,5 +218,6 @@ done:
     free(y);
     moe_tmodel_free(m);
     moe_data_free(&data);
+    moe_outdir_close(&own);
     return st;
 }

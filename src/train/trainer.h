@@ -6,11 +6,13 @@
 #ifndef MOE_TRAIN_TRAINER_H
 #define MOE_TRAIN_TRAINER_H
 #include "moe/router_losses.h"
+#include "io/out_dir.h"
 #include "train/tconfig.h"
 
 typedef struct moe_train_opts {
     const char *data;      /* text file (bytes are the tokens) */
     const char *out;       /* checkpoint folder, or NULL */
+    moe_outdir *outdir;    /* out opened (locked) by the caller; NULL: opened here */
     const char *init;      /* start from the weights of this model folder (upcycled or trained), or NULL */
     int resume;            /* continue from out/train_state.bin */
     int json;              /* one JSON object per logged step on stdout */

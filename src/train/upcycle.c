@@ -64,15 +64,14 @@ static const char *source_name(const moe_tconfig *c, const char *name, int tied,
 }
 
 /* The dense model's tokenizer files go along (a byte-level model gets its tokenizer from the saver). */
-static moe_status copy_tokenizer(const char *src, const char *dst) {
+static moe_status copy_tokenizer(const char *src, moe_outdir *od) {
     static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                         "generation_config.json"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char from[1024], to[1024];
+        char from[1024];
         snprintf(from, sizeof from, "%s/%s", src, files[i]);
-        snprintf(to, sizeof to, "%s/%s", dst, files[i]);
         if (access(from, F_OK) != 0) continue;
-        MOE_TRY(moe_ckpt_copy_file(from, to));
+        MOE_TRY(moe_outdir_copy(od, files[i], from));
     }
     return MOE_OK;
 }
@@ -108,29 +107,35 @@ moe_status moe_upcycle(const char *src, const char *dst, moe_tconfig *c) {
         memcpy(p->val + t->offset, v, t->numel * 4);
         moe_free(v);
     }
-    if (!st) st = moe_ckpt_save_model(p, dst);
-    if (!st && c->vocab != 256) st = copy_tokenizer(src, dst);
+    /* one folder, staged and swapped in whole (src/io/out_dir.h) */
+    moe_outdir od = {0};
+    od.lock_fd = -1;
+    if (!st) st = moe_outdir_open(&od, "OUT", dst);
+    if (!st) st = moe_outdir_begin(&od);
+    if (!st) st = moe_ckpt_write_model(p, &od);
+    if (!st && c->vocab != 256) st = copy_tokenizer(src, &od);
     if (!st && c->vocab != 256) {
-        /* `moe train --init DST` then encodes its data with the dense model's tokenizer */
-        char tk[1024];
-        snprintf(tk, sizeof tk, "%s/tokenizer.json", dst);
-        if (access(tk, F_OK) == 0 && strlen(tk) < sizeof c->tokenizer) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", tk);
+        /* `moe train --init DST` then encodes its data with the dense model's tokenizer (at its final place) */
+        char staged[1024], tk[1024];
+        snprintf(staged, sizeof staged, "%s/tokenizer.json", od.write);
+        snprintf(tk, sizeof tk, "%s/tokenizer.json", od.final);
+        if (access(staged, F_OK) == 0 && strlen(tk) < sizeof c->tokenizer) snprintf(c->tokenizer, sizeof c->tokenizer, "%s", tk);
     }
     if (!st) {
         /* train.json, so that `moe train --init DIR` picks up the shape */
         cJSON *tc = moe_tconfig_to_json(c);
-        char path[1024], *s = tc ? cJSON_Print(tc) : NULL;
-        snprintf(path, sizeof path, "%s/train.json", dst);
-        moe_atomic_file af;
+        char *s = tc ? cJSON_Print(tc) : NULL;
         if (!s) st = moe_fail(MOE_ENOMEM, "out of memory");
-        else if ((st = moe_atomic_open(&af, path)) == MOE_OK) {
-            fputs(s, af.f);
-            fputc('\n', af.f);
-            st = moe_atomic_commit(&af);
+        else {
+            size_t len = strlen(s);
+            s[len] = '\n';   /* the terminator becomes the final newline */
+            st = moe_outdir_put(&od, "train.json", s, len + 1);
         }
         free(s);
         cJSON_Delete(tc);
     }
+    if (!st) st = moe_outdir_commit(&od);
+    moe_outdir_close(&od);
     moe_weights_close(w);
     moe_tparams_free(p);
     return st;
