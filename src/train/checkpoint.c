@@ -11,6 +11,7 @@
 #include "moe/router.h"
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +371,23 @@ moe_status moe_ckpt_read_train_config(const char *dir, moe_tconfig *c) {
     return moe_tconfig_load_file(c, path);
 }
 
+/* Values and moments must be finite (and second moments not negative): a state holding NaN would
+ * otherwise surface steps later as a "diverged" loss blamed on the learning rate. */
+static moe_status check_finite(const moe_tparams *p, const char *path) {
+    for (int i = 0; i < p->n; i++) {
+        const moe_tparam *t = &p->t[i];
+        for (size_t k = 0; k < t->numel; k++) {
+            size_t j = t->offset + k;
+            const char *what = !isfinite(p->val[j]) ? "value" : !isfinite(p->m[j]) ? "first moment"
+                               : !isfinite(p->v[j]) || p->v[j] < 0 ? "second moment" : NULL;
+            if (what)
+                return moe_fail(MOE_EINPUT, "%s: tensor \"%s\" element %zu: the %s is %g (not a usable training state)",
+                                path, t->name, k, what, what[0] == 'v' ? p->val[j] : what[0] == 'f' ? p->m[j] : p->v[j]);
+        }
+    }
+    return MOE_OK;
+}
+
 moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *dir) {
     char path[1024];
     path_in(path, sizeof path, dir, "train_state.bin");
@@ -381,6 +399,11 @@ moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *d
         st = moe_fail(MOE_EINPUT, "%s: not a moe training state file", path);
     } else if (h.version != STATE_VERSION) {
         st = moe_fail(MOE_EINPUT, "%s: version %u is not supported (expected %u)", path, h.version, STATE_VERSION);
+    } else if (h.step < 1 || h.step > INT32_MAX) {
+        /* a checkpoint is saved after step 1 at the earliest, and --steps is an int: anything else is a
+         * crafted or corrupt file (and a step near INT64_MIN would overflow the loop's arithmetic) */
+        st = moe_fail(MOE_EINPUT, "%s: step counter %lld is out of range (1 to %d); the file is corrupt", path,
+                      (long long)h.step, INT32_MAX);
     } else if (h.total != p->total || h.n_tensors != (uint32_t)p->n) {
         st = moe_fail(MOE_EINPUT, "%s: holds %llu values in %u tensors but the configured model has %zu in %d", path,
                       (unsigned long long)h.total, h.n_tensors, p->total, p->n);
@@ -389,6 +412,7 @@ moe_status moe_ckpt_load_state(moe_tparams *p, moe_train_state *s, const char *d
         st = moe_fail(MOE_EINPUT, "%s: truncated or too long", path);
     } else if (state_checksum(p, &h) != h.checksum) {
         st = moe_fail(MOE_EINPUT, "%s: checksum mismatch (the file is corrupt)", path);
+    } else if ((st = check_finite(p, path)) != MOE_OK) {
     } else {
         s->step = h.step;
         s->data_rng = h.data_rng;
@@ -408,6 +432,10 @@ moe_status moe_ckpt_load_weights(moe_tparams *p, const char *dir) {
         float *v;
         st = moe_weights_get_f32(w, t->name, t->ndim, t->shape, &v);
         if (st) break;
+        for (size_t k = 0; k < t->numel && !st; k++)
+            if (!isfinite(v[k]))
+                st = moe_fail(MOE_EINPUT, "%s: tensor \"%s\" element %zu is %g; training needs finite starting weights",
+                              dir, t->name, k, v[k]);
         memcpy(p->val + t->offset, v, t->numel * 4);
         moe_free(v);
     }

@@ -151,7 +151,8 @@ moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_
             if (mo->N && mo->router.ops->update) mo->router.ops->update(&mo->router, mo->load, c->bias_rate);
         }
         t_train += now_s() - t0;
-        if (!isfinite(loss)) { st = moe_fail(MOE_EINPUT, "training diverged at step %lld (loss %g): lower --lr", (long long)step, loss); break; }
+        if (!isfinite(loss)) { st = moe_fail(MOE_EINPUT, "training diverged at step %lld (loss %g): the updates overflowed; lower --lr "
+                                                "or --grad-clip, or raise --warmup", (long long)step, loss); break; }
         moe_route_stats rs;
         layer_stats(m, &rs);
         if (step > tail_from) {
