@@ -197,6 +197,7 @@ int cmd_train(int argc, char **argv) {
         if (vals[i]) st = moe_tconfig_set(&c, moe_tconfig_fields[i].name, vals[i]);
     if (!st && c.tokenizer[0] && !resume) st = fit_vocab(&c);
     if (!st) st = moe_tconfig_finish(&c);
+    if (!st) st = moe_train_check_memory(&c);   /* before the output folder, the data or any allocation */
     if (!st && out) st = check_out(out, init, data, config, resume);
     /* the lock before any work: a second run on the same --out fails now, not at its first save */
     moe_outdir od = {0};

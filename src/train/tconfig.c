@@ -103,6 +103,7 @@ static const moe_tfield *find_field(const char *name) {
 
 /* The shortest decimal that reads back as v (%g's six digits would print beta2's bound 0.999999999 as 1). */
 static const char *exact(char *b, size_t n, double v) {
+    if (v == floor(v) && fabs(v) < 1e15) { snprintf(b, n, "%.0f", v); return b; }   /* 1000000, not 1e+06 */
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(b, n, "%.*g", prec, v);
         if (strtod(b, NULL) == v) break;

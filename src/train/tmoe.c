@@ -50,7 +50,8 @@ moe_status moe_tmoe_init(moe_tmoe *m, const moe_tconfig *c, int N, int layer) {
         m->sg = moe_alloc((size_t)N * m->ds * 4);
         m->su = moe_alloc((size_t)N * m->ds * 4);
         m->sa = moe_alloc((size_t)N * m->ds * 4);
-        m->sy = moe_alloc((size_t)N * m->d * 4);
+        /* sy: the shared output [N][d] in the forward, the backward's da [N][ds]: the wider of the two */
+        m->sy = moe_alloc((size_t)N * (m->ds > m->d ? m->ds : m->d) * 4);
     }
     if (!m->logits || !m->d_logits || !m->d_aux_logits || !m->d_probs || !m->d_w || !m->offset || !m->row_of ||
         !m->load || (m->ds && (!m->sg || !m->su || !m->sa || !m->sy)))

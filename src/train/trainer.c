@@ -73,6 +73,86 @@ static uint64_t count_active(const moe_tparams *p) {
     return total;
 }
 
+/* Memory available to this process: /proc/meminfo's MemAvailable (sysconf's free pages where there is
+ * none), and no more than the cgroup (v2) leaves; < 0 when nothing says. */
+static double available_bytes(void) {
+    double avail = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        long long kb;
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) { avail = (double)kb * 1024.0; break; }
+    }
+    if (f) fclose(f);
+    if (avail < 0) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && size > 0) avail = (double)pages * (double)size;
+    }
+    double lim = -1, cur = 0;
+    if ((f = fopen("/sys/fs/cgroup/memory.max", "r")) != NULL) {
+        if (fgets(line, sizeof line, f) && strncmp(line, "max", 3)) lim = strtod(line, NULL);
+        fclose(f);
+    }
+    if (lim > 0 && (f = fopen("/sys/fs/cgroup/memory.current", "r")) != NULL) {
+        if (fgets(line, sizeof line, f)) cur = strtod(line, NULL);
+        fclose(f);
+    }
+    if (lim > 0 && (avail < 0 || lim - cur < avail)) avail = lim - cur > 0 ? lim - cur : 0;
+    return avail;
+}
+
+void moe_train_estimate(const moe_tconfig *c, double *param_bytes, double *act_bytes) {
+    double N = (double)c->batch * c->seq_len, E = c->n_experts > 0 ? c->n_experts : 1;
+    (void)E;
+    /* bytes, in double so that no product can overflow: parameters with gradients and both AdamW
+     * moments (4 x 4 bytes each), and the activations one step keeps (see tmodel.c, tmoe.c) */
+    double d = c->d_model, V = c->vocab, L = c->n_layers, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
+    double qd = H * hd, kvd = KV * hd, ff = c->d_ff, de = c->d_expert, S = c->n_shared, k = c->top_k;
+    double T = c->seq_len, B = c->batch, Ex = c->n_experts;
+    double Lm = 0;
+    for (int l = 0; l < c->n_layers; l++) Lm += moe_tconfig_is_moe_layer(c, l);
+    double Ld = L - Lm;
+    double P = 2 * V * d + d + L * (2 * d + 2 * d * qd + 2 * d * kvd + 2 * hd) + Ld * 3 * d * ff +
+               Lm * (Ex * d + Ex + Ex * 3 * d * de + S * 3 * d * de);
+    double attn = N * (4 * d + 3 * qd + 3 * kvd + H + KV + 2) + B * H * T * T;
+    double nl = c->n_experts > 0 ? moe_tconfig_n_logits(c) : 1;
+    double moe = N * (4 * nl + 2 * E + k * (3 * de + 2 * d)) + (S > 0 ? N * (3 * S * de + d) : 0);
+    double wide = qd > d ? qd : d;
+    if (ff > wide) wide = ff;
+    if (V > wide) wide = V;
+    double scratch = V * d > ff * d ? V * d : ff * d;
+    double acts = 4 * (Ld * (attn + 2 * N * ff) + Lm * (attn + moe) + N * V + 4 * N * d + N * (qd + 2 * kvd) +
+                       4 * N * wide + scratch);
+    *param_bytes = 16 * P;
+    *act_bytes = acts;
+}
+
+moe_status moe_train_check_size(const moe_tconfig *c, double available) {
+    /* the step's int arithmetic: tokens per step, and tokens x experts for the routing tables */
+    double N = (double)c->batch * c->seq_len, E = c->n_experts > 0 ? c->n_experts : 1;
+    if (c->n_experts > 0 && moe_tconfig_n_logits(c) > E) E = moe_tconfig_n_logits(c);   /* soft slots */
+    if (N > (double)(1 << 24))
+        return moe_fail(MOE_EUSAGE, "--batch %d x --seq-len %d = %.0f tokens per step; at most %d", c->batch, c->seq_len,
+                        N, 1 << 24);
+    if (N * E > (double)(1 << 30))
+        return moe_fail(MOE_EUSAGE, "--batch %d x --seq-len %d x --experts %d = %.0f routing entries per layer and step; "
+                        "at most %d", c->batch, c->seq_len, c->n_experts, N * E, 1 << 30);
+    double pb, ab;
+    moe_train_estimate(c, &pb, &ab);
+    double P = pb / 16, acts = ab;
+    double need = 16 * P + acts, gib = 1024.0 * 1024.0 * 1024.0;
+    if (available >= 0 && need > available)
+        return moe_fail(MOE_EUSAGE, "training needs about %.1f GiB but %.1f GiB of memory is available: %.0fM parameters "
+                        "(--vocab %d, --d-model %d, --layers %d, --heads %d, --d-ff %d, --experts %d, --d-expert %d, "
+                        "--shared %d) take %.1f GiB with their gradients and AdamW moments, and the activations of "
+                        "--batch %d x --seq-len %d tokens %.1f GiB", need / gib, available / gib, P / 1e6, c->vocab,
+                        c->d_model, c->n_layers, c->n_heads, c->d_ff, c->n_experts, c->d_expert, c->n_shared,
+                        16 * P / gib, c->batch, c->seq_len, acts / gib);
+    return MOE_OK;
+}
+
+moe_status moe_train_check_memory(const moe_tconfig *c) { return moe_train_check_size(c, available_bytes()); }
+
 /* One checkpoint: every file staged, then swapped in whole (src/io/out_dir.h). */
 static moe_status save_all(const moe_tmodel *m, moe_outdir *od, int64_t step, uint64_t data_rng) {
     moe_train_state s = {step, data_rng, m->rng};
@@ -86,6 +166,7 @@ static moe_status save_all(const moe_tmodel *m, moe_outdir *od, int64_t step, ui
 
 moe_status moe_train(const moe_tconfig *cfg, const moe_train_opts *o, moe_train_result *res) {
     memset(res, 0, sizeof *res);
+    MOE_TRY(moe_train_check_memory(cfg));   /* before anything is allocated */
     moe_outdir own = {0}, *od = o->outdir;
     own.lock_fd = -1;
     if (o->out && !od) {

@@ -31,4 +31,13 @@ typedef struct moe_train_result {
 } moe_train_result;
 
 moe_status moe_train(const moe_tconfig *c, const moe_train_opts *o, moe_train_result *r);
+/* Whether a finished config can be trained in `available` bytes (< 0: unknown, no limit): the tokens per
+ * step and routing tables within the loop's integer range, then parameters (with gradients and both
+ * AdamW moments) plus one step's activations, all estimated in double. MOE_EUSAGE with one line naming
+ * the flags and the estimate in GiB if not. */
+moe_status moe_train_check_size(const moe_tconfig *c, double available);
+/* The estimate: bytes of parameters with gradients and moments, bytes of one step's activations. */
+void moe_train_estimate(const moe_tconfig *c, double *param_bytes, double *act_bytes);
+/* moe_train_check_size against the memory available now (/proc/meminfo MemAvailable, the cgroup limit). */
+moe_status moe_train_check_memory(const moe_tconfig *c);
 #endif

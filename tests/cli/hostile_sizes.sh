@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hostile_sizes.sh - commands against sizes that do not match (docs/ROBUSTNESS.md): a model with
 # more rows than its tokenizer has tokens, a chat longer than its context, bench under a memory
-# budget, prompt files that are not text.
+# budget, prompt files that are not text, training sizes beyond memory.
 # Usage: hostile_sizes.sh MOE_BINARY SCRATCH_DIR
 set -uo pipefail
 moe=$1; work=$2
@@ -36,6 +36,32 @@ rc=$?
 grep -q "dropped the oldest" "$work/err.txt" || fail "chat over the context did not say it dropped turns: $(cat "$work/err.txt")"
 grep -q "too long for the context of 80 tokens" "$work/err.txt" || fail "an oversized message was not reported: $(cat "$work/err.txt")"
 [ "$(wc -l < "$work/chat.txt")" = 5 ] || fail "chat over the context: $(wc -l < "$work/chat.txt") replies for 5 messages sent"
+
+# ---- item 15: `moe train` checks what the sizes need against memory before allocating anything:
+# one line naming the flags and the estimate in GiB, exit 1, at once; under a 4 GB address-space
+# limit, so that an attempt to allocate would fail differently ----
+huge_train() {
+  # (not under the sanitizers: their shadow memory needs a larger address space than the limit)
+  ( [ -n "${MOE_TEST_SANITIZED:-}" ] || ulimit -v 4000000; timeout 20 "$moe" train --data "$data" -q -t 1 --steps 1 "$@" ) > /dev/null 2> "$work/err.txt"
+}
+start=$(date +%s%N)
+huge_train --d-model 16384 --layers 256 --experts 4096 --top-k 2 --d-expert 1048576 --vocab 1048576; rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ $rc = 1 ] || fail "train with sizes beyond memory exited $rc (want 1): $(cat "$work/err.txt")"
+[ "$(wc -l < "$work/err.txt")" = 1 ] || fail "train with sizes beyond memory: not one line: $(cat "$work/err.txt")"
+for w in "moe train: training needs about" "GiB" "--d-model 16384" "--layers 256" "--experts 4096" "--d-expert 1048576" "--batch 16 x --seq-len 128"; do
+  grep -q -- "$w" "$work/err.txt" || fail "train with sizes beyond memory: no '$w' in: $(cat "$work/err.txt")"
+done
+[ $ms -lt 3000 ] || fail "train with sizes beyond memory took $ms ms"
+huge_train --batch 256 --seq-len 65536 --d-model 4096 --heads 32; rc=$?
+[ $rc = 1 ] && grep -q "activations of --batch 256 x --seq-len 65536 tokens" "$work/err.txt" ||
+  fail "train with activations beyond memory: exit $rc: $(cat "$work/err.txt")"
+huge_train --batch 65536 --seq-len 65536; rc=$?
+[ $rc = 1 ] && grep -q "tokens per step; at most" "$work/err.txt" || fail "train with 2^32 tokens per step: exit $rc: $(cat "$work/err.txt")"
+huge_train --d-model 1000000 --layers 1000; rc=$?
+[ $rc = 1 ] && grep -q -- "--d-model = 1000000 is outside \[4, 16384\]" "$work/err.txt" ||
+  fail "train --d-model 1000000: exit $rc: $(cat "$work/err.txt")"
+huge_train "${tiny[@]}" --steps 1 || fail "a tiny model under the same limit: $(cat "$work/err.txt")"
 
 # ---- messages: a prompt file that is not UTF-8 is named ----
 printf 'ab\xffcd' > "$work/bad.txt"
