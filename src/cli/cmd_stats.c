@@ -2,6 +2,7 @@
  * `moe trace` (src/tools/trace_stats.h). */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/outputs.h"
 #include "core/error.h"
 #include "tools/trace_stats.h"
 #include <stdio.h>
@@ -44,6 +45,12 @@ int cmd_stats(int argc, char **argv) {
     moe_status st = moe_trace_read(path, &t);
     if (!st && out && mkdir(out, 0755) != 0 && (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         st = moe_fail(MOE_EIO, "%s: cannot create the output folder", out);
+    if (!st) {   /* every output before the work: none a FIFO, a device or the trace itself */
+        static const char *const outs[] = {"stats.json", "report.html", "load.png", "routes.csv",
+                                           "entropy.csv", "tokens.csv"};
+        const char *ins[] = {path};
+        st = moe_cli_check_output_dir("--out", dir, NULL, ins, 1, outs, (int)(sizeof outs / sizeof *outs));
+    }
     if (!st) st = moe_trace_stats_compute(&t, &s);
     if (!st) st = moe_trace_stats_write(&t, &s, dir);
     if (!st && csv) st = moe_trace_write_csv(&t, dir);

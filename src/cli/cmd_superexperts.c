@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/calib.h"
 #include "cli/commands.h"
+#include "cli/outputs.h"
 #include "cli/offload.h"
 #include "core/error.h"
 #include "tools/expert_calib.h"
@@ -87,7 +88,9 @@ int cmd_superexperts(int argc, char **argv) {
     moe_calib cal = {0};
     cand *c = NULL;
     double *sorted = NULL;
-    moe_status st = moe_cli_load_model(pos[0], &ol, &m);
+    /* --plot before the work: not a FIFO, a device or one of the model's files */
+    moe_status st = plot ? moe_cli_check_output("--plot", plot, pos[0], NULL, 0) : MOE_OK;
+    if (!st) st = moe_cli_load_model(pos[0], &ol, &m);
     const moe_model_info *I = m ? moe_model_get_info(m) : NULL;
     if (!st && !I->n_experts) st = moe_fail(MOE_EUSAGE, "%s: the model has no routed experts", pos[0]);
     if (!st) st = moe_cli_calib_tokens(tok_path ? tok_path : pos[0], text_path, ids_path, max_tokens, I->vocab_size, &ids, &n);

@@ -149,6 +149,40 @@ weird=$o/'we"ird\name.safetensors'
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1]), parse_constant=lambda t: 1/0); assert d["output"]==sys.argv[2]' \
   "$work/fit.json" "$weird" 2> /dev/null || fail "fit-predictor --json is not valid JSON naming the output: $(head -c 200 "$work/fit.json")"
 
+# ---- items 8-10 for the commands that came later: trace, stats, prune, merge, superexperts, serve ----
+f=$work/fifo_in2; fifo "$f"
+expect 2 "$f: is a FIFO" -- trace "$model" --text "$f" --out "$o/tr_a"
+expect 2 "$f: is a FIFO" -- trace "$model" --tokens-file "$f" --out "$o/tr_a"
+expect 2 "$f: is a FIFO" -- trace "$model" --text "$data" --tokenizer "$f" --out "$o/tr_a"
+expect 2 "$f: is a FIFO" -- prune "$model" "$o/pr_a" --method freq --keep 1 --calib "$f"
+expect 2 "$f: is a FIFO" -- prune "$model" "$o/pr_a" --method freq --keep 1 --calib-ids "$f"
+expect 2 "$f: is a FIFO" -- merge "$model" "$o/mg_a" --method msmoe --groups 1 --calib "$f"
+expect 2 "$f: is a FIFO" -- superexperts "$model" --text "$f"
+expect 2 "$f: is a FIFO" -- superexperts "$model" --tokens-file "$f"
+expect 2 "$f: is a FIFO" -- serve "$model" --port 0 --tokenizer "$f"
+m=$(copy_model fifo_config2); fifo "$m/config.json"
+for c in "trace $m --text $data --out $o/tr_b" "prune $m $o/pr_b --method freq --keep 1 --calib $data" \
+         "merge $m $o/mg_b --method msmoe --groups 1 --calib $data" "superexperts $m --text $data" "serve $m --port 0"; do
+  # shellcheck disable=SC2086
+  expect 2 "$m/config.json: is a FIFO" -- $c
+done
+expect 1 "is a file this command reads" -- superexperts "$model" --text "$data" --plot "$model/config.json"
+expect 2 "$f: is a FIFO, not a regular file; refusing to replace it" -- superexperts "$model" --text "$data" --plot "$f"
+expect 1 "the output folder must differ from the model folder" -- prune "$model" "$model" --method freq --keep 1 --calib "$data"
+"$moe" trace "$model" --text "$data" --out "$o/tr_ok" --max-tokens 32 -t 1 > /dev/null 2>&1 || fail "trace of the test model failed"
+mkdir -p "$o/st_fifo"; fifo "$o/st_fifo/report.html"
+expect 2 "$o/st_fifo/report.html: is a FIFO" -- stats "$o/tr_ok" --out "$o/st_fifo"
+[ -e "$o/st_fifo/stats.json" ] && fail "stats wrote stats.json before finding its report.html output a FIFO"
+for c in "stats $o/tr_ok --out $o/st_full -t 1" "superexperts $model --text $data -t 1 --json" \
+         "prune $model $o/pr_full --method freq --keep 1 --calib $data -t 1"; do
+  # shellcheck disable=SC2086
+  timeout "${MOE_TEST_TIMEOUT:-20}" "$moe" $c > /dev/full 2> "$work/err.txt"; rc=$?
+  [ $rc = 2 ] && tail -n 1 "$work/err.txt" | grep -q "^moe: standard output: cannot write" ||
+    fail "moe $c with a full stdout -> exit $rc: $(tail -c 300 "$work/err.txt")"
+done
+m=$o/tr_fifo; cp -r "$o/tr_ok" "$m"; fifo "$m/trace.bin"
+expect 2 "$m/trace.bin: is a FIFO" -- stats "$m"
+
 # ---- messages: usage errors of the load options name the command ----
 expect 1 "moe generate: --no-predict needs --prefetch" -- generate "$model" --tokens 1,2 --no-predict
 expect 1 "moe logits: --predictor needs --prefetch" -- logits "$model" --tokens 1,2 --predictor "$work/pred.safetensors"
