@@ -115,6 +115,34 @@ typedef struct moe_offload_stats {
 void moe_model_offload_stats(const moe_model *m, moe_offload_stats *out);
 void moe_model_offload_stats_reset(moe_model *m);
 
+/* ---- dynamic routing and steering (docs/DYNAMIC.md) ----------------------------------------- */
+
+/* Changes to every MoE layer's routing decision at inference, for every router of sparse experts.
+ * Zero / NULL fields leave the router's own choice. Lists are "LAYER:VALUE,..." with LAYER a
+ * transformer layer index that has routed experts, or * for all of them; expert ids are router slots. */
+typedef struct moe_route_options {
+    double top_p;            /* (0, 1]: per token, the fewest experts (by router probability) whose probability
+                                reaches top_p of the token's total, at most the layer's k; 0: off */
+    const char *layer_k;     /* "L:K,...": experts per token of layer L (the router re-selects with that k),
+                                or "auto:K" (LExI: per-layer k from the weights alone, K on average); NULL */
+    double skip_threshold;   /* > 0: drop experts whose combine weight is below it (each token keeps its
+                                largest); 0: off */
+    double capacity;         /* > 0: at most ceil(capacity * assignments / experts) tokens per expert per batch
+                                (Capacity-Aware Inference); each expert keeps its largest weights; 0: off */
+    int reroute;             /* with capacity: the overflow goes to the token's next expert with room */
+    const char *disable;     /* "L:E,...": the router never picks them (their logits are -inf); NULL */
+    const char *force;       /* "L:E,...": run for every token, weighted like the token's first expert; NULL */
+} moe_route_options;
+
+/* Install routing options (NULL: back to the routers' own). Bad values are MOE_EUSAGE with a one-line
+ * message. Not while a session of the model is evaluating. */
+moe_status moe_model_set_routing(moe_model *m, const moe_route_options *o);
+
+/* Routed experts executed since load (or the last reset): MoE layer-tokens and expert assignments,
+ * so experts per token = *assignments / *layer_tokens. */
+void moe_model_route_counts(const moe_model *m, uint64_t *layer_tokens, uint64_t *assignments);
+void moe_model_route_counts_reset(moe_model *m);
+
 /* ---- routing observation ------------------------------------------------------------------ */
 
 /* One MoE layer's decision for a batch of tokens. Token-choice routers give top_k assignments per

@@ -28,6 +28,7 @@ int cmd_bench(int argc, char **argv) {
         {"no-bandwidth", 0, ARG_FLAG, &skip_bw, NULL, "skip the memory bandwidth measurement", 0, 0},
         {"json", 0, ARG_FLAG, &json, NULL, "print one JSON object", 0, 0},
         MOE_CLI_OFFLOAD_OPTS(&off),
+        MOE_CLI_ROUTE_OPTS(&off),
         {0},
     };
     const moe_cmd_spec spec = {"bench", "MODEL [options]",

@@ -52,6 +52,7 @@ int cmd_eval(int argc, char **argv) {
         {"max-tokens", 0, ARG_INT, &max_tokens, "N", "evaluate only the first N tokens", 2, 2147483647},
         {"json", 0, ARG_FLAG, &json, NULL, "print the result as one JSON object", 0, 0},
         MOE_CLI_OFFLOAD_OPTS(&ol),
+        MOE_CLI_ROUTE_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {
@@ -118,14 +119,18 @@ int cmd_eval(int argc, char **argv) {
     double secs = moe_cli_seconds() - t0;
     if (!st) {
         double ppl = exp(sum / scored);
+        uint64_t lt, asg;   /* routed experts executed per MoE layer and token */
+        moe_model_route_counts(m, &lt, &asg);
+        double ept = lt ? (double)asg / (double)lt : 0.0;
         if (json) {   /* a mean loss above ~709 overflows exp: perplexity null, not "inf" */
             printf("{\"perplexity\": ");
             moe_json_put_num(stdout, "%.6f", ppl);
             printf(", \"nll\": %.6f, \"tokens\": %d, \"scored\": %d, \"ctx\": %d, \"stride\": %d, "
-                   "\"windows\": %d, \"seconds\": %.3f}\n", sum / scored, n, scored, ctx, stride, windows, secs);
+                   "\"windows\": %d, \"seconds\": %.3f, \"experts_per_token\": %.6f}\n", sum / scored, n, scored, ctx,
+                   stride, windows, secs, ept);
         } else
-            printf("perplexity %.4f over %d tokens (%d scored, ctx %d, stride %d, %d windows, %.1f s)\n", ppl, n, scored, ctx,
-                   stride, windows, secs);
+            printf("perplexity %.4f over %d tokens (%d scored, ctx %d, stride %d, %d windows, %.1f s; %.3f routed experts "
+                   "per token)\n", ppl, n, scored, ctx, stride, windows, secs, ept);
         if (ol.stats) moe_cli_print_stats(stderr, m, "eval", (uint64_t)n, secs);
     }
     int rc = st ? moe_cli_error(st) : 0;

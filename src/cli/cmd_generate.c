@@ -15,6 +15,7 @@ int cmd_generate(int argc, char **argv) {
         {"n-predict", 'n', ARG_INT, &n_new, "N", "tokens to generate (default 16)", 0, 1 << 24},
         {"ctx", 'c', ARG_INT, &ctx, "N", "context size (default: prompt + N)", 1, 1 << 24},
         MOE_CLI_OFFLOAD_OPTS(&ol),
+        MOE_CLI_ROUTE_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {"generate", "MODEL --tokens IDS [-n N] [options]",

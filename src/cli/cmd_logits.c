@@ -71,6 +71,7 @@ int cmd_logits(int argc, char **argv) {
         {"stepwise", 0, ARG_FLAG, &stepwise, NULL, "feed one token at a time through the KV cache", 0, 0},
         {"ctx", 'c', ARG_INT, &ctx, "N", "context size (default: number of tokens)", 1, 1 << 24},
         MOE_CLI_OFFLOAD_OPTS(&ol),
+        MOE_CLI_ROUTE_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {"logits", "MODEL --tokens IDS [options]",

@@ -339,6 +339,7 @@ int cmd_run(int argc, char **argv) {
         {"tokenizer", 0, ARG_STR, &tok_path, "PATH", "tokenizer.json to use (default: the one in MODEL)", 0, 0},
         {"no-bos", 0, ARG_FLAG, &no_bos, NULL, "do not prepend the BOS token to a plain prompt", 0, 0},
         MOE_CLI_OFFLOAD_OPTS(&ol),
+        MOE_CLI_ROUTE_OPTS_SAMPLING(&ol),
         {0},
     };
     const moe_cmd_spec spec = {"run", "MODEL -p TEXT [options]",

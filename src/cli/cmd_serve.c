@@ -55,6 +55,7 @@ int cmd_serve(int argc, char **argv) {
         {"no-bos", 0, ARG_FLAG, &no_bos, NULL, "do not prepend the BOS token to a completion's text prompt", 0, 0},
         {"verbose", 'v', ARG_FLAG, &verbose, NULL, "log every request on stderr", 0, 0},
         MOE_CLI_OFFLOAD_OPTS(&ol),
+        MOE_CLI_ROUTE_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {"serve", "MODEL [--port P] [options]",

@@ -46,6 +46,7 @@ int cmd_trace(int argc, char **argv) {
         {"max-tokens", 0, ARG_INT, &max_tokens, "N", "trace only the first N tokens", 1, 2147483647},
         {"no-csv", 0, ARG_FLAG, &no_csv, NULL, "write only trace.bin, not the CSV export", 0, 0},
         MOE_CLI_OFFLOAD_OPTS(&ol),
+        MOE_CLI_ROUTE_OPTS(&ol),
         {0},
     };
     const moe_cmd_spec spec = {

@@ -10,7 +10,24 @@ moe_status moe_cli_load_model(const char *dir, const moe_cli_offload *o, moe_mod
     if (o->no_predict && !o->prefetch) return moe_fail(MOE_EUSAGE, "--no-predict needs --prefetch");
     if (o->predictor && (!o->prefetch || o->no_predict))
         return moe_fail(MOE_EUSAGE, "--predictor needs --prefetch (and no --no-predict)");
-    return moe_model_load_opts(dir, &lo, out);
+    moe_route_options ro = {0};
+    const struct { const char *flag, *text; double *dest; } nums[] = {
+        {"--expert-top-p", o->top_p, &ro.top_p}, {"--skip-threshold", o->skip, &ro.skip_threshold}, {"--capacity", o->capacity, &ro.capacity}};
+    for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
+        if (nums[i].text && moe_parse_double(nums[i].text, nums[i].dest))
+            return moe_fail(MOE_EUSAGE, "%s: '%s' is not a number", nums[i].flag, nums[i].text);
+    /* "given" must stay distinguishable from "off": a given 0 is checked like any value */
+    if (o->top_p && ro.top_p == 0) return moe_fail(MOE_EUSAGE, "--expert-top-p 0 is outside (0, 1]");
+    if (o->capacity && ro.capacity == 0) return moe_fail(MOE_EUSAGE, "--capacity 0 is outside (0, 1e+06]");
+    if (o->reroute && !o->capacity) return moe_fail(MOE_EUSAGE, "--reroute needs --capacity");
+    ro.layer_k = o->layer_k;
+    ro.disable = o->disable;
+    ro.force = o->force;
+    ro.reroute = o->reroute;
+    MOE_TRY(moe_model_load_opts(dir, &lo, out));
+    moe_status st = moe_model_set_routing(*out, &ro);
+    if (st != MOE_OK) { moe_model_free(*out); *out = NULL; }
+    return st;
 }
 
 double moe_cli_seconds(void) {
@@ -64,13 +81,17 @@ void moe_cli_print_stats(FILE *f, const moe_model *m, const char *phase, uint64_
     } else {
         fprintf(f, "stats %s: all experts resident (no --mem-budget)\n", phase);
     }
+    uint64_t lt, asg;
+    moe_model_route_counts(m, &lt, &asg);
+    if (lt) fprintf(f, "stats %s: routed experts per token %.3f (%llu executed over %llu MoE layer-tokens)\n", phase,
+                    (double)asg / (double)lt, (unsigned long long)asg, (unsigned long long)lt);
     fprintf(f, "stats %s: resident memory %.1f MiB, peak %.1f MiB\n", phase, (double)rss / MiB, (double)hwm / MiB);
     fprintf(f, "stats-json {\"phase\": \"%s\", \"tokens\": %llu, \"seconds\": %.6f, \"offloaded\": %d, \"lookups\": %llu, "
                "\"hits\": %llu, \"inflight\": %llu, \"misses\": %llu, \"hit_rate\": %.6f, \"predicted\": %llu, "
                "\"predicted_used\": %llu, \"needed_predicted\": %llu, \"prefetch_accuracy\": %.6f, \"reads\": %llu, "
                "\"bytes_read\": %llu, \"bytes_per_token\": %.1f, \"wasted_reads\": %llu, \"stall_ms\": %.3f, "
                "\"stall_ms_per_token\": %.4f, \"n_slots\": %d, \"slot_bytes\": %llu, \"expert_bytes\": %llu, "
-               "\"vm_rss\": %llu, \"vm_hwm\": %llu}\n",
+               "\"vm_rss\": %llu, \"vm_hwm\": %llu, \"experts_per_token\": %.6f}\n",
             phase, (unsigned long long)tokens, seconds, s.offloaded, (unsigned long long)s.lookups,
             (unsigned long long)s.hits, (unsigned long long)s.inflight, (unsigned long long)s.misses,
             pct(s.hits, s.lookups) / 100, (unsigned long long)s.predicted, (unsigned long long)s.predicted_used,
@@ -78,6 +99,6 @@ void moe_cli_print_stats(FILE *f, const moe_model *m, const char *phase, uint64_
             (unsigned long long)s.reads, (unsigned long long)s.bytes_read, per((double)s.bytes_read, tokens),
             (unsigned long long)s.wasted_reads, s.stall_ms, per(s.stall_ms, tokens), s.n_slots,
             (unsigned long long)s.slot_bytes, (unsigned long long)s.expert_bytes, (unsigned long long)rss,
-            (unsigned long long)hwm);
+            (unsigned long long)hwm, lt ? (double)asg / (double)lt : 0.0);
     fflush(f);
 }

@@ -1,6 +1,6 @@
 /* offload.h - the command-line face of the expert store: the options every model-running command
  * shares (--mem-budget, --cache, --prefetch, --predictor, --direct-io, --io-threads, --stats,
- * --no-mmap) and the one function
+ * --no-mmap) and the routing options (--top-p, --layer-k, ...), and the one function
  * that reports the store's counters, so that logits, generate, eval and run print the same thing. */
 #ifndef MOE_CLI_OFFLOAD_H
 #define MOE_CLI_OFFLOAD_H
@@ -13,7 +13,25 @@ typedef struct moe_cli_offload {
     int64_t budget;
     const char *cache, *predictor;
     int prefetch, no_predict, direct_io, io_threads, stats, no_mmap;
+    /* routing options (MOE_CLI_ROUTE_OPTS; moe_model_set_routing), kept as text to tell "not given" */
+    const char *top_p, *layer_k, *skip, *capacity, *disable, *force;
+    int reroute;
 } moe_cli_offload;
+
+/* Entries for the commands that run a model on text (run, generate, logits, eval, serve, trace, bench):
+ * dynamic routing and steering, docs/DYNAMIC.md. --top-p is the same as --expert-top-p except in
+ * `moe run`, where --top-p samples tokens (MOE_CLI_ROUTE_OPTS_SAMPLING leaves it out). */
+#define MOE_CLI_ROUTE_OPTS(o)                                                                              \
+    {"top-p", 0, ARG_STR, &(o)->top_p, "P", "routing: the same as --expert-top-p", 0, 0}, \
+    MOE_CLI_ROUTE_OPTS_SAMPLING(o)
+#define MOE_CLI_ROUTE_OPTS_SAMPLING(o)                                                                     \
+    {"expert-top-p", 0, ARG_STR, &(o)->top_p, "P", "routing: per token the fewest experts whose probability reaches P (0 < P <= 1), at most the layer's k", 0, 0}, \
+    {"layer-k", 0, ARG_STR, &(o)->layer_k, "L:K,...", "routing: K experts per token in layer L (L may be *); auto:K picks each layer's k from the weights (LExI), K on average", 0, 0}, \
+    {"skip-threshold", 0, ARG_STR, &(o)->skip, "W", "routing: skip experts whose combine weight is below W (a token keeps its largest)", 0, 0}, \
+    {"capacity", 0, ARG_STR, &(o)->capacity, "F", "routing: at most ceil(F * assignments / experts) tokens per expert per batch; the rest is dropped", 0, 0}, \
+    {"reroute", 0, ARG_FLAG, &(o)->reroute, NULL, "with --capacity: send the overflow to the token's next expert with room instead", 0, 0}, \
+    {"disable-experts", 0, ARG_STR, &(o)->disable, "L:E,...", "steering: the router never picks expert E of layer L (L may be *)", 0, 0}, \
+    {"force-experts", 0, ARG_STR, &(o)->force, "L:E,...", "steering: run expert E of layer L for every token, weighted like its first expert", 0, 0}
 
 /* Entries for a command's option table (before its {0} terminator). */
 #define MOE_CLI_OFFLOAD_OPTS(o)                                                                            \

@@ -21,6 +21,7 @@
 #include "core/ops.h"
 #include "model/session.h"
 #include "moe/ffn.h"
+#include "moe/route_policy.h"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -93,23 +94,32 @@ static void route_demux(void *user, const moe_routing *r) {
     }
 }
 
+/* One MoE layer over the step's rows, with the model's routing policy (moe/route_policy.h) as the
+ * decision's transform and the model's counters of executed experts. */
+static moe_status layer_rows(const moe_layer *L, const float *h, int n, const int *pos, const int32_t *tokens, float *y,
+                             moe_route_hook hook, void *user, moe_model *m, moe_arena *a) {
+    moe_layer_io io = {pos, tokens, hook, user, m->policy ? moe_route_policy_apply : NULL, m->policy, m->route_counts};
+    return moe_layer_run(L, h, n, &io, y, a);
+}
+
 static moe_status moe_rows(const step *S, const moe_layer *L, const float *h, const int *pos, const int32_t *tokens,
                            float *y, moe_arena *a) {
+    moe_model *m = S->q[0].s->m;
     if (S->ns == 1) {
         const moe_session *s = S->q[0].s;
-        return moe_layer_forward_tokens(L, h, S->n, pos, tokens, y, s->hook, s->hook_user, a);
+        return layer_rows(L, h, S->n, pos, tokens, y, s->hook, s->hook_user, m, a);
     }
-    if (!L->router.ops->route) {
+    if (!L->router.ops->route && !moe_route_policy_batch_dependent(m->policy)) {
         int any_hook = 0;
         for (int i = 0; i < S->ns; i++) any_hook |= S->q[i].s->hook != NULL;
-        return moe_layer_forward_tokens(L, h, S->n, pos, tokens, y, any_hook ? route_demux : NULL, (void *)S, a);
+        return layer_rows(L, h, S->n, pos, tokens, y, any_hook ? route_demux : NULL, (void *)S, m, a);
     }
-    /* a router of the general form decides over its whole batch: one session at a time */
+    /* a router of the general form, or a capacity, decides over its whole batch: one session at a time */
     for (int i = 0; i < S->ns; i++) {
         const moe_session *s = S->q[i].s;
         size_t r0 = (size_t)S->rows[i].row0;
-        MOE_TRY(moe_layer_forward_tokens(L, h + r0 * S->d, S->rows[i].n, pos + r0, tokens + r0, y + r0 * S->d, s->hook,
-                                         s->hook_user, a));
+        MOE_TRY(layer_rows(L, h + r0 * S->d, S->rows[i].n, pos + r0, tokens + r0, y + r0 * S->d, s->hook, s->hook_user, m,
+                           a));
     }
     return MOE_OK;
 }

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/gguf_model.h"
+#include "moe/route_policy.h"
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -492,6 +493,7 @@ void moe_model_free(moe_model *m) {
     free(m->owned);
     free(m->blocks);
     moe_store_destroy(m->store);
+    moe_route_policy_free(m->policy);
     moe_st_close(m->predictor);
     moe_rope_free(&m->rope);
     moe_weights_close(m->weights);

@@ -39,6 +39,8 @@ struct moe_model {
     moe_rope rope;
     moe_model_info info;
     char dtype_name[16];
+    struct moe_route_policy *policy; /* dynamic routing and steering (moe_model_set_routing), or NULL */
+    uint64_t route_counts[2];        /* MoE layer-tokens run and expert assignments executed for them */
     void **owned;          /* f32 copies of small vectors (norms, biases) */
     int n_owned, cap_owned;
 };

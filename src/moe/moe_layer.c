@@ -160,6 +160,10 @@ moe_status moe_layer_run(const moe_layer *L, const float *x, int n, const moe_la
         if (st == MOE_OK && io->transform) st = io->transform(io->transform_user, L, &in, &a);
     }
     if (st == MOE_OK) st = moe_assign_group(&a, "MoE layer");
+    if (st == MOE_OK && io->counts) {   /* what runs: assignments, or every expert's slots for Soft MoE */
+        __atomic_fetch_add(&io->counts[0], (uint64_t)n, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&io->counts[1], (uint64_t)(a.dispatch ? (size_t)n * E : (size_t)a.n), __ATOMIC_RELAXED);
+    }
     if (st == MOE_OK && io->hook) st = report(L, &a, n, io->pos, io->hook, io->hook_user, scratch);
     if (st == MOE_OK) st = tell_store(L, &a, n, io->pos, scratch);
     if (st == MOE_OK && L->store->predict_next && L->next && L->norm && L->next->norm) st = predict_next(L, x, n, 0, scratch);
@@ -174,7 +178,7 @@ moe_status moe_layer_run(const moe_layer *L, const float *x, int n, const moe_la
 
 moe_status moe_layer_forward_tokens(const moe_layer *L, const float *x, int n, const int *pos, const int32_t *tokens,
                                     float *out, moe_route_hook hook, void *hook_user, moe_arena *scratch) {
-    moe_layer_io io = {pos, tokens, hook, hook_user, NULL, NULL};
+    moe_layer_io io = {pos, tokens, hook, hook_user, NULL, NULL, NULL};
     return moe_layer_run(L, x, n, &io, out, scratch);
 }
 

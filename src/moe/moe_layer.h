@@ -43,6 +43,7 @@ typedef struct moe_layer_io {
     void *hook_user;
     moe_route_transform transform;   /* may be NULL */
     void *transform_user;
+    uint64_t *counts;         /* [2], may be NULL: += tokens and the assignments executed for them (atomic) */
 } moe_layer_io;
 
 /* out[n][d_model] = MoE(x) for any router. The batch of batch-level routers (expert choice, capacity,

@@ -108,6 +108,11 @@ typedef struct moe_router_ops {
     int score_bias;           /* keeps a per-expert score bias for the choice (e_score_correction_bias) */
     int trainable;            /* `moe train` can train it (a router without backward may still be: no parameters) */
     double default_capacity;  /* capacity_factor when none is given; 0 means 1.0 */
+    int own_count;            /* the router decides how many experts a token gets by its own rule, whatever
+                               * top_k says (SparseMixer: two; top-p, sparsemax: a variable number), so a
+                               * per-layer k (route_policy.h) re-selects by probability instead of re-running it */
+    int weights_normalised;   /* its weights are already relative to the chosen experts (SparseMixer's are
+                               * softmaxes over the near-best): a re-selection by probability renormalises */
     /* Training layouts (tconfig's names, space-separated) whose transformers class computes this router
      * from its own config keys, so a checkpoint in that layout needs no moe_router key; NULL for none. */
     const char *hf_layouts;

@@ -54,4 +54,4 @@ static void backward(const moe_router *r, const moe_route_in *in, const moe_assi
 
 const moe_router_ops moe_router_sparsemax = {
     .name = "sparsemax", .summary = "sparsemax gating: a sparse simplex projection picks the experts",
-    .route = route, .backward = backward, .kind = MOE_ROUTE_SPARSE, .trainable = 1};
+    .route = route, .backward = backward, .own_count = 1, .kind = MOE_ROUTE_SPARSE, .trainable = 1};

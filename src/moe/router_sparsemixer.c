@@ -50,4 +50,4 @@ static void select_sparsemixer(const moe_router *r, const float *logits, int n, 
 
 const moe_router_ops moe_router_sparsemixer = {
     .name = "sparsemixer", .summary = "two experts, each weighted by a softmax over the near-best",
-    .select = select_sparsemixer, .kind = MOE_ROUTE_SPARSE};
+    .select = select_sparsemixer, .own_count = 1, .weights_normalised = 1, .kind = MOE_ROUTE_SPARSE};

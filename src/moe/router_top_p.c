@@ -48,4 +48,4 @@ static void backward(const moe_router *r, const moe_route_in *in, const moe_assi
 
 const moe_router_ops moe_router_top_p = {
     .name = "top_p", .summary = "experts in decreasing probability until their sum reaches p",
-    .route = route, .backward = backward, .kind = MOE_ROUTE_SPARSE, .trainable = 1};
+    .route = route, .backward = backward, .own_count = 1, .kind = MOE_ROUTE_SPARSE, .trainable = 1};

@@ -1,5 +1,6 @@
 /* test_batch.c - moe_session_eval_batch (several sessions in one forward pass) against each session
- * run alone, on random qwen3_moe models (f32, bf16, and f32 with the batch-level expert-choice router):
+ * run alone, on random qwen3_moe models (f32, bf16, f32 with the batch-level expert-choice router, and
+ * f32 with dynamic routing and steering whose capacity makes the decision depend on the batch):
  *  - a schedule of steps where sequences join late, leave early, prefill long prompts (past the
  *    256-token chunk) beside single decoded tokens and short multi-token appends; every row of every
  *    sequence's logits agrees with the same sequence evaluated alone in the same pieces within
@@ -128,9 +129,13 @@ static void compare_routes(const rec *a, const rec *b, int seq, const char *name
     if (ties) printf("note: %s seq %d: %d expert choices differ at tied scores\n", name, seq, ties);
 }
 
-static int run_model(const char *dir, const char *name, int expect_hooks) {
+static int run_model(const char *dir, const char *name, int expect_hooks, const moe_route_options *ro) {
     moe_model *m, *m2;
     if (moe_model_load(dir, &m) || moe_model_load(dir, &m2)) { printf("load %s: %s\n", dir, moe_last_error()); return 1; }
+    if (ro && (moe_model_set_routing(m, ro) || moe_model_set_routing(m2, ro))) {
+        printf("routing options %s: %s\n", name, moe_last_error());
+        return 1;
+    }
     const moe_model_info *I = moe_model_get_info(m);
     int V = I->vocab_size, L = I->n_layers;
     plan P;
@@ -309,8 +314,11 @@ int main(void) {
     char dir[] = "/tmp/moe_batch_XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     char sub[600];
-    static const struct { const char *name; int bf16; const char *router; } models[] = {
-        {"f32", 0, NULL}, {"bf16", 1, NULL}, {"f32 expert_choice", 0, "expert_choice"}};
+    /* dynamic routing with a capacity (a decision over the batch, so layers run per session) */
+    static const moe_route_options dyn = {0.7, NULL, 0.01, 1.0, 1, "1:0", "0:3"};
+    static const struct { const char *name; int bf16; const char *router; const moe_route_options *ro; } models[] = {
+        {"f32", 0, NULL, NULL}, {"bf16", 1, NULL, NULL}, {"f32 expert_choice", 0, "expert_choice", NULL},
+        {"f32 top-p, skip, capacity with reroute, disable, force", 0, NULL, &dyn}};
     for (int r = 0; r < 2; r++)
         for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
             g_rng = seeds[r] * 31 + k;
@@ -318,7 +326,7 @@ int main(void) {
             tg_model cfg = {64, 2, 4, 2, 16, 300, 8, 2, 32, models[k].bf16, (unsigned)(seeds[r] + k)};
             if (tg_write_qwen3_moe(sub, &cfg)) { printf("cannot write the test model: %s\n", moe_last_error()); return 1; }
             if (models[k].router) set_router(sub, models[k].router);
-            if (run_model(sub, models[k].name, !models[k].router)) return 1;
+            if (run_model(sub, models[k].name, !models[k].router, models[k].ro)) return 1;
         }
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -411,7 +411,7 @@ static void test_layer(void) {
     seen s;
     memset(&s, 0, sizeof s);
     moe_arena ar = {0};
-    moe_layer_io io = {pos, NULL, hook, &s, transform, NULL};
+    moe_layer_io io = {pos, NULL, hook, &s, transform, NULL, NULL};
     CHECK(moe_layer_run(L, x, n, &io, out, &ar) == MOE_OK, "layer: %s", moe_last_error());
     /* reference: the router's own decision, the same transform, per-token sums, the gated shared expert */
     moe_assign a;
