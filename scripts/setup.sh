@@ -3,7 +3,7 @@
 # virtual environment outside the clone (MOE_VENV, default ~/.cache/moe-venv) so reruns reuse it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev libcjson-dev libpcre2-dev liburing-dev libopenblas-dev libpng-dev libutf8proc-dev libmicrohttpd-dev python3-venv"
+pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev libcjson-dev libpcre2-dev liburing-dev libopenblas-dev libpng-dev libutf8proc-dev libmicrohttpd-dev libopenmpi-dev openmpi-bin python3-venv"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

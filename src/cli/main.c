@@ -1,5 +1,6 @@
 /* main.c - the moe command: dispatches to one file per subcommand (src/cli/cmd_*.c). */
 #include "cli/commands.h"
+#include "cli/ep.h"
 #include "core/error.h"
 #include "moe.h"
 #include <errno.h>
@@ -66,7 +67,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: moe COMMAND [options]   (moe COMMAND --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
         fprintf(f, "  %-13s %s\n", k_commands[i].name, k_commands[i].summary);
-    fprintf(f, "\nmoe %s, SIMD: %s\n", MOE_VERSION_STRING, moe_simd_name());
+    fprintf(f, "\nmoe %s, SIMD: %s, MPI expert parallelism: %s\n", MOE_VERSION_STRING, moe_simd_name(),
+            moe_cli_ep_built() ? "yes" : "no (built without MPI)");
 }
 
 /* Output the command wrote to stdout and could not deliver (a full disk, a closed stdout) is a
@@ -76,14 +78,33 @@ static int finish(int rc) {
     return rc;
 }
 
+/* The commands that run under mpirun -np R > 1 (expert parallelism, cli/ep.h): every rank runs the
+ * same command on the same input, so they stay in step. */
+static int runs_parallel(const char *cmd) {
+    return !strcmp(cmd, "logits") || !strcmp(cmd, "generate") || !strcmp(cmd, "run") || !strcmp(cmd, "eval");
+}
+
+static int dispatch(int argc, char **argv);
+
 int main(int argc, char **argv) {
     guard_std_fds();
+    int rc = moe_cli_ep_init(&argc, &argv);
+    if (rc) return rc;
+    return moe_cli_ep_finish(dispatch(argc, argv));
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 1; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return finish(0); }
     if (!strcmp(argv[1], "--version")) { printf("moe %s\n", MOE_VERSION_STRING); return finish(0); }
     for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
         if (!strcmp(argv[1], k_commands[i].name)) {
             g_cmd = k_commands[i].name;
+            if (moe_cli_ep_size() > 1 && !runs_parallel(g_cmd) && !(argc > 2 && !strcmp(argv[2], "--help"))) {
+                fprintf(stderr, "moe %s: expert parallelism (mpirun -np %d) runs logits, generate, run and eval only\n",
+                        g_cmd, moe_cli_ep_size());
+                return 1;
+            }
             return finish(k_commands[i].run(argc - 1, argv + 1));
         }
     fprintf(stderr, "moe: unknown command '%.60s' (see moe --help)\n", argv[1]);

@@ -1,5 +1,6 @@
 /* offload.c - shared expert-store options and the statistics report (see offload.h). */
 #include "cli/offload.h"
+#include "cli/ep.h"
 #include <string.h>
 #include "core/error.h"
 #include <time.h>
@@ -26,6 +27,7 @@ moe_status moe_cli_load_model(const char *dir, const moe_cli_offload *o, moe_mod
     ro.reroute = o->reroute;
     MOE_TRY(moe_model_load_opts(dir, &lo, out));
     moe_status st = moe_model_set_routing(*out, &ro);
+    if (st == MOE_OK) st = moe_cli_ep_attach(*out, o->ep_placement);   /* under mpirun: keep only this rank's experts */
     if (st != MOE_OK) { moe_model_free(*out); *out = NULL; }
     return st;
 }
@@ -86,6 +88,7 @@ void moe_cli_print_stats(FILE *f, const moe_model *m, const char *phase, uint64_
     if (lt) fprintf(f, "stats %s: routed experts per token %.3f (%llu executed over %llu MoE layer-tokens)\n", phase,
                     (double)asg / (double)lt, (unsigned long long)asg, (unsigned long long)lt);
     fprintf(f, "stats %s: resident memory %.1f MiB, peak %.1f MiB\n", phase, (double)rss / MiB, (double)hwm / MiB);
+    moe_cli_ep_print_stats(f);
     fprintf(f, "stats-json {\"phase\": \"%s\", \"tokens\": %llu, \"seconds\": %.6f, \"offloaded\": %d, \"lookups\": %llu, "
                "\"hits\": %llu, \"inflight\": %llu, \"misses\": %llu, \"hit_rate\": %.6f, \"predicted\": %llu, "
                "\"predicted_used\": %llu, \"needed_predicted\": %llu, \"prefetch_accuracy\": %.6f, \"reads\": %llu, "

@@ -16,6 +16,7 @@ typedef struct moe_cli_offload {
     /* routing options (MOE_CLI_ROUTE_OPTS; moe_model_set_routing), kept as text to tell "not given" */
     const char *top_p, *layer_k, *skip, *capacity, *disable, *force;
     int reroute;
+    const char *ep_placement;   /* under mpirun: a routing trace to balance the experts by (cli/ep.h) */
 } moe_cli_offload;
 
 /* Entries for the commands that run a model on text (run, generate, logits, eval, serve, trace, bench):
@@ -44,7 +45,8 @@ typedef struct moe_cli_offload {
     {"direct-io", 0, ARG_FLAG, &(o)->direct_io, NULL, "read experts with O_DIRECT (bypass the page cache)", 0, 0}, \
     {"io-threads", 0, ARG_INT, &(o)->io_threads, "N", "expert reader threads with --prefetch (default 2)", 1, 64}, \
     {"stats", 0, ARG_FLAG, &(o)->stats, NULL, "print expert cache, prefetch and I/O statistics to stderr", 0, 0}, \
-    {"no-mmap", 0, ARG_FLAG, &(o)->no_mmap, NULL, "read the weights into (huge-page) memory instead of mapping them: slower load, faster decode", 0, 0}
+    {"no-mmap", 0, ARG_FLAG, &(o)->no_mmap, NULL, "read the weights into (huge-page) memory instead of mapping them: slower load, faster decode", 0, 0}, \
+    {"ep-placement", 0, ARG_STR, &(o)->ep_placement, "TRACE", "under mpirun -np R: place experts on ranks balanced by the loads of a moe trace folder (default: round robin)", 0, 0}
 
 /* Load MODEL with the options given (a plain load when there is no --mem-budget). */
 moe_status moe_cli_load_model(const char *dir, const moe_cli_offload *o, moe_model **out);

@@ -77,9 +77,19 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
                     for (int i = 0; i < d; i++) r[i] += D * xr[i];
                 }
             }
+        } else if (x->c->run) {   /* a share of the experts: only their rows, which need not be adjacent */
+            #pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < n_jobs; i++)
+                for (int p = jobs[i].first; p < jobs[i].first + jobs[i].cnt; p++) {
+                    int t = a->row_tok[p];
+                    memcpy(X + (size_t)p * d, in + (size_t)(x->c->x_row ? x->c->x_row[t] : t) * d, (size_t)d * 4);
+                }
         } else {
             #pragma omp for schedule(static)
-            for (int p = p0; p < p1; p++) memcpy(X + (size_t)p * d, in + (size_t)a->row_tok[p] * d, (size_t)d * 4);
+            for (int p = p0; p < p1; p++) {
+                int t = a->row_tok[p];
+                memcpy(X + (size_t)p * d, in + (size_t)(x->c->x_row ? x->c->x_row[t] : t) * d, (size_t)d * 4);
+            }
         }
         if (rank > 0) {
             #pragma omp for schedule(static)
@@ -105,7 +115,7 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
                 if (j->w.gate_bias) moe_ffn_add_bias(h, (size_t)ff, j->cnt, j->w.gate_bias, o0, o1);
             }
         }
-        if (uniform) {
+        if (uniform && !x->c->run) {
             #pragma omp for schedule(static)
             for (int p = p0; p < p1; p++) moe_ffn_act_apply(&jobs[0].w.act, HG + (size_t)p * ff, HU + (size_t)p * ff, (size_t)ff);
         } else {
@@ -124,6 +134,7 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
             if (j->w.down_bias) moe_ffn_add_bias(y, (size_t)d, j->cnt, j->w.down_bias, o0, o1);
         }
         /* combine: each thread owns a column range; rows are in ascending expert order */
+        if (out) {   /* else the rows are kept for a combine elsewhere (moe/ep.h) */
         int id = omp_get_thread_num(), nt = omp_get_num_threads();
         int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
         if (first_wave)
@@ -146,6 +157,25 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
                 for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
             }
         }
+        }
+    }
+}
+
+void moe_experts_combine(const moe_assign *a, const float *Y, const int *ypos, int t0, int t1, int d, float *out) {
+    int small = (double)(t1 - t0) * d < 32768.0;
+    #pragma omp parallel if (!small)
+    {
+        int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
+        for (int t = t0; t < t1; t++) memset(out + (size_t)t * d + c0, 0, (size_t)(c1 - c0) * 4);
+        for (int p = 0; p < a->rows; p++) {
+            int t = a->row_tok[p];
+            if (t < t0 || t >= t1) continue;
+            float *o = out + (size_t)t * d;
+            const float *y = Y + (size_t)ypos[p] * d;
+            float wt = a->row_w[p];
+            for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
+        }
     }
 }
 
@@ -160,17 +190,17 @@ moe_status moe_experts_forward(const moe_layer *L, const moe_experts_call *c, fl
     size_t rows = (size_t)(a->rows > 0 ? a->rows : 1);
     expert_job *jobs = moe_arena_alloc(scratch, (size_t)(E > 0 ? E : 1) * sizeof *jobs);
     exec x = {c, d, ff, a->n_logits, rank,
-              moe_arena_alloc(scratch, rows * d * 4), moe_arena_alloc(scratch, rows * d * 4),
+              moe_arena_alloc(scratch, rows * d * 4), c->rows_out ? c->rows_out : moe_arena_alloc(scratch, rows * d * 4),
               moe_arena_alloc(scratch, rows * ff * 4), moe_arena_alloc(scratch, rows * ff * 4),
-              rank > 0 ? moe_arena_alloc(scratch, rows * rank * 4) : NULL, out};
+              rank > 0 ? moe_arena_alloc(scratch, rows * rank * 4) : NULL, c->rows_out ? NULL : out};
     if (!jobs || !x.X || !x.Y || !x.HG || !x.HU || (rank > 0 && !x.Z)) {
         moe_arena_pop(scratch, mark);
         return moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d expert rows", L->layer, a->rows);
     }
     int n_jobs = 0;
     for (int e = e0; e < e1; e++)
-        if (a->offset[e + 1] > a->offset[e]) jobs[n_jobs++].e = e;
-    if (n_jobs == 0) memset(out, 0, sizeof(float) * (size_t)n * d);
+        if (a->offset[e + 1] > a->offset[e] && (!c->run || c->run[e])) jobs[n_jobs++].e = e;
+    if (n_jobs == 0 && !c->rows_out) memset(out, 0, sizeof(float) * (size_t)n * d);
     moe_status st = MOE_OK;
     int wave = L->store->max_pinned > 0 && L->store->max_pinned < n_jobs ? L->store->max_pinned : n_jobs;
     for (int w0 = 0; w0 < n_jobs && st == MOE_OK; w0 += wave) {

@@ -26,9 +26,19 @@ typedef struct moe_experts_call {
     const float *logits;      /* [n][n_logits] router outputs: the gate input of factored experts, else unused */
     int e0, e1;               /* run experts [e0, e1) only (a share of the experts, as expert parallelism
                                * would give one rank); 0 and n_experts for all */
+    const int *x_row;         /* [n] or NULL: token t's input is row x_row[t] of x (a compact buffer of
+                               * the rows some rank received, moe/ep.h); -1 for tokens this call never reads */
+    float *rows_out;          /* [a->rows][d_model] or NULL: keep each run row's unweighted expert output
+                               * at its grouped row index and do not combine (out is then unused) */
+    const unsigned char *run; /* [n_experts] or NULL: run only the experts marked (and in [e0, e1)) */
 } moe_experts_call;
 
 /* out[n][d_model] = sum over the rows of experts in [e0, e1) of weight * expert(row input); tokens
  * without such a row get 0. Acquires and releases every expert it runs from L->store. */
 moe_status moe_experts_forward(const moe_layer *L, const moe_experts_call *c, float *out, moe_arena *scratch);
+
+/* The combine alone, for rows computed elsewhere (expert parallelism): out rows [t0, t1) = sum over the
+ * decision's rows p of those tokens, in ascending p (ascending expert), of row_w[p] * Y[ypos[p]]. The
+ * same arithmetic in the same order as moe_experts_forward's combine, so the bits are the same. */
+void moe_experts_combine(const moe_assign *a, const float *Y, const int *ypos, int t0, int t1, int d, float *out);
 #endif

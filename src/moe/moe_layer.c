@@ -44,7 +44,7 @@ static moe_status predict_next(const moe_layer *L, const float *x, int n, int re
         for (int j = 0; j < k; j++)
             for (int t = 0; t < n; t++) {
                 int e = expert[(size_t)t * k + j];
-                if (!seen[e]) { seen[e] = 1; pick[np++] = e; }
+                if (!seen[e] && moe_layer_owns(N, e)) { seen[e] = 1; pick[np++] = e; }
             }
         moe_store_predict(N->store, N->layer, pick, np);
     }
@@ -132,8 +132,11 @@ static moe_status tell_store(const moe_layer *L, const moe_assign *a, int n, con
     int *used = moe_arena_alloc(scratch, sizeof(int) * (size_t)(E > 0 ? E : 1));
     int *counts = moe_arena_alloc(scratch, sizeof(int) * (size_t)(E > 0 ? E : 1));
     if (!used || !counts) { moe_arena_pop(scratch, mark); return moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory", L->layer); }
-    for (int e = 0; e < E; e++)
-        if (a->offset[e + 1] > a->offset[e]) { counts[n_used] = a->offset[e + 1] - a->offset[e]; used[n_used++] = e; }
+    for (int e = 0; e < E; e++)   /* with expert parallelism, only this rank's experts */
+        if (a->offset[e + 1] > a->offset[e] && moe_layer_owns(L, e)) {
+            counts[n_used] = a->offset[e + 1] - a->offset[e];
+            used[n_used++] = e;
+        }
     if (pos) moe_store_route(L->store, L->layer, pos[0], n, used, counts, n_used);
     moe_store_prefetch(L->store, L->layer, used, n_used);
     moe_arena_pop(scratch, mark);
@@ -167,8 +170,10 @@ moe_status moe_layer_run(const moe_layer *L, const float *x, int n, const moe_la
     if (st == MOE_OK && io->hook) st = report(L, &a, n, io->pos, io->hook, io->hook_user, scratch);
     if (st == MOE_OK) st = tell_store(L, &a, n, io->pos, scratch);
     if (st == MOE_OK && L->store->predict_next && L->next && L->norm && L->next->norm) st = predict_next(L, x, n, 0, scratch);
-    if (st == MOE_OK) {
-        moe_experts_call c = {x, n, &a, logits, 0, E};
+    if (st == MOE_OK && L->ep) {
+        st = moe_layer_ep_experts(L, x, n, &a, logits, out, scratch);
+    } else if (st == MOE_OK) {
+        moe_experts_call c = {x, n, &a, logits, 0, E, NULL, NULL, NULL};
         st = moe_experts_forward(L, &c, out, scratch);
     }
     if (st == MOE_OK) st = add_shared(L, x, n, out, scratch);

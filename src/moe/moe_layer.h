@@ -26,6 +26,7 @@ typedef struct moe_layer {
     float norm_eps;
     const float *pred_w[2];       /* fitted predictor of this layer's experts (moe/predictor.h), per guess */
     const float *pred_b[2];       /* [n_experts][d_model] and [n_experts]; NULL: the router's own gate */
+    struct moe_ep *ep;            /* expert parallelism (moe/ep.h): this rank runs only its experts; or NULL */
 } moe_layer;
 
 /* A transform of the decision, after the router and before anything runs: it may drop, add or
@@ -64,5 +65,11 @@ moe_status moe_layer_forward(const moe_layer *L, const float *x, int n, const in
                              moe_route_hook hook, void *hook_user, moe_arena *scratch);
 /* After the layer's output was added to the residual stream resid[n][d_model]: a second, better guess
  * of the next MoE layer's experts from the residual itself (it lacks only the next attention). */
+/* Expert parallelism (moe/ep.h): the routed experts' output out[n][d_model] of a grouped decision,
+ * computed by the ranks that own the experts and gathered on every rank (moe_layer_ep.c). */
+moe_status moe_layer_ep_experts(const moe_layer *L, const float *x, int n, const moe_assign *a, const float *logits,
+                                float *out, moe_arena *scratch);
+/* Whether this rank runs expert e of L (always, without expert parallelism). */
+int moe_layer_owns(const moe_layer *L, int e);
 moe_status moe_layer_after(const moe_layer *L, const float *resid, int n, moe_arena *scratch);
 #endif

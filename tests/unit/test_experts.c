@@ -245,7 +245,7 @@ static moe_status run_exec(fixture *f, const moe_assign *a, const float *x, cons
     f->store.max_pinned = max_pinned;
     f->ts.max_held = f->ts.acquires = f->ts.releases = f->ts.double_acquire = 0;
     omp_set_num_threads(threads);
-    moe_experts_call c = {x, n, a, logits, e0, e1};
+    moe_experts_call c = {x, n, a, logits, e0, e1, NULL, NULL, NULL};
     moe_status st = moe_experts_forward(&f->L, &c, out, ar);
     omp_set_num_threads(2);
     return st;
