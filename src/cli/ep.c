@@ -164,22 +164,23 @@ moe_status moe_cli_ep_attach(moe_model *m, const char *placement) {
 #endif
 }
 
-void moe_cli_ep_print_stats(FILE *f) {
+void moe_cli_ep_print_stats(FILE *f, const char *phase) {
     if (g_size <= 1 || !g_ep.owner) return;
     const moe_ep_stats *s = &g_ep.stats;
     double tok = s->tokens ? (double)s->tokens : 1;
-    fprintf(f, "stats ep rank %d/%d: %llu layer calls, %llu token-layers, %llu expert rows run; sent per token and "
+    fprintf(f, "stats %s: ep rank %d/%d: %llu layer calls, %llu token-layers, %llu expert rows run; sent per token and "
                "layer: dispatch %.1f B, combine %.1f B, gather %.1f B; time: dispatch %.3f s, experts %.3f s, "
-               "combine %.3f s, gather %.3f s\n", g_rank, g_size, (unsigned long long)s->calls,
+               "combine %.3f s, gather %.3f s\n", phase, g_rank, g_size, (unsigned long long)s->calls,
             (unsigned long long)s->tokens, (unsigned long long)s->rows_run, s->dispatch_bytes / tok,
             s->combine_bytes / tok, s->gather_bytes / tok, s->t_dispatch, s->t_experts, s->t_combine, s->t_gather);
-    fprintf(f, "stats-ep-json {\"rank\": %d, \"size\": %d, \"calls\": %llu, \"tokens\": %llu, \"rows_run\": %llu, "
+    fprintf(f, "stats-ep-json {\"phase\": \"%s\", \"rank\": %d, \"size\": %d, \"calls\": %llu, \"tokens\": %llu, \"rows_run\": %llu, "
                "\"dispatch_bytes\": %llu, \"combine_bytes\": %llu, \"gather_bytes\": %llu, \"t_dispatch\": %.6f, "
-               "\"t_experts\": %.6f, \"t_combine\": %.6f, \"t_gather\": %.6f}\n", g_rank, g_size,
+               "\"t_experts\": %.6f, \"t_combine\": %.6f, \"t_gather\": %.6f}\n", phase, g_rank, g_size,
             (unsigned long long)s->calls, (unsigned long long)s->tokens, (unsigned long long)s->rows_run,
             (unsigned long long)s->dispatch_bytes, (unsigned long long)s->combine_bytes,
             (unsigned long long)s->gather_bytes, s->t_dispatch, s->t_experts, s->t_combine, s->t_gather);
     fflush(f);
+    memset(&g_ep.stats, 0, sizeof g_ep.stats);   /* each report covers the phase since the last one */
 }
 
 int moe_cli_ep_finish(int rc) {

@@ -17,8 +17,9 @@ int moe_cli_ep_built(void);
 /* After loading: place the experts (round robin, or balanced by the expert loads of the routing trace
  * in placement, a `moe trace` folder or trace.bin) and keep only this rank's. Nothing with one rank. */
 moe_status moe_cli_ep_attach(moe_model *m, const char *placement);
-/* The exchange's counters of this rank as readable lines and a "stats-ep-json {...}" line (--stats). */
-void moe_cli_ep_print_stats(FILE *f);
+/* The exchange's counters of this rank since the last report, as a readable line and a
+ * "stats-ep-json {...}" line (--stats); then zeroes them. */
+void moe_cli_ep_print_stats(FILE *f, const char *phase);
 /* At the end of main with the exit code: MPI_Finalize, or MPI_Abort on a failure so that no other rank
  * is left waiting in a collective. */
 int moe_cli_ep_finish(int rc);

@@ -88,7 +88,7 @@ void moe_cli_print_stats(FILE *f, const moe_model *m, const char *phase, uint64_
     if (lt) fprintf(f, "stats %s: routed experts per token %.3f (%llu executed over %llu MoE layer-tokens)\n", phase,
                     (double)asg / (double)lt, (unsigned long long)asg, (unsigned long long)lt);
     fprintf(f, "stats %s: resident memory %.1f MiB, peak %.1f MiB\n", phase, (double)rss / MiB, (double)hwm / MiB);
-    moe_cli_ep_print_stats(f);
+    moe_cli_ep_print_stats(f, phase);
     fprintf(f, "stats-json {\"phase\": \"%s\", \"tokens\": %llu, \"seconds\": %.6f, \"offloaded\": %d, \"lookups\": %llu, "
                "\"hits\": %llu, \"inflight\": %llu, \"misses\": %llu, \"hit_rate\": %.6f, \"predicted\": %llu, "
                "\"predicted_used\": %llu, \"needed_predicted\": %llu, \"prefetch_accuracy\": %.6f, \"reads\": %llu, "

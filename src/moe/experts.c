@@ -135,28 +135,28 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
         }
         /* combine: each thread owns a column range; rows are in ascending expert order */
         if (out) {   /* else the rows are kept for a combine elsewhere (moe/ep.h) */
-        int id = omp_get_thread_num(), nt = omp_get_num_threads();
-        int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
-        if (first_wave)
-            for (int t = 0; t < n; t++) memset(out + (size_t)t * d + c0, 0, (size_t)(c1 - c0) * 4);
-        #pragma omp barrier
-        if (soft) {
-            for (int t = 0; t < n; t++) {
-                float *o = out + (size_t)t * d;
+            int id = omp_get_thread_num(), nt = omp_get_num_threads();
+            int c0 = (int)((long)d * id / nt), c1 = (int)((long)d * (id + 1) / nt);
+            if (first_wave)
+                for (int t = 0; t < n; t++) memset(out + (size_t)t * d + c0, 0, (size_t)(c1 - c0) * 4);
+            #pragma omp barrier
+            if (soft) {
+                for (int t = 0; t < n; t++) {
+                    float *o = out + (size_t)t * d;
+                    for (int p = p0; p < p1; p++) {
+                        float C = a->combine[(size_t)t * nl + p];
+                        const float *y = Y + (size_t)p * d;
+                        for (int c = c0; c < c1; c++) o[c] += C * y[c];
+                    }
+                }
+            } else {
                 for (int p = p0; p < p1; p++) {
-                    float C = a->combine[(size_t)t * nl + p];
+                    float *o = out + (size_t)a->row_tok[p] * d;
                     const float *y = Y + (size_t)p * d;
-                    for (int c = c0; c < c1; c++) o[c] += C * y[c];
+                    float wt = a->row_w[p];
+                    for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
                 }
             }
-        } else {
-            for (int p = p0; p < p1; p++) {
-                float *o = out + (size_t)a->row_tok[p] * d;
-                const float *y = Y + (size_t)p * d;
-                float wt = a->row_w[p];
-                for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
-            }
-        }
         }
     }
 }

@@ -10,17 +10,22 @@
  *  5. a share of the experts (e0, e1);
  *  6. a decision naming an expert or token out of range is refused, not run;
  *  7. the whole layer (moe_layer_run): a select router, a transform that drops and forces experts,
- *     the hook's padded report of what ran, shared experts scaled by their sigmoid gate. */
+ *     the hook's padded report of what ran, shared experts scaled by their sigmoid gate;
+ *  8. expert parallelism (moe_layer_ep_experts) with threads as ranks and an in-process transport:
+ *     2 to 4 ranks, random placements, each rank's input poisoned (NaN) outside the tokens it owns so
+ *     that only dispatched rows can be used: every rank's output has the single executor's bits. */
 #include "core/alloc.h"
 #include "core/arena.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/matmul.h"
+#include "moe/ep.h"
 #include "moe/experts.h"
 #include "moe/ffn.h"
 #include "testrand.h"
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +461,133 @@ static void test_layer(void) {
     fixture_free(&f);
 }
 
+/* ---- expert parallelism: threads as ranks ------------------------------------------------------- */
+
+#define MAX_RANKS 4
+typedef struct hub {
+    int R, mismatch;
+    pthread_barrier_t bar;
+    const float *send[MAX_RANKS];
+    const int *scount[MAX_RANKS], *sdispl[MAX_RANKS];
+    float *buf[MAX_RANKS];
+} hub;
+typedef struct rank_ctx {
+    hub *h;
+    int me;
+    moe_ep ep;
+    tstore ts;
+    moe_store store;
+    moe_layer L;
+    const moe_assign *a;
+    const float *x, *logits;
+    float *out;
+    int n;
+    moe_status st;
+} rank_ctx;
+
+static moe_status hub_alltoallv(void *comm, const float *send, const int *scount, const int *sdispl, float *recv,
+                                const int *rcount, const int *rdispl) {
+    rank_ctx *c = comm;
+    hub *h = c->h;
+    h->send[c->me] = send; h->scount[c->me] = scount; h->sdispl[c->me] = sdispl;
+    pthread_barrier_wait(&h->bar);
+    for (int q = 0; q < h->R; q++) {
+        if (h->scount[q][c->me] != rcount[q]) { __atomic_fetch_add(&h->mismatch, 1, __ATOMIC_RELAXED); continue; }
+        memcpy(recv + rdispl[q], h->send[q] + h->sdispl[q][c->me], sizeof(float) * (size_t)rcount[q]);
+    }
+    pthread_barrier_wait(&h->bar);
+    return MOE_OK;
+}
+
+static moe_status hub_allgatherv(void *comm, float *buf, const int *count, const int *displ) {
+    rank_ctx *c = comm;
+    hub *h = c->h;
+    h->buf[c->me] = buf;
+    pthread_barrier_wait(&h->bar);
+    for (int q = 0; q < h->R; q++)
+        if (q != c->me) memcpy(buf + displ[q], h->buf[q] + displ[q], sizeof(float) * (size_t)count[q]);
+    pthread_barrier_wait(&h->bar);
+    return MOE_OK;
+}
+
+static void *rank_main(void *p) {
+    rank_ctx *c = p;
+    moe_arena ar = {0};
+    omp_set_num_threads(1 + c->me % 2);
+    c->st = moe_layer_ep_experts(&c->L, c->x, c->n, c->a, c->logits, c->out, &ar);
+    moe_arena_free(&ar);
+    return NULL;
+}
+
+static void test_ep(int variant) {
+    for (int rep = 0; rep < 4; rep++) {
+        int E = rint_(1, 12), d = rint_(8, 100), ff = variant == 2 ? rint_(8, 60) : rint_(8, 150), n = rint_(1, 30);
+        int rank = rint_(1, 6), live = rint_(1, E), kmax = rint_(1, 5);
+        fixture f;
+        fixture_init(&f, E, d, ff, MOE_F32, variant, rank);
+        int nl = variant == 2 ? E * rank : E, n_layers = f.L.layer + 1;
+        moe_arena ar = {0};
+        moe_assign a;
+        CHECK(moe_assign_init(&a, n, E, nl) == MOE_OK, "init");
+        float *x = rand_vec(n * d, 1.5f), *logits = rand_vec(n * nl, 1.0f);
+        float *want = malloc(sizeof(float) * (size_t)n * d);
+        random_decision(&a, n, E, kmax, live);
+        CHECK(moe_assign_group(&a, "test") == MOE_OK, "group: %s", moe_last_error());
+        CHECK(run_exec(&f, &a, x, logits, n, 0, E, 2, 0, want, &ar) == MOE_OK, "run: %s", moe_last_error());
+        for (int R = 2; R <= MAX_RANKS; R++) {
+            int *owner = malloc(sizeof(int) * (size_t)n_layers * E);
+            for (int i = 0; i < n_layers * E; i++) owner[i] = rint_(0, R - 1);
+            hub h = {.R = R};
+            pthread_barrier_init(&h.bar, NULL, (unsigned)R);
+            rank_ctx rc[MAX_RANKS];
+            pthread_t th[MAX_RANKS];
+            for (int q = 0; q < R; q++) {
+                rank_ctx *c = &rc[q];
+                memset(c, 0, sizeof *c);
+                c->h = &h; c->me = q; c->a = &a; c->logits = logits; c->n = n;
+                c->ts.E = E; c->ts.w = f.w; c->ts.held = calloc((size_t)E, 1);
+                c->store.ops = &k_tstore_ops; c->store.self = &c->ts; c->store.max_pinned = q == 1 ? 2 : 0;
+                c->L = f.L;
+                c->L.store = &c->store;
+                c->L.ep = &c->ep;
+                c->ep = (moe_ep){.rank = q, .size = R, .n_layers = n_layers, .n_experts = E, .owner = owner, .comm = c,
+                                 .alltoallv = hub_alltoallv, .allgatherv = hub_allgatherv};
+                /* only the rank's own tokens are valid in its input: the others must arrive by dispatch */
+                float *xq = malloc(sizeof(float) * (size_t)n * d);
+                for (int t = 0; t < n; t++)
+                    for (int j = 0; j < d; j++)
+                        xq[(size_t)t * d + j] = t >= n * q / R && t < n * (q + 1) / R ? x[(size_t)t * d + j] : NAN;
+                c->x = xq;
+                c->out = malloc(sizeof(float) * (size_t)n * d);
+                for (int i = 0; i < n * d; i++) c->out[i] = NAN;
+            }
+            for (int q = 0; q < R; q++) pthread_create(&th[q], NULL, rank_main, &rc[q]);
+            for (int q = 0; q < R; q++) pthread_join(th[q], NULL);
+            uint64_t rows = 0;
+            for (int q = 0; q < R; q++) {
+                rank_ctx *c = &rc[q];
+                CHECK(c->st == MOE_OK, "rank %d of %d: %s", q, R, moe_last_error());
+                CHECK(!memcmp(c->out, want, sizeof(float) * (size_t)n * d),
+                      "variant %d: rank %d of %d differs from one executor (E %d d %d ff %d n %d)", variant, q, R, E, d, ff, n);
+                CHECK(c->ts.acquires == c->ts.releases && !c->ts.double_acquire, "rank %d: acquires %d releases %d", q,
+                      c->ts.acquires, c->ts.releases);
+                for (int e = 0; e < E; e++)
+                    CHECK(!c->ts.held[e], "rank %d holds expert %d", q, e);
+                rows += c->ep.stats.rows_run;
+                free((void *)c->x); free(c->out); free(c->ts.held);
+            }
+            CHECK(rows == (uint64_t)a.rows, "%d ranks ran %llu rows of %d", R, (unsigned long long)rows, a.rows);
+            CHECK(!h.mismatch, "send and receive counts disagree %d times", h.mismatch);
+            pthread_barrier_destroy(&h.bar);
+            free(owner);
+        }
+        moe_assign_free(&a);
+        moe_arena_free(&ar);
+        free(x); free(logits); free(want);
+        fixture_free(&f);
+    }
+}
+
 int main(int argc, char **argv) {
     static const uint64_t seeds[] = {1, 2, 3};
     uint64_t fresh = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);   /* a seed to replay */
@@ -468,6 +600,9 @@ int main(int argc, char **argv) {
         test_sparse(1, MOE_F32);
         test_sparse(2, MOE_F32);
         test_soft();
+        test_ep(0);
+        test_ep(1);
+        test_ep(2);
         if (fails != before) printf("(seed %llu)\n", (unsigned long long)seed);
     }
     g_rng = 77;
