@@ -164,8 +164,7 @@ def main():
               f"{tot:.0f} B | {d * 4} B | {t('t_dispatch') * 1e3:.1f} ms | {t('t_experts') * 1e3:.1f} ms | "
               f"{t('t_combine') * 1e3:.1f} ms | {t('t_gather') * 1e3:.1f} ms |")
     w("")
-    w(f"Expected per token and layer for a rank: dispatch (R-1)(1-(1-1/R)^k) rows / R... per token of the job, "
-      f"i.e. for the token's owner (R-1)(1-(1-1/R)^k) x d x 4 B = "
+    w(f"Expected per token and layer, sent by the token's owner: dispatch (R-1)(1-(1-1/R)^k) x d x 4 B = "
       + ", ".join(f"R={R}: {expected_remote_ranks(R, k) * d * 4:.0f} B" for R in ranks[1:])
       + f"; combine k (R-1)/R x d x 4 B = " + ", ".join(f"R={R}: {k * (R - 1) / R * d * 4:.0f} B" for R in ranks[1:])
       + f"; gather (R-1) x d x 4 B = " + ", ".join(f"R={R}: {(R - 1) * d * 4:.0f} B" for R in ranks[1:])
