@@ -312,6 +312,12 @@ void moe_weights_close(moe_weights *w) {
 
 int moe_weights_has(const moe_weights *w, const char *name) { return moe_strmap_gets(&w->map, name) >= 0; }
 
+void *moe_weights_writable(const moe_weights *w, const moe_tensor *t) {
+    for (int i = 0; i < w->n_owned; i++)
+        if (w->owned[i] == t->data) return w->owned[i];
+    return NULL;
+}
+
 const char *moe_weights_file_of(const moe_weights *w, const char *name) {
     int k = moe_strmap_gets(&w->map, name);
     return k >= 0 ? w->files[w->file_of[k]]->path : w->dir;

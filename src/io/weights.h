@@ -42,6 +42,9 @@ int moe_weights_unused(const moe_weights *w, const char **first);
 /* Map every page of every file now (read-ahead plus one read per page), so that later compute does
  * not stop on page faults. Returns the bytes touched. */
 size_t moe_weights_prefault(const moe_weights *w);
+/* The bytes of a tensor the table holds in its own memory (joined block types, aligned copies), which
+ * a loader may rewrite in place (reorder rows); NULL for bytes in a file's map or read-only memory. */
+void *moe_weights_writable(const moe_weights *w, const moe_tensor *t);
 /* Path of the file holding a tensor, for messages. */
 const char *moe_weights_file_of(const moe_weights *w, const char *name);
 #endif

@@ -95,6 +95,13 @@ typedef struct moe_config {
     const char *score_bias_names[3];       /* [n_experts] or [1][n_experts] */
     const char *fused_gate_up_names[3];    /* [E][2I][H], gate rows first; fused_down_names[i] goes with it */
     const char *fused_down_names[3];       /* [E][H][I] */
+    /* gpt-oss's fused experts: gate and up alternate (gate_up_proj column or row 2i is gate i, 2i+1 up i),
+     * float tensors are stored for x . W ([E][H][2I] and [E][I][H]; block types keep [out][in] rows), and
+     * each fused tensor has a bias "<name>_bias" ([E][2I] alternating, [E][H]); model/experts_repack.c */
+    int fused_interleaved, fused_transposed, expert_bias;
+    int router_bias;                       /* the router's "<name>.bias" [n_experts] beside its ".weight" */
+    int expert_act;                        /* moe_act_kind of the routed experts (0: SwiGLU) */
+    double act_alpha, act_limit;           /* MOE_ACT_SWIGLU_CLAMP's alpha and limit */
     int shared_at_layer;                   /* shared FFN at model.layers.L.<shared_name>, not inside the block */
     int shared_fused;                      /* shared FFN as input_linear [2S][H] (gate rows first) + output_linear */
 } moe_config;

@@ -19,7 +19,7 @@ typedef struct binder {
     uint64_t params, bytes_fixed, bytes_experts_per_layer_sum;
 } binder;
 
-static moe_status keep(moe_model *m, void *p) {
+moe_status moe_model_keep(moe_model *m, void *p) {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? m->cap_owned * 2 : 64;
         void **n = realloc(m->owned, sizeof *n * (size_t)cap);
@@ -53,7 +53,7 @@ static moe_status get_vec(moe_model *m, float **out, int64_t n, const char *fmt,
     va_end(ap);
     int64_t shape[1] = {n};
     MOE_TRY(moe_weights_get_f32(m->weights, name, 1, shape, out));
-    return keep(m, *out);
+    return moe_model_keep(m, *out);
 }
 
 static int has(moe_model *m, const char *fmt, ...) {
@@ -223,7 +223,7 @@ static moe_status get_row(moe_model *m, float **out, int64_t n, const char *name
     int k = moe_strmap_gets(&m->weights->map, name);
     int two = k >= 0 && m->weights->list[k]->ndim == 2;
     MOE_TRY(moe_weights_get_f32(m->weights, name, two ? 2 : 1, two ? (int64_t[]){1, n} : (int64_t[]){n}, out));
-    return keep(m, *out);
+    return moe_model_keep(m, *out);
 }
 
 /* Rows [r0, r0+rows) of a 2-D tensor, as a view. */
@@ -281,6 +281,13 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
                                       .seed = c->router_seed};
     int nl = moe_router_n_logits(&L->router);   /* n_experts, or experts * slots (soft), experts * rank (aoe), 0 */
     if (nl > 0) MOE_TRY(get_mat(m, &L->router.gate, nl, c->hidden, "%s", router));
+    if (nl > 0 && c->router_bias) {   /* "<router>.bias" beside "<router>.weight" */
+        size_t n = strlen(router), w = strlen(".weight");
+        float *rb;
+        if (n > w && !strcmp(router + n - w, ".weight")) router[n - w] = 0;
+        MOE_TRY(get_vec(m, &rb, nl, "%s.bias", router));
+        L->router.gate_bias = rb;
+    }
     if (c->has_score_bias) {
         float *bias;
         char bname[200];
@@ -288,7 +295,9 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
         MOE_TRY(get_row(m, &bias, c->n_experts, bname));
         L->router.score_bias = bias;
     }
-    if (fused) MOE_TRY(bind_fused_experts(m, l, name, down));
+    if (fused && (c->fused_interleaved || c->fused_transposed || c->expert_bias))
+        MOE_TRY(moe_bind_fused_repacked(m, l, name, down));
+    else if (fused) MOE_TRY(bind_fused_experts(m, l, name, down));
     else if (stacked) MOE_TRY(bind_stacked_experts(m, l, blk));
     else if (!c->expert_gate) /* a family whose checkpoints always fuse their experts (granite) */
         return moe_fail(MOE_EINPUT, "%s: no tensor \"%s\"", moe_weights_file_of(m->weights, name), name);
@@ -298,6 +307,9 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
         MOE_TRY(bind_ffn(m, &w, c->moe_intermediate, c->expert_gate, c->expert_up, c->expert_down, prefix));
         moe_store_resident_set(m->store, l, e, &w);
     }
+    for (int e = 0; e < stored_experts(c) && c->expert_act; e++)   /* the family's expert activation */
+        moe_store_resident_entry(m->store, l, e)->act =
+            (moe_ffn_act){c->expert_act, (float)c->act_alpha, (float)c->act_limit};
     if (c->n_stored_experts > 0) MOE_TRY(bind_expert_map(m, l, blk));
     if (c->shared_intermediate > 0) {
         L->has_shared = 1;
@@ -339,6 +351,8 @@ static void compute_info(moe_model *m) {
             moe_ffn_weights w;
             moe_store_acquire(m->store, l, e, &w);
             uint64_t n = tnumel(&w.gate) + tnumel(&w.up) + tnumel(&w.down);
+            n += (w.gate_bias ? (uint64_t)w.gate.shape[0] : 0) + (w.up_bias ? (uint64_t)w.up.shape[0] : 0) +
+                 (w.down_bias ? (uint64_t)w.down.shape[0] : 0);
             uint64_t b = tbytes(&w.gate) + tbytes(&w.up) + tbytes(&w.down);
             moe_store_release(m->store, l, e);
             if (e >= c->top_k) { active -= n; expert_bytes_inactive += b; } /* experts are equal-sized */

@@ -52,6 +52,12 @@ moe_status moe_model_load_mem(const char *dir, int in_memory, moe_model **out);
  * for decode (core/packed.h; model/pack_decode.c). */
 moe_status moe_model_pack_decode(moe_model *m);
 
+/* Memory the model frees with itself (moe_alloc'd). Frees p on failure. */
+moe_status moe_model_keep(moe_model *m, void *p);
+/* Layer l's experts from fused tensors the executor cannot view in place (gpt-oss: alternating gate/up,
+ * [E][in][out] floats, biases), repacked at load (model/experts_repack.c). */
+moe_status moe_bind_fused_repacked(moe_model *m, int l, const char *gate_up, const char *down);
+
 /* Load weights for a parsed config from an open weights table (used by moe_model_load). */
 moe_status moe_model_bind(moe_model *m);
 #endif

@@ -68,8 +68,9 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
             uint64_t off[3];
             for (int i = 0; i < 3 && st == MOE_OK; i++)
                 if ((file[i] = file_of(m->weights, t[i]->data, &off[i])) < 0)
-                    st = moe_fail(MOE_EINPUT, "%s: tensor \"%s\" is not file-backed (misaligned in its file), so it "
-                                  "cannot be read from disk", m->weights->dir, t[i]->name);
+                    st = moe_fail(MOE_EINPUT, "%s: tensor \"%s\" is not in its file's map (misaligned there, or joined or "
+                                  "repacked at load: MXFP4/FP8 pairs, gpt-oss experts), so its experts cannot be read "
+                                  "from disk under --mem-budget", m->weights->dir, t[i]->name);
             if (st == MOE_OK) st = moe_store_disk_add(ds, l, e, file, &w, off);
         }
     }

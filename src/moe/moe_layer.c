@@ -146,7 +146,7 @@ static moe_status tell_store(const moe_layer *L, const moe_assign *a, int n, con
 moe_status moe_layer_run(const moe_layer *L, const float *x, int n, const moe_layer_io *io, float *out,
                          moe_arena *scratch) {
     const moe_router *R = &L->router;
-    int E = R->p.n_experts, d = L->d_model, nl = moe_router_n_logits(R), soft = R->ops->kind == MOE_ROUTE_SOFT;
+    int E = R->p.n_experts, nl = moe_router_n_logits(R), soft = R->ops->kind == MOE_ROUTE_SOFT;
     if (n <= 0) return MOE_OK;
     if (R->ops->needs_token_ids && !io->tokens)
         return moe_fail(MOE_EINTERNAL, "MoE layer %d: router %s needs the input token ids", L->layer, R->ops->name);
@@ -157,7 +157,7 @@ moe_status moe_layer_run(const moe_layer *L, const float *x, int n, const moe_la
     if (!logits) st = moe_fail(MOE_ENOMEM, "MoE layer %d: out of memory for %d tokens", L->layer, n);
     if (st == MOE_OK) st = moe_assign_init_arena(&a, n, E, nl > 0 ? nl : 1, soft, scratch);
     if (st == MOE_OK) {
-        if (nl > 0) moe_matmul(logits, x, n, R->gate.dtype, R->gate.data, nl, d);
+        if (nl > 0) moe_router_logits(R, x, n, nl, logits);
         moe_route_in in = {nl > 0 ? logits : NULL, n, n, io->tokens, io->pos, L->layer, 0, NULL};
         st = moe_router_assign(R, &in, &a);
         if (st == MOE_OK && io->transform) st = io->transform(io->transform_user, L, &in, &a);

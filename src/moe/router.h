@@ -122,6 +122,7 @@ struct moe_router {
     const moe_router_ops *ops;
     moe_router_params p;
     moe_tensor gate;          /* [n_logits][d_model] */
+    const float *gate_bias;   /* [n_logits] added to the gate outputs (gpt-oss's router), or NULL */
     const float *score_bias;  /* [n_experts] added to scores for the choice only (DeepSeek-V3, ERNIE), or NULL */
     float *score_bias_rw;     /* the same buffer when training owns it (updated by ops->update) */
 };
@@ -135,6 +136,8 @@ int moe_router_n_logits(const moe_router *r);
 /* Full routing of n tokens: gate projection then select. logits and scores are [n][E] scratch. */
 void moe_router_route(const moe_router *r, const float *x, int n, float *logits, float *scores, int *expert,
                       float *weight);
+/* The gate outputs of n tokens: logits [n][nl] = x . gate^T (+ gate_bias). */
+void moe_router_logits(const moe_router *r, const float *x, int n, int nl, float *logits);
 
 /* Buffers for a routing decision over n tokens (every assignment possible: cap = n * E). */
 moe_status moe_assign_init(moe_assign *a, int n_tokens, int n_experts, int n_logits);

@@ -51,8 +51,15 @@ void moe_topk(const float *v, int n, int k, int *idx) {
 
 void moe_router_route(const moe_router *r, const float *x, int n, float *logits, float *scores, int *expert,
                       float *weight) {
-    moe_matmul(logits, x, n, r->gate.dtype, r->gate.data, r->p.n_experts, r->p.d_model);
+    moe_router_logits(r, x, n, r->p.n_experts, logits);
     r->ops->select(r, logits, n, scores, expert, weight);
+}
+
+void moe_router_logits(const moe_router *r, const float *x, int n, int nl, float *logits) {
+    moe_matmul(logits, x, n, r->gate.dtype, r->gate.data, nl, r->p.d_model);
+    if (r->gate_bias)
+        for (int t = 0; t < n; t++)
+            for (int e = 0; e < nl; e++) logits[(size_t)t * nl + e] += r->gate_bias[e];
 }
 
 /* Element counts of a decision's buffers, shared by the two allocators. */

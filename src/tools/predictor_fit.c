@@ -114,7 +114,7 @@ static void validate(fit_ctx *c, fit_layer *f, const moe_router *r, int n, const
         for (int q = 0; q < K; q++) {
             if (q < c->n_ridge && !f->w[q][g]) continue;   /* dropped candidate: its counts are never used */
             if (q == c->n_ridge)   /* the router's own gate, as the disk store predicts without a predictor */
-                moe_matmul(c->lg, F, n, r->gate.dtype, r->gate.data, E, d);
+                moe_router_logits(r, F, n, E, c->lg);
             else
                 moe_predictor_logits(F, n, d, f->w[q][g], f->b[q][g], E, c->lg);
             r->ops->select(r, c->lg, n, c->scores, c->guess + ((size_t)q * 2 + g) * n * k, c->weight);
@@ -147,7 +147,7 @@ static void on_hidden(void *user, const moe_hidden *h) {
         if (active(c, i)) {
             fit_layer *f = &c->layers[i];
             const moe_router *r = &m->blocks[l].moe.router;
-            moe_matmul(c->z, h->x, n, r->gate.dtype, r->gate.data, c->E, d);
+            moe_router_logits(r, h->x, n, c->E, c->z);
             if (c->mode == FIT)
                 for (int g = 0; g < 2; g++) accumulate(c, f, g, c->feat[2 * f->prev + g], n);
             else

@@ -7,7 +7,10 @@ A case is (name, model_type, config overrides, weight dtype, sequence length, op
            tensors, renamed routers) instead of the checkpoints' original names;
   "config": a function that rewrites the saved config.json dict, to give it the spelling of the
            checkpoints on the Hub (4.x-style rope keys, legacy fields) - the reference is computed
-           from the model as built, so the rewrite must not change what the config means.
+           from the model as built, so the rewrite must not change what the config means;
+  "mxfp4": (gpt_oss) store the experts as the released checkpoints do, *_blocks U8 + *_scales U8
+           (E8M0) rows [E][out][in], quantized with the gguf package's MXFP4 quantizer; the reference
+           model's experts are set to the dequantized values.
 Parameters are redrawn with a larger spread than the classes' init (see tests/hf/hf_cases.py)."""
 import json
 import math
@@ -103,6 +106,43 @@ def param_counts(model, cfg, model_type):
     return total, total - inactive
 
 
+def mxfp4_split(w):
+    """W [.., rows, cols] f32 -> (blocks U8 [.., rows, G, 16], scales U8 [.., rows, G], dequantized)"""
+    import gguf
+    arr = w.numpy().astype(np.float32)
+    data = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.MXFP4)   # [.., rows, G * 17], ggml's blocks
+    deq = gguf.quants.dequantize(data, gguf.GGMLQuantizationType.MXFP4).reshape(arr.shape)
+    blk = data.reshape(*arr.shape[:-1], -1, 17)
+    scales, nib = blk[..., 0], blk[..., 1:]
+    q = np.concatenate([nib & 15, nib >> 4], axis=-1)                   # [.., G, 32] codes in element order
+    blocks = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)      # gpt-oss: element 2i low nibble
+    return (torch.from_numpy(np.ascontiguousarray(blocks)), torch.from_numpy(np.ascontiguousarray(scales)),
+            torch.from_numpy(deq))
+
+
+@torch.no_grad()
+def mxfp4_experts(model, out_dir):
+    """Rewrite the saved gpt-oss experts as MXFP4 pairs (rows = outputs, as the Hub's files and
+    transformers' Mxfp4 loader have them) and give the model the dequantized values."""
+    from safetensors.torch import load_file, save_file
+    path = os.path.join(out_dir, "model.safetensors")
+    sd, out = load_file(path), {}
+    params = dict(model.named_parameters())
+    for k, v in sd.items():
+        if k.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            b, s, deq = mxfp4_split(v.float().transpose(1, 2).contiguous())   # [E][in][out] -> rows [E][out][in]
+            out[k + "_blocks"], out[k + "_scales"] = b, s
+            params[k].copy_(deq.transpose(1, 2))
+        else:
+            out[k] = v
+    save_file(out, path, metadata={"format": "pt"})
+    cpath = os.path.join(out_dir, "config.json")
+    c = json.load(open(cpath))
+    c["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    json.dump(c, open(cpath, "w"), indent=2)
+
+
 def build_case(case, workdir, seed=1234):
     """Save the model to workdir/name; return (dir, tokens, ref logits [n][V], routes, info)."""
     name, model_type, overrides, dtype, seq, opts = case
@@ -114,6 +154,8 @@ def build_case(case, workdir, seed=1234):
     if dtype != "f32":
         model = model.to(DTYPES[dtype])
     model.save_pretrained(out_dir, save_original_format=not opts.get("fused", False))
+    if opts.get("mxfp4"):
+        mxfp4_experts(model, out_dir)
     # The reference: transformers loading the saved folder in float32 (the stored, rounded weights)
     if dtype != "f32":
         model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32, attn_implementation="eager",

@@ -41,11 +41,39 @@ def renamed(**names):
     return edit
 
 
+def gpt_oss_defaults(c):
+    """gpt-oss with the class defaults left out: rope (YaRN 32 over 4096, theta 150000), alternating
+    layer types, swiglu_alpha / swiglu_limit, attention_bias."""
+    for k in ("rope_parameters", "layer_types", "swiglu_alpha", "swiglu_limit", "attention_bias"):
+        c.pop(k)
+    return c
+
+
 GLM = dict(moe_intermediate_size=12, head_dim=16)
 ERNIE = dict(moe_intermediate_size=12)
 
 CASES = [
     # name, model_type, config, dtype, seq, options
+    # gpt-oss: sequences longer than the sliding window; swiglu_limit low enough that the clamp acts
+    ("gpt_oss_window", "gpt_oss", C(num_local_experts=8, num_experts_per_tok=2, head_dim=16, sliding_window=5,
+                                    swiglu_limit=0.6, num_hidden_layers=3), "f32", 21, {}),
+    ("gpt_oss_layer_types_bf16", "gpt_oss", C(num_local_experts=6, num_experts_per_tok=3, head_dim=12, sliding_window=3,
+                                              layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+                                              num_hidden_layers=3, swiglu_alpha=1.2, swiglu_limit=1.5), "bf16", 14, {}),
+    ("gpt_oss_yarn_4x", "gpt_oss", C(num_local_experts=4, num_experts_per_tok=1, head_dim=16, sliding_window=4,
+                                     swiglu_limit=3.0, rope_parameters={"rope_type": "yarn", "factor": 4.0,
+                                                                        "rope_theta": 10000.0, "beta_fast": 16.0,
+                                                                        "beta_slow": 2.0, "truncate": True,
+                                                                        "original_max_position_embeddings": 64}),
+     "f32", 16, {"config": rope_as_4x}),
+    ("gpt_oss_defaults", "gpt_oss", C(num_local_experts=8, num_experts_per_tok=4, head_dim=16, sliding_window=4,
+                                      num_hidden_layers=4), "f32", 13, {"config": gpt_oss_defaults}),
+    ("gpt_oss_no_attn_bias", "gpt_oss", C(num_local_experts=4, num_experts_per_tok=2, head_dim=24, num_attention_heads=2,
+                                          num_key_value_heads=1, sliding_window=3, attention_bias=False,
+                                          layer_types=["full_attention"] * 2), "f32", 10,
+     {"config": lambda c: dict(c, sliding_window=None)}),
+    ("gpt_oss_mxfp4", "gpt_oss", C(hidden_size=64, intermediate_size=64, num_local_experts=8, num_experts_per_tok=2,
+                                   head_dim=16, sliding_window=6, swiglu_limit=2.0), "f32", 20, {"mxfp4": True}),
     ("glm4_moe_groups", "glm4_moe", C(n_routed_experts=16, num_experts_per_tok=4, n_shared_experts=1,
                                       first_k_dense_replace=1, n_group=4, topk_group=2, routed_scaling_factor=2.5,
                                       norm_topk_prob=True, use_qk_norm=True, attention_bias=True,
@@ -110,7 +138,7 @@ def quant_check(args, case, d, toks, ref, failures):
     name = case[0]
     q = os.path.join(args.work, f"{name}.q8_0")
     p = subprocess.run([args.moe, "quantize", d, q, "--type", "q8_0"], capture_output=True, text=True)
-    if case[1].startswith("granitemoe") or case[5].get("fused"):   # fused experts: not yet
+    if case[1].startswith("granitemoe") or case[1] == "gpt_oss" or case[5].get("fused"):   # fused experts: not yet
         if p.returncode != 1 or "fused" not in p.stderr or d not in p.stderr:
             failures.append(f"{name}: quantize of fused experts: rc {p.returncode}, {p.stderr.strip()!r}")
         return
@@ -123,6 +151,65 @@ def quant_check(args, case, d, toks, ref, failures):
     err = float(np.median(np.max(np.abs(ours - ref), axis=-1) / np.max(np.abs(ref), axis=-1)))
     if not err <= 0.05:
         failures.append(f"{name}: q8_0 logits median relative error {err:.3f} > 0.05")
+
+
+def expect_refusal(args, name, cmd, pattern, failures, path=None):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    err = p.stderr.strip()
+    if p.returncode != 2 or pattern not in err or "\n" in err or (path and path not in err):
+        failures.append(f"{name}: expected exit 2 with one line containing {pattern!r}, got {p.returncode}: {err!r}")
+
+
+def hostile_gpt_oss(args, failures):
+    """Broken gpt-oss folders: each refused with exit 2 and one line naming the file and the problem."""
+    import shutil
+    from safetensors.torch import load_file, save_file
+    srcs = {n: os.path.join(args.work, n) for n in ("gpt_oss_window", "gpt_oss_mxfp4")}
+    if not all(os.path.isdir(d) for d in srcs.values()):
+        return
+    def variant(tag, src, edit_sd=None, edit_cfg=None):
+        d = os.path.join(args.work, "hostile_" + tag)
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(srcs[src], d)
+        if edit_sd:
+            f = os.path.join(d, "model.safetensors")
+            sd = load_file(f)
+            edit_sd(sd)
+            sd = {k: v.contiguous() for k, v in sd.items()}
+            save_file(sd, f, metadata={"format": "pt"})
+        if edit_cfg:
+            f = os.path.join(d, "config.json")
+            c = json.load(open(f))
+            edit_cfg(c)
+            json.dump(c, open(f, "w"))
+        return d
+    L0 = "model.layers.0."
+    cases = [
+        ("no_sinks", "gpt_oss_window", lambda sd: sd.pop(L0 + "self_attn.sinks"), None, "self_attn.sinks"),
+        ("sinks_shape", "gpt_oss_window", lambda sd: sd.update({L0 + "self_attn.sinks": sd[L0 + "self_attn.sinks"][:3]}),
+         None, "shape"),
+        ("gate_up_shape", "gpt_oss_window", lambda sd: sd.update({L0 + "mlp.experts.gate_up_proj":
+                                                                 sd[L0 + "mlp.experts.gate_up_proj"][:, :, :-2]}), None, "shape"),
+        ("down_shape", "gpt_oss_window", lambda sd: sd.update({L0 + "mlp.experts.down_proj":
+                                                              sd[L0 + "mlp.experts.down_proj"].transpose(1, 2).contiguous()}),
+         None, "shape"),
+        ("no_expert_bias", "gpt_oss_window", lambda sd: sd.pop(L0 + "mlp.experts.gate_up_proj_bias"), None, "gate_up_proj_bias"),
+        ("down_bias_shape", "gpt_oss_window", lambda sd: sd.update({L0 + "mlp.experts.down_proj_bias":
+                                                                   sd[L0 + "mlp.experts.down_proj_bias"][:, :-1]}), None, "shape"),
+        ("no_router_bias", "gpt_oss_window", lambda sd: sd.pop(L0 + "mlp.router.bias"), None, "router.bias"),
+        ("experts_count", "gpt_oss_window", None, lambda c: c.update(num_local_experts=16), "experts"),
+        ("layer_types_len", "gpt_oss_window", None, lambda c: c.update(layer_types=["full_attention"]), "layer_types"),
+        ("layer_type_bad", "gpt_oss_window", None, lambda c: c["layer_types"].__setitem__(1, "chunked_attention"), "layer_types"),
+        ("limit_negative", "gpt_oss_window", None, lambda c: c.update(swiglu_limit=-1.0), "swiglu_limit"),
+        ("mxfp4_no_scales", "gpt_oss_mxfp4", lambda sd: sd.pop(L0 + "mlp.experts.down_proj_scales"), None, "_scales"),
+        ("mxfp4_scales_shape", "gpt_oss_mxfp4", lambda sd: sd.update({L0 + "mlp.experts.gate_up_proj_scales":
+                                                                     sd[L0 + "mlp.experts.gate_up_proj_scales"][:, :-1]}),
+         None, "MXFP4"),
+    ]
+    for tag, src, esd, ecfg, pattern in cases:
+        d = variant(tag, src, esd, ecfg)
+        expect_refusal(args, "hostile " + tag, [args.moe, "logits", d, "--tokens", "1,2,3"], pattern, failures, path=d)
+    print(f"gpt_oss hostile folders: {len(cases)} refused checked", flush=True)
 
 
 def main():
@@ -167,11 +254,14 @@ def main():
             for key in ("params", "active_params"):
                 if got[key] != info[key]:
                     failures.append(f"{name}: info {key} {got[key]} != HF {info[key]}")
-            if not case[5].get("mxfp4") and case[1] != "gpt_oss":   # gpt-oss's experts live in memory
+            if not case[5].get("mxfp4") and case[1] != "gpt_oss":
                 disk = os.path.join(args.work, f"{name}.disk.json")
                 run([args.moe, "logits", d, "--tokens", toks, "--out", disk, "--mem-budget", "64K", "--prefetch"])
                 if open(disk).read() != open(out).read():
                     failures.append(f"{name}: experts kept on disk give other logits")
+            else:   # gpt-oss's experts are repacked (or joined from MXFP4) at load: refused with one line
+                expect_refusal(args, name, [args.moe, "logits", d, "--tokens", toks, "--mem-budget", "64K"],
+                               "cannot be read from disk", failures)
             if dtype_f32(case):
                 quant_check(args, case, d, toks, ref, failures)
             greedy = run([args.moe, "generate", d, "--tokens", toks, "-n", "1"]).strip()
@@ -182,6 +272,8 @@ def main():
         except Exception as e:  # a crash in one case must not hide the others
             failures.append(f"{name}: {e}")
             print(f"{name}: ERROR {e}", flush=True)
+    if not args.only or "gpt_oss" in args.only:
+        hostile_gpt_oss(args, failures)
     if failures:
         print("\nFAILURES:\n  " + "\n  ".join(failures))
         sys.exit(1)
