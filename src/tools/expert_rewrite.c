@@ -149,6 +149,7 @@ typedef struct layer_in {
     const char *blk;
     char prefix[96];          /* "model.layers.<l>.<blk>." */
     char router[256], bias[256], fused_gu[256], fused_dn[256];   /* full names, "" where absent */
+    char rbias[256];          /* the router's own bias (gpt-oss's router.bias), "" where absent */
     int n_suffix;
     const char *suffix[16];   /* per-expert tensor names after "experts.<e>." */
 } layer_in;
@@ -165,6 +166,10 @@ static void locate(moe_model *m, layer_in *L) {
     L->bias[0] = 0;
     if (c->has_score_bias)
         find_in_block(W, L->bias, sizeof L->bias, L->l, L->blk, c->score_bias_names, "gate.e_score_correction_bias");
+    L->rbias[0] = 0;
+    size_t rn = strlen(L->router), wn = strlen(".weight");
+    if (c->router_bias && rn > wn && !strcmp(L->router + rn - wn, ".weight"))
+        snprintf(L->rbias, sizeof L->rbias, "%.*s.bias", (int)(rn - wn), L->router);
     int f = find_in_block(W, L->fused_gu, sizeof L->fused_gu, L->l, L->blk, c->fused_gate_up_names, "experts.gate_up_proj");
     L->fused_dn[0] = 0;
     if (f) snprintf(L->fused_dn, sizeof L->fused_dn, "model.layers.%d.%s.%s", L->l, L->blk,
@@ -190,7 +195,8 @@ static moe_status plan(rw *w, layer_in *li, int n_moe, int E_in) {
         layer_in *L = i >= 0 ? &li[i] : NULL;
         if (!L) { MOE_TRY(push(w, t->name, t, COPY)); continue; }
         const int *rows = p->rows + (size_t)i * p->n_slots;
-        int is_router = !strcmp(t->name, L->router), is_bias = L->bias[0] && !strcmp(t->name, L->bias);
+        int is_router = !strcmp(t->name, L->router);
+        int is_bias = (L->bias[0] && !strcmp(t->name, L->bias)) || (L->rbias[0] && !strcmp(t->name, L->rbias));
         if (is_router || is_bias) {
             if (p->n_slots == E_in && is_identity(rows, p->n_slots)) { MOE_TRY(push(w, t->name, t, COPY)); continue; }
             /* the router's rows, or the bias's entries ([E] or ERNIE's [1][E]) */

@@ -212,6 +212,32 @@ def hostile_gpt_oss(args, failures):
     print(f"gpt_oss hostile folders: {len(cases)} refused checked", flush=True)
 
 
+def gpt_oss_prune(args, failures):
+    """`moe prune` of a gpt-oss folder keeps the router's bias rows and the experts' biases with their
+    experts: transformers loads the pruned folder and moe's logits equal its own."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    src, out = os.path.join(args.work, "gpt_oss_window"), os.path.join(args.work, "gpt_oss_pruned")
+    if not os.path.isdir(src):
+        return
+    ids = os.path.join(args.work, "gpt_oss_calib.txt")
+    open(ids, "w").write(" ".join(str((7 * i) % 97) for i in range(80)))
+    import shutil
+    shutil.rmtree(out, ignore_errors=True)
+    run([args.moe, "prune", src, out, "--method", "freq", "--keep", "5", "--calib-ids", ids])
+    toks = [3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26]
+    o = os.path.join(args.work, "gpt_oss_pruned.json")
+    run([args.moe, "logits", out, "--tokens", ",".join(map(str, toks)), "--out", o])
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager",
+                                                 experts_implementation="eager").eval()
+    with torch.no_grad():
+        ref = model(torch.tensor([toks])).logits[0].float().numpy()
+    err = rel_err(np.array(json.load(open(o))["logits"], dtype=np.float64), ref)
+    if not err <= TOL:
+        failures.append(f"gpt_oss prune: logits relative error {err:.2e} > {TOL}")
+    print(f"gpt_oss pruned to 5 of 8 experts: logits rel err {err:.1e} against transformers on the pruned folder", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--moe", required=True)
@@ -274,6 +300,7 @@ def main():
             print(f"{name}: ERROR {e}", flush=True)
     if not args.only or "gpt_oss" in args.only:
         hostile_gpt_oss(args, failures)
+        gpt_oss_prune(args, failures)
     if failures:
         print("\nFAILURES:\n  " + "\n  ".join(failures))
         sys.exit(1)
