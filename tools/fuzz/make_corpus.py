@@ -121,6 +121,11 @@ def main():
                        lm_head_bias=True, router_jitter_noise=0.01, sliding_window=None,
                        rope_scaling={"type": "longrope", "short_factor": [1.0, 1.5], "long_factor": [2.0, 3.0],
                                      "short_mscale": 1.2, "long_mscale": 1.2, "original_max_position_embeddings": 16}),
+        "gpt_oss": dict(base, model_type="gpt_oss", head_dim=4, num_local_experts=4, num_experts_per_tok=2,
+                        sliding_window=4, swiglu_alpha=1.702, swiglu_limit=7.0,
+                        layer_types=["sliding_attention", "full_attention"],
+                        rope_scaling={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                                      "truncate": False, "original_max_position_embeddings": 4096}),
     }
     for name, c in cfgs.items():
         put("config", name + ".json", json.dumps(c, indent=1))
