@@ -152,10 +152,14 @@ def main():
     from test_families_logits import CASES as FAMILY_CASES
     for case in FAMILY_CASES:
         name = case[0]
+        # gpt-oss: transformers cannot reload a null sliding_window nor MXFP4 here (no accelerate); its
+        # experts' biases cannot be merged (moe merge refuses them), so pruning only
+        if case[1] == "gpt_oss" and (case[5].get("mxfp4") or "config" in case[5] and name.endswith("no_attn_bias")):
+            continue
         try:
             d, tokens, _, _, _ = families.build_case(case, args.work)
             no_negative_bias(d)
-            check(args, name, d, tokens, failures, ("reap",), ("msmoe",))
+            check(args, name, d, tokens, failures, ("reap",), () if case[1] == "gpt_oss" else ("msmoe",))
         except Exception as e:
             failures.append(f"{name}: {e}")
             print(f"{name}: ERROR {e}", flush=True)
