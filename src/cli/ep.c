@@ -20,7 +20,7 @@
 #include <mpi.h>
 #endif
 
-static int g_rank, g_size = 1, g_mpi;
+static int g_rank, g_size = 1;
 static moe_ep g_ep;
 
 int moe_cli_ep_size(void) { return g_size; }
@@ -43,11 +43,15 @@ static int launcher_size(void) {
     return 1;
 }
 
+#ifdef MOE_HAVE_MPI
+static int g_mpi;   /* MPI_Init was called */
+
 static double clock_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
+#endif
 
 #ifdef MOE_HAVE_MPI
 static char g_term_msg[160];
@@ -108,6 +112,7 @@ int moe_cli_ep_init(int *argc, char ***argv) {
 #endif
 }
 
+#ifdef MOE_HAVE_MPI
 /* Expert loads per (layer, expert) from a routing trace: the tokens routed to each. */
 static moe_status trace_loads(const char *placement, const moe_model_info *info, int n_layers, uint64_t *load) {
     char path[4096];
@@ -129,6 +134,7 @@ static moe_status trace_loads(const char *placement, const moe_model_info *info,
     moe_trace_free(&t);
     return st;
 }
+#endif
 
 moe_status moe_cli_ep_attach(moe_model *m, const char *placement) {
     if (g_size <= 1) {
