@@ -7,7 +7,8 @@
 #     user's own file (and subfolder) in the folder survives every save;
 #  3. a second run on an --out that a first run holds is refused at once (exit 1, one line), also with
 #     --resume, and by quantize; the lock goes with a killed holder;
-#  4. the same as 1 for `moe quantize` writing over an output of another shape.
+#  4. the same as 1 for `moe quantize` writing over an output of another shape;
+#  5. prune, merge and upcycle over an existing output: no file of the old model survives, the user's does.
 # Usage: train_swap.sh MOE_BINARY SCRATCH_DIR
 set -uo pipefail
 moe=$1; work=$2
@@ -116,4 +117,24 @@ done
 ls -a "$work" | grep -q '\.q\.moe-staging' && "$moe" quantize "$model_a" "$q" --type q8_0 -t 1 2> /dev/null
 ls -a "$work" | grep -q '\.q\.moe-staging' && fail "quantize left staging folders"
 echo "quantize: $qold kills left the old model, $qnew the new one"
+# --- 5. prune, merge and upcycle over an existing output: the old model's files do not survive (a stale
+# shard, the quantized weights), the user's file does, and the result loads
+echo "mine" > "$q/notes.txt"; echo stale > "$q/model-00001-of-00002.safetensors"
+"$moe" prune "$model_b" "$q" --method freq --keep 4 --calib "$data" -t 1 > /dev/null 2> "$work/err.txt" || fail "prune over an output: $(cat "$work/err.txt")"
+"$moe" info "$q" > "$work/info.txt" 2> "$work/err.txt" || fail "the pruned folder does not load: $(cat "$work/err.txt")"
+grep -q '"num_experts":[[:space:]]*4' "$q/config.json" || fail "the pruned config does not have 4 experts"
+[ -e "$q/model-00001-of-00002.safetensors" ] && fail "a stale shard survived prune"
+[ "$(cat "$q/notes.txt")" = mine ] || fail "prune lost the user's file"
+"$moe" merge "$model_b" "$q" --method msmoe --groups 2 --calib "$data" -t 1 > /dev/null 2> "$work/err.txt" || fail "merge over an output: $(cat "$work/err.txt")"
+"$moe" info "$q" > /dev/null 2> "$work/err.txt" || fail "the merged folder does not load: $(cat "$work/err.txt")"
+[ -e "$q/moe_compression.json" ] || fail "merge wrote no report"
+dense=$work/dense
+"$moe" train "${common[@]}" --d-model 32 --layers 1 --d-ff 64 --experts 0 --qk-norm 1 --steps 2 --tokenizer "$model_a/tokenizer.json" --vocab 300 --out "$dense" || fail "the dense model failed"
+"$moe" upcycle "$dense" "$q" --experts 4 --top-k 2 > /dev/null 2> "$work/err.txt" || fail "upcycle over an output: $(cat "$work/err.txt")"
+"$moe" info "$q" > /dev/null 2> "$work/err.txt" || fail "the upcycled folder does not load: $(cat "$work/err.txt")"
+[ -e "$q/moe_compression.json" ] && fail "the merge report survived upcycle"
+grep -q "\"tokenizer\":[[:space:]]*\"$(realpath "$q")/tokenizer.json\"" "$q/train.json" ||
+  fail "upcycle's train.json does not name its tokenizer at the final place: $(grep tokenizer "$q/train.json")"
+[ "$(cat "$q/notes.txt")" = mine ] || fail "merge or upcycle lost the user's file"
+ls -a "$work" | grep -q 'moe-staging' && fail "staging folders left behind: $(ls -a "$work")"
 echo "ok"

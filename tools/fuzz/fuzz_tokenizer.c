@@ -11,7 +11,8 @@
  *   4: the rest describes a chain of up to 16 normalizers and 16 decoders (Replace with a literal or
  *      a regex and a content of up to 15 bytes, Prepend, NFKC, Lowercase, Strip; Replace, Strip,
  *      Fuse, ByteFallback, Metaspace) and a text: chains that multiply the text must stop at the
- *      work budget with one line naming the file, and whatever succeeds must stay within it.
+ *      work budget with one line naming the file, and whatever succeeds must stay within it; the
+ *      decoder chain also runs streamed (moe_detokenizer) on the encoded ids and on raw ids.
  * Invariant failures call __builtin_trap so that libFuzzer keeps the input. */
 #include "io/tokenizer_internal.h"
 #include "moe.h"
@@ -177,6 +178,34 @@ static void replace_step(tk_buf *b, const uint8_t **p, const uint8_t *end) {
     jput(b, "}");
 }
 
+/* The streaming decoder under a growing decoder chain: every push and the flush either succeed with
+ * at most what the work budget allows for the bytes pushed so far, or fail as bad input with one line
+ * naming the file; a failed stream is abandoned, as moe run does. */
+static void stream_chain(const moe_tokenizer *t, const int32_t *ids, size_t n) {
+    if (n > 512) n = 512;   /* each push runs the whole chain: keep a unit within the fuzzer's timeout */
+    moe_detokenizer *dt;
+    if (moe_detokenizer_new(t, 0, &dt)) die("stream new on a chain");
+    uint64_t pushed = 0;
+    const char *s;
+    size_t l;
+    moe_status st = MOE_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        size_t pl;
+        moe_tokenizer_piece(t, ids[i], &pl);
+        pushed += pl;
+        if ((st = moe_detokenizer_push(dt, ids[i], &s, &l)) == MOE_OK &&
+            l > TK_WORK_BASE + (uint64_t)TK_WORK_PER_BYTE * pushed + pushed)
+            die("a streamed piece grew past the work budget");
+    }
+    if (!st && (st = moe_detokenizer_flush(dt, &s, &l)) == MOE_OK && l > TK_WORK_BASE + (uint64_t)TK_WORK_PER_BYTE * pushed + pushed)
+        die("the stream's flush grew past the work budget");
+    if (st) {
+        if (st != MOE_EINPUT) die("a streamed decode failed with a status other than bad input");
+        fuzz_message(moe_last_error());
+    }
+    moe_detokenizer_free(dt);
+}
+
 static void growth_chains(const uint8_t *d, size_t size) {
     const uint8_t *p = d, *end = d + size;
     tk_buf b = {0};
@@ -237,8 +266,14 @@ static void growth_chains(const uint8_t *d, size_t size) {
             if (st != MOE_EINPUT) die("a decode failed with a status other than bad input");
             fuzz_message(moe_last_error());
         }
+        stream_chain(t, ids, m);
         free(ids);
     }
+    /* the decoder chain on ids the encoder would not give: what is left of the input, as 3-bit ids */
+    int32_t raw[256];
+    size_t nraw = 0;
+    for (const uint8_t *q = d; q < end && nraw < 256; q++) raw[nraw++] = *q % 7;
+    stream_chain(t, raw, nraw);
     tk_buf_free(&text);
     moe_tokenizer_free(t);
 }

@@ -1,4 +1,5 @@
-"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json,predictor,gguf,trace}.
+"""make_corpus.py - regenerate the seed corpora in tests/fuzz_corpus/{safetensors,config,json,predictor,gguf,trace}
+and the tokenizer's growth seeds (tests/fuzz_corpus/tokenizer/chain_*, json_*growth*, json_*rescan*).
 
 Small valid inputs of every shape the parsers accept (each model_type, each rope scaling type,
 sharded-index JSON, safetensors with several dtypes) plus a few near-misses, so the fuzzers start
@@ -280,6 +281,87 @@ def gguf_corpus():
     put("gguf", "near_blocks", gguf_image(llama_kvs(), [("x", 12, [200, 1])]))
 
 
+
+# ---- tokenizer: normalizer and decoder chains that grow (fuzz_tokenizer modes 4 and 0) ----
+# Mode 4 reads its input as a program (tools/fuzz/fuzz_tokenizer.c, growth_chains): the count of
+# normalizers and of decoders, each step as a kind byte and its arguments, then the text as one piece
+# of BITS per byte. chain() writes that program from a readable description.
+BITS = ["a", "b", "aa", " ", "\u2581", "\u00e9", "\u4e2d", "\n", "<0x61>", "ab"]
+RE = ["a", "a+", "a(?=[^b]*b)", "(?<=a)", "\\s", "$", "."]
+
+
+def _bits(pieces, most):
+    assert len(pieces) <= most
+    return [len(pieces)] + [BITS.index(x) for x in pieces]
+
+
+def _replace(step):
+    _, pat, content = step
+    if isinstance(pat, int):      # a regex: index into RE
+        return [1, pat] + _bits(content, 15)
+    return [0] + _bits(pat, 2) + _bits(content, 15)
+
+
+def chain(norms, decs, text):
+    """norms: ("Replace", [pieces] or regex index, [pieces]), ("Prepend", [pieces]), ("NFKC",),
+    ("Lowercase",), ("Strip",); decs: ("Replace", ...), ("Strip",), ("Fuse",), ("ByteFallback",),
+    ("Metaspace",); text: pieces."""
+    out = [4, len(norms), len(decs)]
+    for n in norms:
+        k = n[0]
+        if k == "Replace": out += [0] + _replace(n)
+        elif k == "Prepend": out += [2] + _bits(n[1], 15)
+        elif k == "NFKC": out += [3]
+        else: out += [4, 1 if k == "Lowercase" else 0]
+    for d in decs:
+        k = d[0]
+        if k == "Replace": out += [0] + _replace(d)
+        elif k == "Strip": out += [2]
+        elif k in ("Fuse", "ByteFallback"): out += [3, 1 if k == "Fuse" else 0]
+        else: out += [4]
+    assert len(text) <= 128
+    out += [BITS.index(x) for x in text]
+    return bytes(out)
+
+
+def tok_json(normalizer=None, decoder=None, pre=None):
+    model = {"type": "BPE", "unk_token": "?", "vocab": {"?": 0, "a": 1, "b": 2, " ": 3, "aa": 4}, "merges": ["a a"]}
+    return b"\x00" + json.dumps({"version": "1.0", "added_tokens": [], "pre_tokenizer": pre, "model": model,
+                                 "normalizer": normalizer, "decoder": decoder}).encode()
+
+
+def tokenizer_corpus():
+    a8 = ["a"] * 8
+    grow = ("Replace", ["a"], a8)                               # every "a" becomes eight
+    put("tokenizer", "chain_norm_growth", chain([grow] * 12, [], ["a"] * 64))
+    put("tokenizer", "chain_dec_growth", chain([], [grow] * 12, ["a"] * 64))
+    put("tokenizer", "chain_regex_rescan", chain([("Replace", 2, ["b"])], [], ["a"] * 128) + b"\x00" * 2872)
+    put("tokenizer", "chain_benign", chain([("Prepend", ["\u2581", "\u2581"]), ("NFKC",), ("Lowercase",)],
+                                           [("Metaspace",), ("Fuse",)], (BITS * 13)[:128]) + bytes(i % 10 for i in range(128, 200)))
+    # Prepend adds to the front, Replace multiplies what was added: a chain that grows from almost nothing
+    put("tokenizer", "chain_prepend_replace",
+        chain([("Prepend", ["aa"] * 15), ("Replace", ["a"], ["a"] * 15)] * 8, [], ["b"] * 4))
+    # a regex Replace that multiplies every character, then literal steps
+    put("tokenizer", "chain_regex_growth", chain([("Replace", 6, ["aa"] * 8)] * 4 + [grow] * 4, [], ["b", "a", " "] * 10))
+    # growth that stays within the budget (x128 per byte): must succeed
+    put("tokenizer", "chain_growth_within_budget", chain([("Replace", ["a"], ["a", "a"])] * 7, [("Replace", ["b"], ["b", "b"])] * 7,
+                                                          ["a", "b"] * 32))
+    # decoders that grow on Metaspace's prefix and on byte tokens, with a normalizer that adds some
+    put("tokenizer", "chain_dec_metaspace", chain([("Prepend", ["\u2581"] * 4)],
+                                                  [("Metaspace",), ("Replace", ["\u2581"], ["\u2581"] * 15)] * 5 + [("ByteFallback",), ("Fuse",)],
+                                                  ["\u2581", "a", "<0x61>", " "] * 16))
+    # both chains at once, each just inside and then just past the budget
+    put("tokenizer", "chain_both_growth", chain([("Replace", ["a"], ["a"] * 4)] * 6, [("Replace", ["a"], ["a"] * 4)] * 6, ["a"] * 32))
+    put("tokenizer", "chain_empty_text", chain([("Prepend", ["aa"] * 15)] * 16, [grow] * 16, []))
+    rep = lambda content: {"type": "Replace", "pattern": {"String": "a"}, "content": content}
+    put("tokenizer", "json_norm_growth", tok_json(normalizer={"type": "Sequence", "normalizers": [rep("aa")] * 20}))
+    put("tokenizer", "json_dec_growth", tok_json(decoder={"type": "Sequence", "decoders": [rep("aaaa")] * 12}))
+    put("tokenizer", "json_regex_rescan", tok_json(pre={"type": "Split", "pattern": {"Regex": "a(?=[^b]*b)|a|\\s+(?!\\S)"},
+                                                        "behavior": "Isolated", "invert": False}))
+    put("tokenizer", "json_prepend_growth", tok_json(normalizer={"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "a" * 64}, rep("aaaaaaaa")] * 6}))
+
 if __name__ == "__main__":
     main()
     gguf_corpus()
+    tokenizer_corpus()
