@@ -337,9 +337,15 @@ moe_status moe_outdir_commit(moe_outdir *o) {
     if (!o->write) return moe_fail(MOE_EINTERNAL, "moe_outdir_commit outside a save");
     moe_status st = MOE_OK;
     fsync_path(o->write);
+    if (!o->in_place && carry_foreign(o) != MOE_OK) {
+        /* a file of the user's that cannot be linked (another owner under protected_hardlinks, too many
+         * links): leave the folder in place and rename the new files in instead */
+        snprintf(o->why, sizeof o->why, "%.150s", moe_last_error());
+        moe_clear_error();
+        o->in_place = 1;
+    }
     if (!o->in_place) {
-        st = carry_foreign(o);
-        int nfd = st ? -1 : open(o->write, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int nfd = open(o->write, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (!st && (nfd < 0 || flock(nfd, LOCK_EX | LOCK_NB) != 0))
             st = moe_fail(MOE_EIO, "%s: cannot lock the staging folder: %s", o->write, strerror(errno));
         if (!st) fsync_path(o->write);
