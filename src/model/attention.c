@@ -1,8 +1,13 @@
 /* attention.c - GQA and MLA (see attention.h). Scores and softmax in f32 like transformers' eager path.
+ * GQA's variants: q/k norms before RoPE (Qwen3, OLMoE) or without a gain after it (Llama 4), clamping,
+ * partial rotary (the first rope.dim coordinates of each head), layers without RoPE whose queries are
+ * temperature-scaled (Llama 4), sliding windows or chunks, and an output gate from q_proj (Qwen3-Next).
+ * Linear-attention layers go to deltanet.c.
  * The input rows may belong to several sequences (a batched step): projections run over all rows at
- * once, RoPE and the cache write use each row's own sequence and position, and each row attends only
- * to its own sequence's cache. */
+ * once, RoPE, temperature and the cache write use each row's own sequence and position, and each row
+ * attends only to its own sequence's cache (a linear-attention layer updates its own sequence's state). */
 #include "model/attention.h"
+#include "model/deltanet.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/matmul.h"
@@ -31,10 +36,12 @@ static void add_bias(float *y, const float *b, int n, int width) {
 /* q [n_rows][H][dk], each row against its own sequence's cache rows 0..pos; out [n_rows][H][dv].
  * The (row, head) tasks of all sequences form one parallel loop, so a batch of single-token sequences
  * forks once per layer, not once per sequence; every task's arithmetic is the same whatever the batch.
+ * A sliding window keeps the last `window` positions; chunked attention (Llama 4) the positions of the
+ * query's own chunk of `chunk` positions.
  * sinks [H] (or NULL): a logit per head that joins the softmax without a value (gpt-oss), so the
  * weights of the real positions sum to less than 1. */
 static moe_status attend(const float *q, const moe_attn_seq *seqs, int n_seqs, int n_rows, int H, int KV, int dk,
-                         int dv, float scale, int window, const float *sinks, float *out, moe_arena *scratch) {
+                         int dv, float scale, int window, int chunk, const float *sinks, float *out, moe_arena *scratch) {
     int group = H / KV, max_ctx = 0;
     double work = 0;
     int nth = omp_get_max_threads();
@@ -57,6 +64,7 @@ static moe_status attend(const float *q, const moe_attn_seq *seqs, int n_seqs, i
         float *s = scores + (size_t)omp_get_thread_num() * max_ctx;
         const float *qv = q + ((size_t)r * H + h) * dk;
         int lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+        if (chunk > 0 && p - p % chunk > lo) lo = p - p % chunk;
         float mx = -INFINITY;
         for (int j = lo; j <= p; j++) {
             const float *kr = kv->k + ((size_t)j * KV + g) * dk;
@@ -85,22 +93,37 @@ static void clamp(float *x, size_t n, float c) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] > c ? c : x[i] < -c ? -c : x[i];
 }
 
+/* Llama 4's temperature tuning of the NoPE layers' queries, in float32 like transformers */
+static float temperature(const moe_config *c, int pos) {
+    return log1pf(floorf(((float)pos + 1.0f) / (float)c->temp_floor)) * (float)c->temp_scale + 1.0f;
+}
+
 static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int n, const moe_attn_seq *seqs,
                               int n_seqs, float *out, moe_arena *scratch) {
     const moe_config *c = &m->cfg;
     const moe_attn_weights *a = &m->blocks[layer].attn;
     int d = c->hidden, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd;
-    float *q = moe_arena_alloc(scratch, (size_t)n * qd * 4), *k = moe_arena_alloc(scratch, (size_t)n * kvd * 4), *v = moe_arena_alloc(scratch, (size_t)n * kvd * 4);
+    int gated = c->attn_out_gate, qrows = gated ? 2 * qd : qd, rope = !c->nope[layer];
+    float *qp = moe_arena_alloc(scratch, (size_t)n * qrows * 4), *k = moe_arena_alloc(scratch, (size_t)n * kvd * 4), *v = moe_arena_alloc(scratch, (size_t)n * kvd * 4);
     float *o = moe_arena_alloc(scratch, (size_t)n * qd * 4), *cs = moe_arena_alloc(scratch, (size_t)hd * 4), *sn = moe_arena_alloc(scratch, (size_t)hd * 4);
+    float *q = gated ? moe_arena_alloc(scratch, (size_t)n * qd * 4) : qp, *gate = qp;
     moe_status st = MOE_OK;
-    if (!q || !k || !v || !o || !cs || !sn) { st = moe_fail(MOE_ENOMEM, "attention: out of memory"); goto done; }
+    if (!qp || !q || !k || !v || !o || !cs || !sn) { st = moe_fail(MOE_ENOMEM, "attention: out of memory"); goto done; }
     /* q, k and v in one parallel region: for decode each is a short product, and one fork/join
      * with the work cut by bytes keeps both threads streaming (bit-identical to three calls) */
-    const moe_matmul_job qkv[3] = {{q, (size_t)qd, h, (size_t)d, n, a->wq.dtype, a->wq.data, qd, d},
+    const moe_matmul_job qkv[3] = {{qp, (size_t)qrows, h, (size_t)d, n, a->wq.dtype, a->wq.data, qrows, d},
                                    {k, (size_t)kvd, h, (size_t)d, n, a->wk.dtype, a->wk.data, kvd, d},
                                    {v, (size_t)kvd, h, (size_t)d, n, a->wv.dtype, a->wv.data, kvd, d}};
     moe_matmul_many(qkv, 3);
-    add_bias(q, a->bq, n, qd);
+    add_bias(qp, a->bq, n, qrows);
+    if (gated) {   /* per head [query | gate]: queries to q, gates packed in place at the front of qp */
+        for (int t = 0; t < n; t++)
+            for (int hh = 0; hh < H; hh++) {
+                const float *src = qp + (size_t)t * qrows + (size_t)hh * 2 * hd;
+                memcpy(q + (size_t)t * qd + hh * hd, src, (size_t)hd * 4);
+                memmove(gate + (size_t)t * qd + hh * hd, src + hd, (size_t)hd * 4);
+            }
+    }
     add_bias(k, a->bk, n, kvd);
     add_bias(v, a->bv, n, kvd);
     if (c->qk_norm == MOE_QKNORM_FULL) {
@@ -115,17 +138,32 @@ static moe_status gqa_forward(const moe_model *m, int layer, const float *h, int
         clamp(k, (size_t)n * kvd, (float)c->clip_qkv);
         clamp(v, (size_t)n * kvd, (float)c->clip_qkv);
     }
-    for (int i = 0; i < n_seqs; i++) {
+    for (int i = 0; i < n_seqs && rope; i++) {
         const moe_attn_seq *sq = &seqs[i];
         for (int t = sq->row0; t < sq->row0 + sq->n; t++) {
             moe_rope_cossin(&m->rope, sq->pos0 + t - sq->row0, cs, sn);
             for (int hh = 0; hh < H; hh++) moe_rope_rotate(&m->rope, q + (size_t)t * qd + hh * hd, cs, sn);
             for (int hh = 0; hh < KV; hh++) moe_rope_rotate(&m->rope, k + (size_t)t * kvd + hh * hd, cs, sn);
         }
+    }
+    if (c->qk_norm == MOE_QKNORM_HEAD_UNIT_POST && rope) {   /* RMSNorm without a gain, after RoPE */
+        for (int i = 0; i < hd; i++) cs[i] = 1.0f;
+        moe_rmsnorm(q, q, cs, n * H, hd, c->rms_eps);
+        moe_rmsnorm(k, k, cs, n * KV, hd, c->rms_eps);
+    }
+    for (int i = 0; i < n_seqs; i++) {
+        const moe_attn_seq *sq = &seqs[i];
+        for (int t = sq->row0; t < sq->row0 + sq->n && c->temp_tuning && !rope; t++) {
+            float s = temperature(c, sq->pos0 + t - sq->row0);
+            for (int j = 0; j < qd; j++) q[(size_t)t * qd + j] *= s;
+        }
         memcpy(sq->kv->k + (size_t)sq->pos0 * kvd, k + (size_t)sq->row0 * kvd, (size_t)sq->n * kvd * 4);
         memcpy(sq->kv->v + (size_t)sq->pos0 * kvd, v + (size_t)sq->row0 * kvd, (size_t)sq->n * kvd * 4);
     }
-    st = attend(q, seqs, n_seqs, n, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], a->sinks, o, scratch);
+    st = attend(q, seqs, n_seqs, n, H, KV, hd, hd, (float)c->attn_scale, c->sliding_window[layer], c->attn_chunk[layer],
+                a->sinks, o, scratch);
+    if (st == MOE_OK && gated)
+        for (size_t i = 0; i < (size_t)n * qd; i++) o[i] *= 1.0f / (1.0f + expf(-gate[i]));
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, qd);
         add_bias(out, a->bo, n, d);
@@ -184,7 +222,8 @@ static moe_status mla_forward(const moe_model *m, int layer, const float *h, int
             }
         }
     }
-    st = attend(q, seqs, n_seqs, n, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], NULL, o, scratch);
+    st = attend(q, seqs, n_seqs, n, H, H, qk, vd, (float)c->attn_scale, c->sliding_window[layer], c->attn_chunk[layer],
+                NULL, o, scratch);
     if (st == MOE_OK) {
         moe_matmul(out, o, n, a->wo.dtype, a->wo.data, d, H * vd);
         add_bias(out, a->bo, n, d);
@@ -196,8 +235,10 @@ done:
 moe_status moe_attention_forward_seqs(const moe_model *m, int layer, const float *h, int n_rows, const moe_attn_seq *seqs,
                                       int n_seqs, float *out, moe_arena *scratch) {
     moe_arena_mark mark = moe_arena_push(scratch);
-    moe_status st = m->cfg.mla ? mla_forward(m, layer, h, n_rows, seqs, n_seqs, out, scratch)
-                               : gqa_forward(m, layer, h, n_rows, seqs, n_seqs, out, scratch);
+    moe_status st = m->cfg.mixer[layer] == MOE_MIXER_DELTANET
+                        ? moe_deltanet_forward(m, layer, h, n_rows, seqs, n_seqs, out, scratch)
+                    : m->cfg.mla ? mla_forward(m, layer, h, n_rows, seqs, n_seqs, out, scratch)
+                                 : gqa_forward(m, layer, h, n_rows, seqs, n_seqs, out, scratch);
     moe_arena_pop(scratch, mark);
     return st;
 }

@@ -7,15 +7,20 @@
 #include "core/arena.h"
 #include "model/model.h"
 
+/* A layer's part of the session: keys and values for attention, or the recurrent state of a linear-
+ * attention layer (model/deltanet.h), valid for the positions before the session's position. */
 typedef struct moe_kv_layer {
     float *k;   /* [max_ctx][n_kv][k_dim] */
     float *v;   /* [max_ctx][n_kv][v_dim] */
+    float *conv;/* linear attention: the last kernel-1 inputs of the convolution [kernel-1][channels] */
+    float *rec; /* linear attention: the delta-rule state [Hv][dv][dk] */
 } moe_kv_layer;
 
 /* Per-head key and value widths the cache stores for this model. */
 void moe_attention_dims(const moe_config *c, int *n_kv, int *k_dim, int *v_dim);
 
-/* out[n][hidden] = attention of h[n][hidden] at positions pos0..pos0+n-1. */
+/* out[n][hidden] = the layer's token mixer (attention, or linear attention for MOE_MIXER_DELTANET layers)
+ * applied to h[n][hidden] at positions pos0..pos0+n-1. */
 moe_status moe_attention_forward(const moe_model *m, int layer, const float *h, int n, int pos0, moe_kv_layer *kv,
                                  float *out, moe_arena *scratch);
 

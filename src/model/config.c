@@ -197,8 +197,7 @@ moe_status moe_config_rope(const char *path, const cJSON *root, moe_config *c) {
     if (!strcmp(type, "llama3")) {
         MOE_TRY(moe_json_num(p, rs, "low_freq_factor", 1, 1, 1e-6, 1e6, &c->rope.low_freq_factor));
         MOE_TRY(moe_json_num(p, rs, "high_freq_factor", 1, 4, 1e-6, 1e6, &c->rope.high_freq_factor));
-        if (c->rope.high_freq_factor == c->rope.low_freq_factor)
-            return moe_fail(MOE_EINPUT, "%s: high_freq_factor must differ from low_freq_factor", p);
+        /* equal factors (Llama 4 Scout: 1 and 1) leave no band to smooth between the two wavelengths (rope.c) */
         /* absent: max_position_embeddings, as transformers 5 fills it in (4.x requires the key) */
         MOE_TRY(moe_json_int32(p, rs, "original_max_position_embeddings", 0, c->max_pos, 1, 1 << 30, &c->rope.original_max_pos));
     } else if (!strcmp(type, "yarn")) {

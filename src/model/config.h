@@ -10,9 +10,14 @@
 #define MOE_ROPE_MAX_FACTORS 512   /* longrope: rotated dimensions up to 1024 */
 
 typedef enum { MOE_ROPE_PAIRS_HALF = 0, MOE_ROPE_PAIRS_INTERLEAVED = 1 } moe_rope_layout;
-typedef enum { MOE_QKNORM_NONE = 0, MOE_QKNORM_HEAD, MOE_QKNORM_FULL } moe_qknorm;
+/* q/k norms: RMSNorm with a gain per head (Qwen3) or over the whole projection (OLMoE) before RoPE, or
+ * without a gain per head after RoPE on RoPE layers only (Llama 4's "L2 norm") */
+typedef enum { MOE_QKNORM_NONE = 0, MOE_QKNORM_HEAD, MOE_QKNORM_FULL, MOE_QKNORM_HEAD_UNIT_POST } moe_qknorm;
 typedef enum { MOE_FFN_DENSE = 0, MOE_FFN_MOE = 1 } moe_ffn_kind;
 typedef enum { MOE_NORM_RMS = 0, MOE_NORM_LAYER = 1 } moe_norm_kind;
+/* the token mixer of a layer: softmax attention over a KV cache, or gated DeltaNet linear attention
+ * over a recurrent state (Qwen3-Next's "linear_attention" layers) */
+typedef enum { MOE_MIXER_ATTENTION = 0, MOE_MIXER_DELTANET = 1 } moe_mixer_kind;
 
 typedef struct moe_rope_config {
     int dim;                  /* rotated dimensions per head */
@@ -56,6 +61,19 @@ typedef struct moe_config {
     int attn_sinks;           /* gpt_oss: a learned logit per head joins each softmax (self_attn.sinks) */
     int sliding_window[MOE_MAX_LAYERS]; /* 0 = full attention */
     moe_rope_config rope;
+
+    int attn_out_gate;        /* q_proj yields [query | gate] per head; the output is o * sigmoid(gate) (Qwen3-Next) */
+    int norm_plus_one;        /* RMSNorm gains are stored as w and applied as 1 + w (Qwen3-Next) */
+    /* Llama 4: layers without RoPE, chunked local attention, temperature tuning of the NoPE layers'
+     * queries: q *= 1 + temp_scale * log1p(floor((pos + 1) / temp_floor)) */
+    unsigned char nope[MOE_MAX_LAYERS];
+    int attn_chunk[MOE_MAX_LAYERS];        /* 0 = off; else keys of the query's own chunk of this size */
+    int temp_tuning;
+    double temp_scale, temp_floor;
+
+    /* token mixer per layer; gated DeltaNet dimensions (Qwen3-Next) */
+    moe_mixer_kind mixer[MOE_MAX_LAYERS];
+    int lin_k_heads, lin_v_heads, lin_k_dim, lin_v_dim, lin_conv;
 
     /* multi-head latent attention (DeepSeek); mla == 0 for ordinary GQA */
     int mla, q_lora_rank, kv_lora_rank, qk_nope_dim, qk_rope_dim, v_head_dim;
@@ -104,6 +122,11 @@ typedef struct moe_config {
     double act_alpha, act_limit;           /* MOE_ACT_SWIGLU_CLAMP's alpha and limit */
     int shared_at_layer;                   /* shared FFN at model.layers.L.<shared_name>, not inside the block */
     int shared_fused;                      /* shared FFN as input_linear [2S][H] (gate rows first) + output_linear */
+    const char *prefix;                    /* before every tensor name ("language_model." in Llama 4's
+                                              multimodal checkpoints), or NULL */
+    const char *ffn_name;                  /* a layer's FFN module: NULL means "mlp" ("feed_forward": Llama 4) */
+    const char *unused_ok[2];              /* prefixes of tensors that are expected but not used (MTP heads,
+                                              a vision tower): no warning */
 } moe_config;
 
 /* Parse config.json in dir. Unknown model_type or unsupported values are errors naming the field. */

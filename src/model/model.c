@@ -31,14 +31,28 @@ moe_status moe_model_keep(moe_model *m, void *p) {
     return MOE_OK;
 }
 
-static void name_of(char *buf, size_t cap, const char *fmt, va_list ap) { vsnprintf(buf, cap, fmt, ap); }
+/* A tensor's name: the family's prefix (Llama 4's multimodal checkpoints keep the text model under
+ * "language_model.") and the formatted rest. */
+static void name_of(const moe_model *m, char *buf, size_t cap, const char *fmt, va_list ap) {
+    const char *pre = m->cfg.prefix ? m->cfg.prefix : "";
+    size_t n = strlen(pre) < cap ? strlen(pre) : cap - 1;
+    memcpy(buf, pre, n);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+}
+
+static void name_fmt(const moe_model *m, char *buf, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    name_of(m, buf, cap, fmt, ap);
+    va_end(ap);
+}
 
 /* A matrix or tensor kept in its file dtype. */
 static moe_status get_mat(moe_model *m, moe_tensor *out, int64_t rows, int64_t cols, const char *fmt, ...) {
     char name[256];
     va_list ap;
     va_start(ap, fmt);
-    name_of(name, sizeof name, fmt, ap);
+    name_of(m, name, sizeof name, fmt, ap);
     va_end(ap);
     int64_t shape[2] = {rows, cols};
     return moe_weights_get(m->weights, name, 2, shape, out);
@@ -49,18 +63,32 @@ static moe_status get_vec(moe_model *m, float **out, int64_t n, const char *fmt,
     char name[256];
     va_list ap;
     va_start(ap, fmt);
-    name_of(name, sizeof name, fmt, ap);
+    name_of(m, name, sizeof name, fmt, ap);
     va_end(ap);
     int64_t shape[1] = {n};
     MOE_TRY(moe_weights_get_f32(m->weights, name, 1, shape, out));
     return moe_model_keep(m, *out);
 }
 
+/* An RMSNorm gain, as the engine applies it: stored w, or 1 + w for families that store it centred at 0. */
+static moe_status get_norm(moe_model *m, float **out, int64_t n, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    name_of(m, name, sizeof name, fmt, ap);
+    va_end(ap);
+    int64_t shape[1] = {n};
+    MOE_TRY(moe_weights_get_f32(m->weights, name, 1, shape, out));
+    if (m->cfg.norm_plus_one)
+        for (int64_t i = 0; i < n; i++) (*out)[i] = 1.0f + (*out)[i];
+    return keep(m, *out);
+}
+
 static int has(moe_model *m, const char *fmt, ...) {
     char name[256];
     va_list ap;
     va_start(ap, fmt);
-    name_of(name, sizeof name, fmt, ap);
+    name_of(m, name, sizeof name, fmt, ap);
     va_end(ap);
     return moe_weights_has(m->weights, name);
 }
@@ -69,25 +97,42 @@ static moe_status bind_gqa(moe_model *m, int l, moe_attn_weights *a) {
     const moe_config *c = &m->cfg;
     int d = c->hidden, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const char *p = "model.layers.%d.self_attn.%s";
-    MOE_TRY(get_mat(m, &a->wq, qd, d, p, l, "q_proj.weight"));
+    MOE_TRY(get_mat(m, &a->wq, c->attn_out_gate ? 2 * qd : qd, d, p, l, "q_proj.weight"));
     MOE_TRY(get_mat(m, &a->wk, kvd, d, p, l, "k_proj.weight"));
     MOE_TRY(get_mat(m, &a->wv, kvd, d, p, l, "v_proj.weight"));
     MOE_TRY(get_mat(m, &a->wo, d, qd, p, l, "o_proj.weight"));
     if (c->qkv_bias) {
-        MOE_TRY(get_vec(m, &a->bq, qd, p, l, "q_proj.bias"));
+        MOE_TRY(get_vec(m, &a->bq, c->attn_out_gate ? 2 * qd : qd, p, l, "q_proj.bias"));
         MOE_TRY(get_vec(m, &a->bk, kvd, p, l, "k_proj.bias"));
         MOE_TRY(get_vec(m, &a->bv, kvd, p, l, "v_proj.bias"));
     }
     if (c->o_bias) MOE_TRY(get_vec(m, &a->bo, d, p, l, "o_proj.bias"));
     if (c->attn_sinks) MOE_TRY(get_vec(m, &a->sinks, c->n_heads, p, l, "sinks"));
     if (c->qk_norm == MOE_QKNORM_HEAD) {
-        MOE_TRY(get_vec(m, &a->q_norm, c->head_dim, p, l, "q_norm.weight"));
-        MOE_TRY(get_vec(m, &a->k_norm, c->head_dim, p, l, "k_norm.weight"));
+        MOE_TRY(get_norm(m, &a->q_norm, c->head_dim, p, l, "q_norm.weight"));
+        MOE_TRY(get_norm(m, &a->k_norm, c->head_dim, p, l, "k_norm.weight"));
     } else if (c->qk_norm == MOE_QKNORM_FULL) {
-        MOE_TRY(get_vec(m, &a->q_norm, qd, p, l, "q_norm.weight"));
-        MOE_TRY(get_vec(m, &a->k_norm, kvd, p, l, "k_norm.weight"));
+        MOE_TRY(get_norm(m, &a->q_norm, qd, p, l, "q_norm.weight"));
+        MOE_TRY(get_norm(m, &a->k_norm, kvd, p, l, "k_norm.weight"));
     }
     return MOE_OK;
+}
+
+static moe_status bind_deltanet(moe_model *m, int l, moe_deltanet_weights *w) {
+    const moe_config *c = &m->cfg;
+    int d = c->hidden, kd = c->lin_k_heads * c->lin_k_dim, vd = c->lin_v_heads * c->lin_v_dim;
+    int64_t C = 2 * kd + vd;
+    const char *p = "model.layers.%d.linear_attn.%s";
+    MOE_TRY(get_mat(m, &w->in_qkvz, 2 * kd + 2 * vd, d, p, l, "in_proj_qkvz.weight"));
+    MOE_TRY(get_mat(m, &w->in_ba, 2 * c->lin_v_heads, d, p, l, "in_proj_ba.weight"));
+    MOE_TRY(get_mat(m, &w->out, d, vd, p, l, "out_proj.weight"));
+    char name[256];
+    name_fmt(m, name, sizeof name, p, l, "conv1d.weight");
+    MOE_TRY(moe_weights_get_f32(m->weights, name, 3, (int64_t[]){C, 1, c->lin_conv}, &w->conv));
+    MOE_TRY(keep(m, w->conv));
+    MOE_TRY(get_vec(m, &w->a_log, c->lin_v_heads, p, l, "A_log"));
+    MOE_TRY(get_vec(m, &w->dt_bias, c->lin_v_heads, p, l, "dt_bias"));
+    return get_vec(m, &w->norm, c->lin_v_dim, p, l, "norm.weight");   /* a plain gain, never 1 + w */
 }
 
 static moe_status bind_mla(moe_model *m, int l, moe_attn_weights *a) {
@@ -175,8 +220,11 @@ static moe_status bind_fused_experts(moe_model *m, int l, const char *gate_up, c
     const moe_config *c = &m->cfg;
     moe_tensor gu, dn;
     int64_t E = stored_experts(c), I = c->moe_intermediate, H = c->hidden;
-    MOE_TRY(moe_weights_get(m->weights, gate_up, 3, (int64_t[]){E, 2 * I, H}, &gu));
-    MOE_TRY(moe_weights_get(m->weights, down, 3, (int64_t[]){E, H, I}, &dn));
+    char name[256];
+    name_fmt(m, name, sizeof name, "%s", gate_up);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, 2 * I, H}, &gu));
+    name_fmt(m, name, sizeof name, "%s", down);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, I}, &dn));
     for (int e = 0; e < E; e++) {
         moe_ffn_weights w = {.gate = slice_rows(&gu, e, 0, I), .up = slice_rows(&gu, e, I, I), .down = slice_rows(&dn, e, 0, H)};
         moe_store_resident_set(m->store, l, e, &w);
@@ -212,14 +260,16 @@ static int find_name(moe_model *m, char *out, size_t cap, int l, const char *blk
     if (!cands[0]) cands = one;
     for (int i = 0; i < 3 && cands[i]; i++) {
         snprintf(out, cap, "model.layers.%d.%s.%s", l, blk, cands[i]);
-        if (moe_weights_has(m->weights, out)) return i + 1;
+        if (has(m, "%s", out)) return i + 1;
     }
     snprintf(out, cap, "model.layers.%d.%s.%s", l, blk, cands[0]);
     return 0;
 }
 
 /* A vector of n stored as [n] or [1][n] (ERNIE's moe_statics), converted to f32. */
-static moe_status get_row(moe_model *m, float **out, int64_t n, const char *name) {
+static moe_status get_row(moe_model *m, float **out, int64_t n, const char *rest) {
+    char name[256];
+    name_fmt(m, name, sizeof name, "%s", rest);
     int k = moe_strmap_gets(&m->weights->map, name);
     int two = k >= 0 && m->weights->list[k]->ndim == 2;
     MOE_TRY(moe_weights_get_f32(m->weights, name, two ? 2 : 1, two ? (int64_t[]){1, n} : (int64_t[]){n}, out));
@@ -430,7 +480,7 @@ moe_status moe_model_bind(moe_model *m) {
     m->blocks = calloc((size_t)c->n_layers, sizeof *m->blocks);
     if (!m->store || !m->blocks) return moe_fail(MOE_ENOMEM, "out of memory");
     MOE_TRY(get_mat(m, &m->embed, c->vocab, d, "model.embed_tokens.weight"));
-    MOE_TRY(get_vec(m, &m->final_norm, d, "model.norm.weight"));
+    MOE_TRY(get_norm(m, &m->final_norm, d, "model.norm.weight"));
     if (c->norm == MOE_NORM_LAYER) MOE_TRY(get_vec(m, &m->final_norm_b, d, "model.norm.bias"));
     if (c->tie_embeddings && !has(m, "lm_head.weight")) m->lm_head = m->embed;
     else MOE_TRY(get_mat(m, &m->lm_head, c->vocab, d, "lm_head.weight"));
@@ -438,18 +488,20 @@ moe_status moe_model_bind(moe_model *m) {
     char prefix[128];
     for (int l = 0; l < c->n_layers; l++) {
         moe_block *b = &m->blocks[l];
-        MOE_TRY(get_vec(m, &b->attn_norm, d, "model.layers.%d.input_layernorm.weight", l));
-        MOE_TRY(get_vec(m, &b->ffn_norm, d, "model.layers.%d.post_attention_layernorm.weight", l));
+        MOE_TRY(get_norm(m, &b->attn_norm, d, "model.layers.%d.input_layernorm.weight", l));
+        MOE_TRY(get_norm(m, &b->ffn_norm, d, "model.layers.%d.post_attention_layernorm.weight", l));
         if (c->norm == MOE_NORM_LAYER) {
             MOE_TRY(get_vec(m, &b->attn_norm_b, d, "model.layers.%d.input_layernorm.bias", l));
             MOE_TRY(get_vec(m, &b->ffn_norm_b, d, "model.layers.%d.post_attention_layernorm.bias", l));
         }
-        MOE_TRY(c->mla ? bind_mla(m, l, &b->attn) : bind_gqa(m, l, &b->attn));
+        b->mixer = c->mixer[l];
+        if (b->mixer == MOE_MIXER_DELTANET) MOE_TRY(bind_deltanet(m, l, &b->lin));
+        else MOE_TRY(c->mla ? bind_mla(m, l, &b->attn) : bind_gqa(m, l, &b->attn));
         b->ffn_kind = c->ffn_kind[l];
         if (b->ffn_kind == MOE_FFN_MOE) {
             MOE_TRY(bind_moe(m, l, b));
         } else {
-            snprintf(prefix, sizeof prefix, "model.layers.%d.mlp", l);
+            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", l, c->ffn_name ? c->ffn_name : "mlp");
             MOE_TRY(bind_ffn(m, &b->dense, c->intermediate, "gate_proj", "up_proj", "down_proj", prefix));
         }
     }
@@ -466,6 +518,10 @@ static void warn_unused(const moe_model *m, const char *dir) {
     for (int i = 0; i < m->weights->n; i++) {
         const char *name = m->weights->list[i]->name;
         if (m->weights->used[i] || strstr(name, "rotary_emb.inv_freq")) continue;
+        int expected = 0;
+        for (int j = 0; j < 2; j++)
+            expected |= m->cfg.unused_ok[j] && !strncmp(name, m->cfg.unused_ok[j], strlen(m->cfg.unused_ok[j]));
+        if (expected) continue;
         if (!n++) first = name;
     }
     if (n) fprintf(stderr, "moe: warning: %s: %d tensors not used by %s, e.g. \"%s\"\n", dir, n, m->cfg.model_type, first);

@@ -18,10 +18,22 @@ typedef struct moe_attn_weights {
     float *q_a_norm, *kv_a_norm;
 } moe_attn_weights;
 
+/* gated DeltaNet linear attention (Qwen3-Next), see model/deltanet.h */
+typedef struct moe_deltanet_weights {
+    moe_tensor in_qkvz;         /* [2*Hk*dk + 2*Hv*dv][hidden], per key head: q, k, v, z of its value heads */
+    moe_tensor in_ba;           /* [2*Hv][hidden], per key head: b, a of its value heads */
+    moe_tensor out;             /* [hidden][Hv*dv] */
+    float *conv;                /* [2*Hk*dk + Hv*dv][kernel] depthwise causal convolution */
+    float *a_log, *dt_bias;     /* [Hv] */
+    float *norm;                /* [dv] gain of the gated RMSNorm */
+} moe_deltanet_weights;
+
 typedef struct moe_block {
     float *attn_norm, *ffn_norm;
     float *attn_norm_b, *ffn_norm_b;   /* LayerNorm biases (phimoe), or NULL */
+    moe_mixer_kind mixer;
     moe_attn_weights attn;
+    moe_deltanet_weights lin;
     moe_ffn_kind ffn_kind;
     moe_ffn_weights dense;
     moe_layer moe;

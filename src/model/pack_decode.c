@@ -1,7 +1,8 @@
 /* pack_decode.c - with the weights read into memory (--no-mmap), rewrite the bf16 matrices that only
  * ever go through moe_matmul into 4-row panels (core/packed.h), which decode reads at close to the
- * memory bandwidth. Packed: attention projections (grouped-query only: MLA code slices its matrices),
- * dense and shared FFNs, routed experts (all routers run them through the same kernels), and an untied LM head.
+ * memory bandwidth. Packed: attention projections (grouped-query only: MLA code slices its matrices;
+ * linear attention's input and output projections), dense and shared FFNs, routed experts (all
+ * routers run them through the same kernels), and an untied LM head.
  * Never: the embedding table (its rows are read directly), routers and gates (their rows are read by
  * the predictor fit and AoE), anything mapped from the page cache, nor any matrix whose bytes another
  * view or one of those tensors shares in a different shape. */
@@ -73,6 +74,10 @@ moe_status moe_model_pack_decode(moe_model *m) {
         if (!c->mla) {
             moe_tensor *a[4] = {&b->attn.wq, &b->attn.wk, &b->attn.wv, &b->attn.wo};
             for (int i = 0; st == MOE_OK && i < 4; i++) st = add(&vs, a[i], NULL);
+        }
+        if (b->mixer == MOE_MIXER_DELTANET) {
+            moe_tensor *a[3] = {&b->lin.in_qkvz, &b->lin.in_ba, &b->lin.out};
+            for (int i = 0; st == MOE_OK && i < 3; i++) st = add(&vs, a[i], NULL);
         }
         if (st == MOE_OK && b->ffn_kind != MOE_FFN_MOE) st = add_ffn(&vs, &b->dense);
         if (st != MOE_OK || b->ffn_kind != MOE_FFN_MOE) continue;

@@ -41,7 +41,7 @@ moe_status moe_rope_init(moe_rope *r, const moe_rope_config *c) {
             float inv = r->inv_freq[i];
             float wl = (float)(2 * M_PI) / inv;
             float v = wl > (float)lo_wl ? inv / f : inv;
-            if (!(wl < (float)hi_wl) && !(wl > (float)lo_wl)) {
+            if (!(wl < (float)hi_wl) && !(wl > (float)lo_wl) && c->high_freq_factor != c->low_freq_factor) {
                 float smooth = ((float)old / wl - (float)c->low_freq_factor) /
                                (float)(c->high_freq_factor - c->low_freq_factor);
                 v = (1 - smooth) * v / f + smooth * v;

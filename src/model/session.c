@@ -1,11 +1,14 @@
-/* session.c - a KV cache over a model, and appending tokens to it: one session at a time
- * (moe_session_eval) or several sessions in one forward pass (moe_session_eval_batch; the pass itself
- * is in forward.c). Long inputs are processed in chunks so scratch memory stays bounded; chunking does
- * not change the result because every chunk attends to the cache of the ones before it. A batch is cut
- * into the same chunks per session as that session alone would be. Evaluation is all or nothing: on
- * failure no session's position moves. */
+/* session.c - a KV cache over a model (for linear-attention layers, their recurrent state instead), and
+ * appending tokens to it: one session at a time (moe_session_eval) or several sessions in one forward
+ * pass (moe_session_eval_batch; the pass itself is in forward.c). Long inputs are processed in chunks so
+ * scratch memory stays bounded; chunking does not change the result because every chunk attends to the
+ * cache of the ones before it (or continues the recurrent state). A batch is cut into the same chunks
+ * per session as that session alone would be. Evaluation is all or nothing: on failure no session's
+ * position moves (a session of a model with linear-attention layers, whose recurrent state did move,
+ * refuses to continue until it is reset). */
 #include "core/alloc.h"
 #include "core/error.h"
+#include "model/deltanet.h"
 #include "model/session.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,13 @@ moe_status moe_session_new(moe_model *m, int max_ctx, moe_session **out) {
     s->kv = calloc((size_t)c->n_layers, sizeof *s->kv);
     if (!s->kv) { free(s); return moe_fail(MOE_ENOMEM, "out of memory"); }
     for (int l = 0; l < c->n_layers; l++) {
+        if (c->mixer[l] == MOE_MIXER_DELTANET) {   /* a recurrent state instead of keys and values */
+            s->kv[l].conv = moe_alloc(moe_deltanet_conv_floats(c) * sizeof(float));
+            s->kv[l].rec = moe_alloc(moe_deltanet_state_floats(c) * sizeof(float));
+            if (s->kv[l].conv && s->kv[l].rec) continue;
+            moe_session_free(s);
+            return moe_fail(MOE_ENOMEM, "out of memory for the recurrent state of layer %d", l);
+        }
         s->kv[l].k = moe_alloc((size_t)max_ctx * n_kv * kd * sizeof(float));
         s->kv[l].v = moe_alloc((size_t)max_ctx * n_kv * vd * sizeof(float));
         if (!s->kv[l].k || !s->kv[l].v) {
@@ -43,13 +53,19 @@ moe_status moe_session_new(moe_model *m, int max_ctx, moe_session **out) {
 void moe_session_free(moe_session *s) {
     if (!s) return;
     if (s->kv)
-        for (int l = 0; l < s->m->cfg.n_layers; l++) { moe_free(s->kv[l].k); moe_free(s->kv[l].v); }
+        for (int l = 0; l < s->m->cfg.n_layers; l++) {
+            moe_free(s->kv[l].k); moe_free(s->kv[l].v);
+            moe_free(s->kv[l].conv); moe_free(s->kv[l].rec);
+        }
     free(s->kv);
     moe_arena_free(&s->scratch);
     free(s);
 }
 
-void moe_session_reset(moe_session *s) { s->pos = 0; }
+void moe_session_reset(moe_session *s) {
+    s->pos = 0;
+    s->state_lost = 0;
+}
 int moe_session_pos(const moe_session *s) { return s->pos; }
 int moe_session_max_ctx(const moe_session *s) { return s->max_ctx; }
 void moe_session_set_route_hook(moe_session *s, moe_route_hook hook, void *user) {
@@ -75,6 +91,8 @@ static moe_status check_seq(const moe_batch_seq *b, int i, const moe_model *m) {
             return moe_fail(MOE_EINPUT, "%s%s: token id %d at index %d is outside the vocabulary [0, %d)", who, m->weights->dir,
                             b->tokens[t], t, c->vocab);
     const moe_session *s = b->session;
+    if (s->state_lost && s->pos > 0)
+        return moe_fail(MOE_EUSAGE, "%sthe recurrent state of this session was lost in a failed evaluation: reset the session", who);
     if (b->n_tokens > s->max_ctx - s->pos)
         return moe_fail(MOE_EINPUT, "%s%d tokens after %d already cached exceed the context of %d", who, b->n_tokens, s->pos,
                         s->max_ctx);
@@ -102,8 +120,14 @@ static moe_status eval_seqs(const moe_batch_seq *b, int nb, moe_step_seq *steps,
         if (st == MOE_OK)
             for (int i = 0; i < ns; i++) steps[i].s->pos += steps[i].n;
     }
-    if (st != MOE_OK)
-        for (int i = 0; i < nb; i++) b[i].session->pos = start_pos[i];
+    /* keys and values past pos are simply overwritten later, but a linear-attention layer's state has
+     * no position to go back to: such a session must start again */
+    int recurrent = 0;
+    for (int l = 0; l < b[0].session->m->cfg.n_layers; l++) recurrent |= b[0].session->m->cfg.mixer[l] == MOE_MIXER_DELTANET;
+    for (int i = 0; i < nb; i++) {
+        if (st != MOE_OK) b[i].session->pos = start_pos[i];
+        b[i].session->state_lost = st != MOE_OK && recurrent;
+    }
     return st;
 }
 

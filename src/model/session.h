@@ -9,6 +9,7 @@
 struct moe_session {
     moe_model *m;
     int max_ctx, pos;
+    int state_lost;   /* a failed evaluation advanced the recurrent state of linear-attention layers past pos */
     moe_kv_layer *kv;
     moe_route_hook hook;
     void *hook_user;

@@ -13,7 +13,13 @@
  *    the same experts as alone (except where two scores tie to 1e-4), its hidden-state hook only its rows;
  *  - bad batches (a session twice, a token outside the vocabulary, a sequence past its context,
  *    sessions of two models, no tokens) fail with the right status and move no session.
- * Schedules are drawn from a fixed seed plus one fresh seed per run (printed; MOE_TEST_SEED=N replays it). */
+ *  - a session reset in the middle and started again beside a session that continues gives its first
+ *    logits again, and the other session's logits do not change (a recurrent state is per session);
+ * Schedules are drawn from a fixed seed plus one fresh seed per run (printed; MOE_TEST_SEED=N replays it).
+ * `test_batch DIR...` runs the same checks on existing model folders instead (the transformers 5 tests
+ * call it on their hybrid and chunked-attention models); there the tolerance is REL_TOL or, for a model
+ * whose own token-by-token decode is farther than that from its prefill (random hybrid models amplify
+ * rounding), 4 times that distance. */
 #include "moe.h"
 #include "unit/testgen.h"
 #include "unit/testrand.h"
@@ -31,6 +37,7 @@
 #define MAXREC 4096
 
 static int g_fail, g_checks;
+static int g_own_scale;   /* folders given on the command line: the tolerance may follow the model's own decode */
 static double g_worst;
 
 #define CHECK(cond, ...) do { g_checks++; if (!(cond)) { g_fail++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
@@ -194,17 +201,6 @@ static int run_model(const char *dir, const char *name, int expect_hooks, const 
             at[i] += b[j].n_tokens;
         }
     }
-    for (int i = 0; i < NSEQ; i++) {
-        for (int t = 0; t < P.len[i]; t++) {
-            double r = rel_diff(batched[i] + (size_t)t * V, alone[i] + (size_t)t * V, (size_t)V);
-            g_worst = r > g_worst ? r : g_worst;
-            CHECK(r <= REL_TOL, "%s seq %d position %d: batched logits differ from alone by %.3g of the largest", name, i, t, r);
-        }
-        if (expect_hooks) compare_routes(&rb[i], &ra[i], i, name);
-        CHECK(rb[i].hidden_rows == (long)P.len[i] * L * 2 && ra[i].hidden_rows == rb[i].hidden_rows,
-              "%s seq %d: hidden hook saw %ld rows batched, %ld alone, want %ld", name, i, rb[i].hidden_rows,
-              ra[i].hidden_rows, (long)P.len[i] * L * 2);
-    }
     /* for scale: the same sequences alone, prefilled at once against decoded one token at a time
      * (the engine's own, long-standing difference of kernel blocking) */
     double w_step = 0;
@@ -220,6 +216,21 @@ static int run_model(const char *dir, const char *name, int expect_hooks, const 
         moe_session_free(s);
         free(l);
     }
+    /* The tolerance: REL_TOL, or for a model whose own decode differs from its prefill by more (a random
+     * hybrid model amplifies rounding: linear attention's gated RMSNorm rescales rows that nearly
+     * cancel), 4 times that, as tests/hf5 bounds such models against transformers' own float32 error. */
+    double tol = g_own_scale && 4 * w_step > REL_TOL ? 4 * w_step : REL_TOL;
+    for (int i = 0; i < NSEQ; i++) {
+        for (int t = 0; t < P.len[i]; t++) {
+            double r = rel_diff(batched[i] + (size_t)t * V, alone[i] + (size_t)t * V, (size_t)V);
+            g_worst = r > g_worst ? r : g_worst;
+            CHECK(r <= tol, "%s seq %d position %d: batched logits differ from alone by %.3g of the largest", name, i, t, r);
+        }
+        if (expect_hooks) compare_routes(&rb[i], &ra[i], i, name);
+        CHECK(rb[i].hidden_rows == (long)P.len[i] * L * 2 && ra[i].hidden_rows == rb[i].hidden_rows,
+              "%s seq %d: hidden hook saw %ld rows batched, %ld alone, want %ld", name, i, rb[i].hidden_rows,
+              ra[i].hidden_rows, (long)P.len[i] * L * 2);
+    }
     double w_batch = 0;
     for (int i = 0; i < NSEQ; i++)
         for (int t = 0; t < P.len[i]; t++) {
@@ -227,7 +238,8 @@ static int run_model(const char *dir, const char *name, int expect_hooks, const 
             w_batch = r > w_batch ? r : w_batch;
         }
     if (expect_hooks)
-        printf("%s: batched vs alone %.3g; for scale, alone token by token vs in pieces %.3g\n", name, w_batch, w_step);
+        printf("%s: batched vs alone %.3g; for scale, alone token by token vs in pieces %.3g (tolerance %.3g)\n", name,
+               w_batch, w_step, tol);
     else /* a batch-level router decides over each piece: token by token is another function */
         printf("%s: batched vs alone %.3g\n", name, w_batch);
     printf("%s: %d sequences, up to %d in a step with %d rows\n", name, NSEQ, max_seqs, max_rows);
@@ -280,6 +292,45 @@ static int run_model(const char *dir, const char *name, int expect_hooks, const 
         moe_session_free(a);
         moe_session_free(c);
     }
+    /* restart: the longest sequence's session is reset and its first piece evaluated again beside the
+     * others' next token */
+    {
+        int lo = 0;
+        for (int i = 1; i < NSEQ; i++) lo = P.len[i] > P.len[lo] ? i : lo;
+        int n0 = 0;   /* its first piece again (a batch-level router decides over a piece) */
+        for (int st = 0; st < NSTEP && !n0; st++) n0 = P.add[st][lo];
+        moe_batch_seq b[NSEQ];
+        int nb = 0;
+        float *l0 = malloc((size_t)n0 * V * 4), *lo_next[NSEQ] = {0};
+        moe_session_reset(S[lo]);
+        b[nb++] = (moe_batch_seq){S[lo], P.tok[lo], n0, l0, 1};
+        for (int i = 0; i < NSEQ; i++)
+            if (i != lo && P.len[i] > 0 && at[i] < CTX) {
+                lo_next[i] = malloc((size_t)V * 4);
+                b[nb++] = (moe_batch_seq){S[i], P.tok[i], 1, lo_next[i], 0};
+            }
+        CHECK(moe_session_eval_batch(b, nb) == MOE_OK, "%s restart: %s", name, moe_last_error());
+        double r = rel_diff(l0, alone[lo], (size_t)n0 * V);
+        g_worst = r > g_worst ? r : g_worst;
+        CHECK(r <= tol, "%s: seq %d reset and prefilled again in a batch differs from its first run by %.3g", name, lo, r);
+        /* each continuing session against the same next token alone, after the same history */
+        for (int i = 0; i < NSEQ; i++) {
+            if (!lo_next[i]) continue;
+            moe_session *s;
+            float *want = malloc((size_t)V * 4);
+            moe_session_new(m, CTX, &s);
+            for (int st = 0, a = 0; st < NSTEP; st++)   /* in the same pieces as before */
+                if (P.add[st][i]) { moe_session_eval(s, P.tok[i] + a, P.add[st][i], NULL, 0); a += P.add[st][i]; }
+            moe_session_eval(s, P.tok[i], 1, want, 0);
+            double ri = rel_diff(lo_next[i], want, (size_t)V);
+            g_worst = ri > g_worst ? ri : g_worst;
+            CHECK(ri <= tol, "%s: seq %d beside a restarted session differs from alone by %.3g", name, i, ri);
+            moe_session_free(s);
+            free(want);
+            free(lo_next[i]);
+        }
+        free(l0);
+    }
     for (int i = 0; i < NSEQ; i++) {
         moe_session_free(S[i]);
         free(alone[i]);
@@ -307,10 +358,22 @@ static void set_router(const char *dir, const char *router) {
     fclose(f);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const char *env = getenv("MOE_TEST_SEED");
     uint64_t seeds[2] = {12345, env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL)};
     printf("fresh seed %llu (MOE_TEST_SEED=%llu replays it)\n", (unsigned long long)seeds[1], (unsigned long long)seeds[1]);
+    if (argc > 1) {   /* existing folders */
+        g_own_scale = 1;
+        for (int r = 0; r < 2; r++)
+            for (int i = 1; i < argc; i++) {
+                g_rng = seeds[r] * 31 + (uint64_t)i;
+                if (run_model(argv[i], argv[i], 1)) return 1;
+            }
+        printf("worst relative difference batched vs alone: %.3g (tolerance %.0e, or 4x the model's own decode)\n", g_worst,
+               REL_TOL);
+        printf("%d checks, %d failed\n", g_checks, g_fail);
+        return g_fail ? 1 : 0;
+    }
     char dir[] = "/tmp/moe_batch_XXXXXX";
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     char sub[600];
