@@ -6,14 +6,14 @@ extern const moe_arch moe_arch_mixtral, moe_arch_qwen2_moe, moe_arch_qwen3_moe, 
     moe_arch_deepseek_v2, moe_arch_deepseek_v3, moe_arch_llama, moe_arch_mistral, moe_arch_qwen2, moe_arch_dots1,
     moe_arch_glm4_moe, moe_arch_minimax_m2, moe_arch_granitemoe, moe_arch_granitemoeshared, moe_arch_ernie4_5_moe,
     moe_arch_phimoe, moe_arch_gpt_oss;
-extern const moe_arch moe_arch_qwen3_next;
+extern const moe_arch moe_arch_qwen3_next, moe_arch_llama4_text, moe_arch_llama4;
 
 static const moe_arch *const k_archs[] = {
     &moe_arch_mixtral, &moe_arch_qwen2_moe, &moe_arch_qwen3_moe, &moe_arch_olmoe, &moe_arch_deepseek_v2,
     &moe_arch_deepseek_v3, &moe_arch_llama, &moe_arch_mistral, &moe_arch_qwen2, &moe_arch_dots1,
     &moe_arch_glm4_moe, &moe_arch_minimax_m2, &moe_arch_granitemoe, &moe_arch_granitemoeshared, &moe_arch_ernie4_5_moe,
     &moe_arch_phimoe, &moe_arch_gpt_oss,
-    &moe_arch_qwen3_next,
+    &moe_arch_qwen3_next, &moe_arch_llama4_text, &moe_arch_llama4,
 };
 
 const moe_arch *moe_arch_find(const char *model_type) {

@@ -122,6 +122,10 @@ typedef struct moe_config {
     double act_alpha, act_limit;           /* MOE_ACT_SWIGLU_CLAMP's alpha and limit */
     int shared_at_layer;                   /* shared FFN at model.layers.L.<shared_name>, not inside the block */
     int shared_fused;                      /* shared FFN as input_linear [2S][H] (gate rows first) + output_linear */
+    int experts_in_out;                    /* fused experts stored [in][out]: gate_up_proj [E][hidden][2 I],
+                                              down_proj [E][I][hidden] (Llama 4) */
+    int expert_input_weighted;             /* the routing weight multiplies the expert's input, not its
+                                              output (Llama 4) */
     const char *prefix;                    /* before every tensor name ("language_model." in Llama 4's
                                               multimodal checkpoints), or NULL */
     const char *ffn_name;                  /* a layer's FFN module: NULL means "mlp" ("feed_forward": Llama 4) */

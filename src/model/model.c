@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/matmul.h"
 #include "io/gguf.h"
 #include "model/gguf_model.h"
 #include "moe/route_policy.h"
@@ -301,6 +302,49 @@ static moe_status bind_shared(moe_model *m, int l, const char *blk, moe_ffn_weig
     return get_mat(m, &f->down, c->hidden, S, "%s.output_linear.weight", prefix);
 }
 
+/* rows x cols matrix of esz-byte elements at src (row stride src_ld elements) -> its transpose at dst */
+static void transpose(void *dst, const void *src, int64_t rows, int64_t cols, int64_t src_ld, size_t esz) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            memcpy((char *)dst + ((size_t)c * rows + r) * esz, (const char *)src + ((size_t)r * src_ld + c) * esz, esz);
+}
+
+/* Llama 4 stores fused experts [in][out]: gate_up_proj [E][H][2I] (gate columns first), down_proj
+ * [E][I][H]. The products want [out][in], so each expert is transposed once at load into memory of the
+ * file's dtype (the values are unchanged; these experts are then resident, not mapped, and cannot be
+ * read from disk under an expert budget). Only types with one element per block can be transposed. */
+static moe_status bind_in_out_experts(moe_model *m, int l, const char *gate_up, const char *down) {
+    const moe_config *c = &m->cfg;
+    moe_tensor gu, dn;
+    int64_t E = stored_experts(c), I = c->moe_intermediate, H = c->hidden;
+    char name[256];
+    name_fmt(m, name, sizeof name, "%s", gate_up);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, H, 2 * I}, &gu));
+    name_fmt(m, name, sizeof name, "%s", down);
+    MOE_TRY(moe_weights_get(m->weights, name, 3, (int64_t[]){E, I, H}, &dn));
+    size_t esz = moe_dtype_size(gu.dtype);
+    if (!esz || moe_dtype_size(dn.dtype) != esz || gu.dtype != dn.dtype || !moe_gemm_pick(gu.dtype))
+        return moe_fail(MOE_EINPUT, "%s: the [in][out] experts of layer %d (\"%s\" %s, \"%s\" %s) must both be F32, BF16 or F16",
+                        moe_weights_file_of(m->weights, name), l, gu.name, moe_dtype_name(gu.dtype), dn.name,
+                        moe_dtype_name(dn.dtype));
+    size_t per = (size_t)(3 * I * H) * esz;
+    char *buf = moe_alloc(per * (size_t)E);
+    if (!buf) return moe_fail(MOE_ENOMEM, "out of memory for the experts of layer %d", l);
+    MOE_TRY(keep(m, buf));
+    for (int64_t e = 0; e < E; e++) {
+        char *g = buf + (size_t)e * per, *u = g + (size_t)(I * H) * esz, *dd = u + (size_t)(I * H) * esz;
+        const char *src = (const char *)gu.data + (size_t)(e * H * 2 * I) * esz;
+        transpose(g, src, H, I, 2 * I, esz);
+        transpose(u, src + (size_t)I * esz, H, I, 2 * I, esz);
+        transpose(dd, (const char *)dn.data + (size_t)(e * I * H) * esz, I, H, H, esz);
+        moe_ffn_weights w = {.gate = {gu.dtype, 2, {I, H}, g, (size_t)(I * H) * esz, gu.name},
+                             .up = {gu.dtype, 2, {I, H}, u, (size_t)(I * H) * esz, gu.name},
+                             .down = {dn.dtype, 2, {H, I}, dd, (size_t)(I * H) * esz, dn.name}};
+        moe_store_resident_set(m->store, l, (int)e, &w);
+    }
+    return MOE_OK;
+}
+
 static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     const moe_config *c = &m->cfg;
     moe_layer *L = &b->moe;
@@ -320,6 +364,7 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
     L->d_model = c->hidden;
     L->d_expert = c->moe_intermediate;
     L->store = m->store;
+    L->weight_on_input = c->expert_input_weighted;
     L->router.ops = moe_router_find(c->router);
     if (!L->router.ops) return moe_fail(MOE_EINTERNAL, "no router named %s", c->router);
     L->router.p = (moe_router_params){.n_experts = c->n_experts, .top_k = c->top_k, .d_model = c->hidden,
@@ -345,7 +390,8 @@ static moe_status bind_moe(moe_model *m, int l, moe_block *b) {
         MOE_TRY(get_row(m, &bias, c->n_experts, bname));
         L->router.score_bias = bias;
     }
-    if (fused && (c->fused_interleaved || c->fused_transposed || c->expert_bias))
+    if (fused && c->experts_in_out) MOE_TRY(bind_in_out_experts(m, l, name, down));
+    else if (fused && (c->fused_interleaved || c->fused_transposed || c->expert_bias))
         MOE_TRY(moe_bind_fused_repacked(m, l, name, down));
     else if (fused) MOE_TRY(bind_fused_experts(m, l, name, down));
     else if (stacked) MOE_TRY(bind_stacked_experts(m, l, blk));

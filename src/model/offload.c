@@ -50,6 +50,9 @@ static moe_status offload(moe_model *m, const moe_load_options *o) {
     int n_moe = 0;
     for (int l = 0; l < c->n_layers; l++) n_moe += c->ffn_kind[l] == MOE_FFN_MOE;
     if (!n_moe) return moe_fail(MOE_EUSAGE, "%s: a dense model has no routed experts to keep on disk", m->weights->dir);
+    if (c->experts_in_out)   /* transposed into memory at load (model.c): nothing left to read from disk */
+        return moe_fail(MOE_EUSAGE, "%s: %s stores its experts [in][out], which moe transposes into memory at load, so they "
+                        "cannot be kept on disk under an expert budget (--mem-budget)", m->weights->dir, c->model_type);
     const char **paths = malloc(sizeof *paths * (size_t)m->weights->n_files);
     if (!paths) return moe_fail(MOE_ENOMEM, "out of memory");
     for (int i = 0; i < m->weights->n_files; i++) paths[i] = m->weights->files[i]->path;

@@ -40,6 +40,7 @@ typedef struct expert_job {
 typedef struct exec {
     const moe_experts_call *c;
     int d, ff, nl, rank;     /* rank > 0: factored gates read Z rows of that width */
+    int on_input;            /* the weight scales the row's input, not its output (sparse decisions only) */
     float *X, *Y, *HG, *HU, *Z;
     float *out;
 } exec;
@@ -89,6 +90,8 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
             for (int p = p0; p < p1; p++) {
                 int t = a->row_tok[p];
                 memcpy(X + (size_t)p * d, in + (size_t)(x->c->x_row ? x->c->x_row[t] : t) * d, (size_t)d * 4);
+                if (x->on_input)   /* Llama 4: the weight scales the input (x * w in f32, as torch) */
+                    for (int i = 0; i < d; i++) X[(size_t)p * d + i] *= a->row_w[p];
             }
         }
         if (rank > 0) {
@@ -153,6 +156,10 @@ static void run_wave(const exec *x, const expert_job *jobs, int n_jobs, int p0, 
                 for (int p = p0; p < p1; p++) {
                     float *o = out + (size_t)a->row_tok[p] * d;
                     const float *y = Y + (size_t)p * d;
+                    if (x->on_input) {   /* Llama 4: the output counts unscaled */
+                        for (int c = c0; c < c1; c++) o[c] += y[c];
+                        continue;
+                    }
                     float wt = a->row_w[p];
                     for (int c = c0; c < c1; c++) o[c] += y[c] * wt;
                 }
@@ -189,7 +196,7 @@ moe_status moe_experts_forward(const moe_layer *L, const moe_experts_call *c, fl
     moe_arena_mark mark = moe_arena_push(scratch);
     size_t rows = (size_t)(a->rows > 0 ? a->rows : 1);
     expert_job *jobs = moe_arena_alloc(scratch, (size_t)(E > 0 ? E : 1) * sizeof *jobs);
-    exec x = {c, d, ff, a->n_logits, rank,
+    exec x = {c, d, ff, a->n_logits, rank, L->weight_on_input && !a->dispatch,
               moe_arena_alloc(scratch, rows * d * 4), c->rows_out ? c->rows_out : moe_arena_alloc(scratch, rows * d * 4),
               moe_arena_alloc(scratch, rows * ff * 4), moe_arena_alloc(scratch, rows * ff * 4),
               rank > 0 ? moe_arena_alloc(scratch, rows * rank * 4) : NULL, c->rows_out ? NULL : out};

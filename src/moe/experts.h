@@ -14,7 +14,8 @@
  *
  * The expert FFN is a parameter of the expert weights (moe_ffn_weights: activation kind, optional
  * biases) and of the router (expert_gate_factored: the gate projection reads the router's per-expert
- * outputs, as Autonomy-of-Experts does). */
+ * outputs, as Autonomy-of-Experts does). A layer with weight_on_input (Llama 4) runs each expert on its
+ * weight times the token's input and adds the output unscaled. */
 #ifndef MOE_MOE_EXPERTS_H
 #define MOE_MOE_EXPERTS_H
 #include "moe/moe_layer.h"

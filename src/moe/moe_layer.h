@@ -17,6 +17,8 @@ typedef struct moe_layer {
     int d_expert;              /* routed experts' FFN width */
     moe_router router;
     moe_store *store;          /* routed experts */
+    int weight_on_input;       /* an expert runs on weight * x and its output is added unscaled (Llama 4),
+                                * instead of weight * expert(x) */
     int has_shared;
     moe_ffn_weights shared;    /* always-on experts, fused into one FFN */
     int has_shared_gate;

@@ -36,6 +36,8 @@ moe_status moe_layer_ep_experts(const moe_layer *L, const float *x, int n, const
     moe_ep *ep = L->ep;
     int R = ep->size, me = ep->rank, E = a->n_experts, d = L->d_model, rows = a->rows;
     if (a->dispatch) return moe_fail(MOE_EINTERNAL, "MoE layer %d: Soft MoE has no expert-parallel form", L->layer);
+    if (L->weight_on_input)   /* moe_experts_combine scales outputs by the weight */
+        return moe_fail(MOE_EUSAGE, "MoE layer %d: experts weighted on their input (Llama 4) have no expert-parallel form yet", L->layer);
     if ((long long)n * d > INT_MAX || (long long)rows * d > INT_MAX)
         return moe_fail(MOE_EUSAGE, "MoE layer %d: %d tokens are too many for one expert-parallel exchange", L->layer, n);
     const int *owner = ep->owner + (size_t)L->layer * ep->n_experts;

@@ -9,12 +9,12 @@
 
 extern const moe_router_ops moe_router_softmax_topk, moe_router_deepseek_v2, moe_router_deepseek_v3,
     moe_router_switch, moe_router_expert_choice, moe_router_base, moe_router_soft, moe_router_hash, moe_router_thor,
-    moe_router_top_p, moe_router_sparsemax, moe_router_aoe, moe_router_sparsemixer;
+    moe_router_top_p, moe_router_sparsemax, moe_router_aoe, moe_router_sparsemixer, moe_router_sigmoid_topk;
 
 static const moe_router_ops *const k_routers[] = {
     &moe_router_softmax_topk, &moe_router_deepseek_v2, &moe_router_deepseek_v3, &moe_router_switch,
     &moe_router_expert_choice, &moe_router_base, &moe_router_soft, &moe_router_hash, &moe_router_thor,
-    &moe_router_top_p, &moe_router_sparsemax, &moe_router_aoe, &moe_router_sparsemixer,
+    &moe_router_top_p, &moe_router_sparsemax, &moe_router_aoe, &moe_router_sparsemixer, &moe_router_sigmoid_topk,
 };
 
 const moe_router_ops *moe_router_find(const char *name) {

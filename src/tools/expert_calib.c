@@ -115,6 +115,11 @@ static void on_route(void *user, const moe_routing *r) {
                     cnt++;
                 }
         if (!cnt) continue;
+        if (x->m->cfg.expert_input_weighted)   /* Llama 4: the expert sees w x and its output counts unscaled */
+            for (int i = 0; i < cnt; i++) {
+                for (int c = 0; c < d; c++) x->rows[(size_t)i * d + c] *= x->gw[i];
+                x->gw[i] = 1.0f;
+            }
         if ((x->err = moe_expert_apply(x->m, r->layer, e, x->rows, cnt, x->y, x->hg)) != MOE_OK) return;
         for (int i = 0; i < cnt; i++) {
             const float *y = x->y + (size_t)i * d;

@@ -124,6 +124,9 @@ moe_status moe_expert_rewrite_check(moe_model *m) {
     moe_weights *W = m->weights;
     if (m->cfg.n_stored_experts > 0)
         return moe_fail(MOE_EUSAGE, "%s: the model is already a merged checkpoint (moe_expert_slots); compress the original", W->dir);
+    if (m->cfg.prefix)   /* a multimodal folder (Llama 4): its text model's tensors are under a prefix */
+        return moe_fail(MOE_EUSAGE, "%s: the text model's tensors are under \"%s\" (a multimodal checkpoint); rewriting its "
+                        "experts is not supported", W->dir, m->cfg.prefix);
     for (int k = 0; k < W->n; k++)
         if (moe_dtype_is_quant(W->list[k]->dtype))
             return moe_fail(MOE_EUSAGE, "%s: tensor \"%s\" is %s; prune or merge the float model, then quantize", W->dir,
@@ -182,6 +185,9 @@ static moe_status plan(rw *w, layer_in *li, int n_moe, int E_in) {
     moe_weights *W = m->weights;
     const moe_config *c = &m->cfg;
     char name[512];
+    if (p->merged && c->experts_in_out)   /* the merged experts would be written [out][in] */
+        return moe_fail(MOE_EUSAGE, "%s: %s stores its experts [in][out]; merging them is not supported (pruning is)", W->dir,
+                        c->model_type);
     /* every tensor of the input, classified */
     for (int k = 0; k < W->n; k++) {
         const moe_tensor *t = W->list[k];

@@ -15,7 +15,8 @@ into a released checkpoint's tensor layout by a case's `rewrite`), compared with
      top-k excluded);
   5. `moe generate` continues greedily like transformers' argmax.
 batch_check runs tests/unit/test_batch.c on saved folders: several sessions in one batched step against
-each alone (logits within 1e-5), including a session reset and restarted beside continuing ones.
+each alone (logits within 1e-4, the bar against transformers: random hybrid models amplify rounding to
+1e-5..5e-5 there), including a session reset and restarted beside continuing ones.
 A case is a dict: name, model_type, config (overrides), dtype, seq, and optionally randomize(model, gen),
 routes(model, cfg) -> RouteCapture-like object with .routes, rewrite(out_dir)."""
 import copy
@@ -201,7 +202,7 @@ def batch_check(moe, dirs, failures):
         return
     p = subprocess.run([exe] + list(dirs), capture_output=True, text=True, timeout=1200)
     for line in p.stdout.splitlines():
-        if "batched vs alone" in line or line.startswith("FAIL") or "checks," in line:
+        if "batched vs alone" in line or line.startswith(("FAIL", "note", "fresh seed")) or "checks," in line:
             print("batch: " + line, flush=True)
     if p.returncode != 0:
         tail = (p.stdout + p.stderr).strip().splitlines()[-3:]
