@@ -82,7 +82,7 @@ static moe_status get_norm(moe_model *m, float **out, int64_t n, const char *fmt
     MOE_TRY(moe_weights_get_f32(m->weights, name, 1, shape, out));
     if (m->cfg.norm_plus_one)
         for (int64_t i = 0; i < n; i++) (*out)[i] = 1.0f + (*out)[i];
-    return keep(m, *out);
+    return moe_model_keep(m, *out);
 }
 
 static int has(moe_model *m, const char *fmt, ...) {
@@ -130,7 +130,7 @@ static moe_status bind_deltanet(moe_model *m, int l, moe_deltanet_weights *w) {
     char name[256];
     name_fmt(m, name, sizeof name, p, l, "conv1d.weight");
     MOE_TRY(moe_weights_get_f32(m->weights, name, 3, (int64_t[]){C, 1, c->lin_conv}, &w->conv));
-    MOE_TRY(keep(m, w->conv));
+    MOE_TRY(moe_model_keep(m, w->conv));
     MOE_TRY(get_vec(m, &w->a_log, c->lin_v_heads, p, l, "A_log"));
     MOE_TRY(get_vec(m, &w->dt_bias, c->lin_v_heads, p, l, "dt_bias"));
     return get_vec(m, &w->norm, c->lin_v_dim, p, l, "norm.weight");   /* a plain gain, never 1 + w */
@@ -330,7 +330,7 @@ static moe_status bind_in_out_experts(moe_model *m, int l, const char *gate_up, 
     size_t per = (size_t)(3 * I * H) * esz;
     char *buf = moe_alloc(per * (size_t)E);
     if (!buf) return moe_fail(MOE_ENOMEM, "out of memory for the experts of layer %d", l);
-    MOE_TRY(keep(m, buf));
+    MOE_TRY(moe_model_keep(m, buf));
     for (int64_t e = 0; e < E; e++) {
         char *g = buf + (size_t)e * per, *u = g + (size_t)(I * H) * esz, *dd = u + (size_t)(I * H) * esz;
         const char *src = (const char *)gu.data + (size_t)(e * H * 2 * I) * esz;
