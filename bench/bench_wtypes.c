@@ -6,8 +6,8 @@
  * step does; reported as GB/s of W read and as a % of a plain vector read of the same bytes. The
  * read probe and the kernel run back to back in each repetition, each side keeps its best time
  * (the machine is shared and noisy), and the % divides those bests.
- * Prefill: 128 x rows times one matrix (L2/L3 resident), GFLOP/s next to the f32 kernel on the same
- * values (the block types dequantize tiles and call that kernel, so f32 is their ceiling).
+ * Prefill: 128 x rows times one matrix (L2/L3 resident), GFLOP/s (the block types dequantize tiles and
+ * call the f32 kernel, so f32's rate is their ceiling).
  * Each type's matrices come from its own writer (`quantize` in the table) on Gaussian weights; the
  * decode result is checked against the scalar kernel so that the timed code computes the product.
  * Usage: bench_wtypes [--threads N] [--reps R] [--rows R --cols C] [--types a,b,...] [--budget-mib M]
@@ -87,11 +87,10 @@ int main(int argc, char **argv) {
     float *x = moe_alloc(sizeof(float) * (size_t)cols * 128), *wf = moe_alloc(sizeof(float) * (size_t)cols);
     float *y = moe_alloc(sizeof(float) * (size_t)rows * 128), *yr = moe_alloc(sizeof(float) * (size_t)rows);
     for (int i = 0; i < cols * 128; i++) x[i] = gauss();
-    printf("| type | bits/weight | decode GB/s | read GB/s | decode / read | decode Gweights/s | prefill GFLOP/s | f32 prefill GFLOP/s |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| type | bits/weight | decode GB/s | read GB/s | decode / read | decode Gweights/s | prefill GFLOP/s |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|\n");
     char list[512];
     snprintf(list, sizeof list, "%s", types);
-    double f32_gflops = 0;
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int dt = moe_dtype_from_name(tok);
         const moe_dtype_traits *tr = moe_dtype_traits_of((moe_dtype)(dt < 0 ? 0 : dt));
@@ -130,15 +129,13 @@ int main(int argc, char **argv) {
             best_p = fmin(best_p, now() - t0);
         }
         double gflops = 2.0 * 128 * rows * cols / best_p * 1e-9;
-        if (dt == MOE_F32) f32_gflops = gflops;
-        printf("| %s | %.2f | %.1f | %.1f | %.0f%% | %.2f | %.1f | %s |\n", tok, 8.0 * tr->block_bytes / tr->block,
+        printf("| %s | %.2f | %.1f | %.1f | %.0f%% | %.2f | %.1f |\n", tok, 8.0 * tr->block_bytes / tr->block,
                bytes / best_k * 1e-9, bytes / best_r * 1e-9, 100.0 * best_r / best_k,
-               (double)rows * cols * copies / best_k * 1e-9, gflops, f32_gflops > 0 ? "" : "-");
+               (double)rows * cols * copies / best_k * 1e-9, gflops);
         fflush(stdout);
         moe_free(w);
     }
-    printf("\n%d threads, SIMD level %d, %d x %d matrices, best of %d; f32 prefill: %.1f GFLOP/s\n", nt, (int)moe_simd_level(), rows,
-           cols, reps, f32_gflops);
+    printf("\n%d threads, SIMD level %d, %d x %d matrices, best of %d\n", nt, (int)moe_simd_level(), rows, cols, reps);
     moe_free(probe); moe_free(x); moe_free(wf); moe_free(y); moe_free(yr);
     return 0;
 }

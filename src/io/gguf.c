@@ -36,6 +36,11 @@ static int ggml_index(uint32_t id) {
     return -1;
 }
 const char *moe_gguf_type_name(uint32_t id) { int i = ggml_index(id); return i >= 0 ? k_ggml[i].name : NULL; }
+int moe_gguf_type_id(const char *name) {
+    for (size_t i = 0; name && i < sizeof k_ggml / sizeof *k_ggml; i++)
+        if (!strcmp(k_ggml[i].name, name)) return (int)k_ggml[i].id;
+    return -1;
+}
 
 static const char *const k_vtype[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"};
 static const uint8_t k_vsize[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};

@@ -63,6 +63,8 @@ void moe_gguf_meta_free(moe_gguf_meta *meta);
 
 /* The name of a ggml type id ("Q4_K"), or NULL if unknown. */
 const char *moe_gguf_type_name(uint32_t ggml_type);
+/* The id of a ggml type name, or -1 (for writers: bench/make_bench_model.c). */
+int moe_gguf_type_id(const char *name);
 
 /* Metadata lookups. Each returns 1 if the key holds a value of a fitting type (and sets *out), 0 if
  * the key is absent, and fails (MOE_EINPUT, naming the file and key) through *st if it holds
