@@ -56,7 +56,11 @@ def section(load, bench, info, met, flags, preset):
              "streamed with `stream_options.include_usage` and logprobs (2 alternatives, token ids).", "",
              f"Peers in the same run: one request at a time through the same server (the {a['requests']} reference "
              f"requests, {a['tok_per_s']:.1f} tok/s), and the engine alone without HTTP (`moe bench --no-mmap`: "
-             f"{bench['decode_tok_s']:.1f} tok/s single-sequence decode).", "",
+             f"{bench['decode_tok_s']:.1f} tok/s single-sequence decode, against a roofline of {bench['roofline_tok_s']:.1f} "
+             f"tok/s from the {bench['read_bandwidth_gb_s']:.1f} GB/s read bandwidth it probed; with {bench['threads']} "
+             "threads on a machine whose cores other jobs also use, a decode step's threads wait for each other and "
+             "this figure falls far below the roofline, which is why the server, busy with many rows per step, can "
+             "exceed it).", "",
              "| concurrent clients | requests ok | mismatched | near-tie flips | tok/s | vs one at a time | "
              "latency p50 ms | latency p99 ms | first token p50 ms | first token p99 ms |",
              "|---|---|---|---|---|---|---|---|---|---|",
