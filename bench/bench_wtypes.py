@@ -44,6 +44,24 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; {platform.system()} {platform.release()}; {cc}"
 
 
+def verdict(kernels, quiet_gb_s=39.0):
+    """Which types' kernels are too slow for their roofline: the in-cache rate (Gweights/s) against
+    the weights a quiet machine's one-thread read bandwidth delivers."""
+    cache = next((t for th, where, t in kernels if where == "cache"), "")
+    fast, slow = [], []
+    for line in cache.splitlines():
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        if len(c) < 7 or not c[1].replace(".", "").isdigit():
+            continue
+        rate, need = float(c[5]), quiet_gb_s / (float(c[1]) / 8)
+        (fast if rate >= need else slow).append(f"{c[0]} {rate:.1f} of {need:.1f}")
+    return ("How to read it: a type reaches its roofline only if its kernel turns weights into products at least as "
+            f"fast as memory delivers them: {quiet_gb_s:.0f} GB/s (one thread, quiet machine) divided by the bytes per "
+            "weight. The in-cache table gives each kernel's rate (decode Gweights/s) against that need. "
+            f"Fast enough: {', '.join(fast) or 'none'}. Compute-bound below the roofline on a quiet machine: "
+            f"{', '.join(slow) or 'none'} (faster dequantizing kernels for these are open work).")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -60,6 +78,7 @@ def main():
     os.makedirs(a.models, exist_ok=True)
     size = ["--layers", "2", "--vocab", "2000"] if a.quick else []
     rows = []
+    load_before = os.getloadavg()[0]
     for t in a.types.split(","):
         path = os.path.join(a.models, ("quick_" if a.quick else "") + t + ("" if t in ("bf16", "f8_e4m3_b128") else ".gguf"))
         if not os.path.exists(path):
@@ -83,7 +102,11 @@ def main():
     lines = ["<!-- wtypes: begin (written by bench/bench_wtypes.py; edits here are lost) -->", "",
              "## Weight types (docs/WEIGHT_TYPES.md) against the roofline", "",
              f"Regenerate with `python3 bench/bench_wtypes.py`. Machine: {machine()}. Date: "
-             f"{datetime.date.today().isoformat()}{' (QUICK: small model, not representative)' if a.quick else ''}.", "",
+             f"{datetime.date.today().isoformat()}{' (QUICK: small model, not representative)' if a.quick else ''}. "
+             f"Load average {load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after it: where other jobs "
+             "share the machine, the read probe gives far less than the ~39 GB/s one thread reads on a quiet one, and "
+             "the ratios to the probe of the same run are the figures to compare.", "",
+             verdict(kernels), "",
              "The same random Mixtral-shaped model (mixtral2g's shape) in each type, `moe bench --no-mmap` (prefill "
              f"{a.prompt} tokens, decode {a.gen}), best of {a.reps} runs. Roofline = the read bandwidth `moe bench` "
              "measures in the same run / the bytes one decoded token reads (`moe info`).", "",
