@@ -172,6 +172,8 @@ moe_status moe_trace_parse(const char *path, const unsigned char *buf, size_t le
     if (fixed > len) return bad(path, t, "truncated before the token records");
     if (t->n_tokens > (len - fixed) / rec) return bad(path, t, "truncated: fewer token records than the header says");
     size_t T = (size_t)t->n_tokens, L = t->n_moe, K = t->k;
+    /* every piece takes at least 8 bytes (id, length): memory in proportion to what the file holds */
+    if (n_pieces > (len - fixed - T * rec) / 8) return bad(path, t, "truncated: fewer token pieces than the header says");
     t->model = malloc((size_t)name_len + 1);
     t->layer = malloc(L * 4);
     t->token = malloc(T * 4 + 4);
